@@ -1,0 +1,99 @@
+# shardkit: `make demo` and `make test` work on a fresh Debian machine; they
+# install what they need (Debian packages when root, a venv, Go modules).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+TOOLS := $(ROOT)/.tools
+CBINDGEN_VERSION := 0.29.4
+CBINDGEN := $(TOOLS)/bin/cbindgen
+CARGO ?= cargo
+GO ?= go
+export CARGO_TERM_COLOR := never
+export GOFLAGS := -mod=mod
+
+DEBIAN_PACKAGES := nutcracker memcached nginx valgrind gcc make pkg-config
+
+.PHONY: all deps debs venv cbindgen build header check-header lint test test-rust \
+        test-c test-python test-go test-compat demo bench clean
+
+all: build
+
+## ---- dependencies -------------------------------------------------------
+
+deps: debs venv cbindgen
+
+# Install Debian packages that are missing (only possible as root).
+debs:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
+	fi
+	@# Debian starts these as services on install; tests start their own.
+	@-pkill -x nutcracker 2>/dev/null; true
+
+venv: $(VENV)/.ok
+$(VENV)/.ok: python/requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r python/requirements-dev.txt
+	touch $@
+
+cbindgen: $(CBINDGEN)
+$(CBINDGEN):
+	$(CARGO) install --quiet --locked --root $(TOOLS) cbindgen --version $(CBINDGEN_VERSION)
+
+## ---- build ----------------------------------------------------------------
+
+build:
+	$(CARGO) build --workspace
+
+header: $(CBINDGEN)
+	$(CBINDGEN) --config ffi/cbindgen.toml --crate shardkit-ffi --output include/shardkit.h ffi
+
+check-header: $(CBINDGEN)
+	@tmp=$$(mktemp); $(CBINDGEN) --config ffi/cbindgen.toml --crate shardkit-ffi --output $$tmp ffi; \
+	if ! diff -u include/shardkit.h $$tmp; then echo "include/shardkit.h is stale: run 'make header'"; rm -f $$tmp; exit 1; fi; rm -f $$tmp
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## ---- tests ----------------------------------------------------------------
+
+test: deps lint check-header test-rust test-c test-python test-go test-compat
+	@echo "make test: all suites passed"
+
+test-rust:
+	$(CARGO) test --workspace --exclude shardkit-python
+
+test-c:
+	bash tests/c/run.sh
+
+test-python: venv
+	bash python/run_tests.sh
+
+test-go:
+	bash go/run_tests.sh
+
+test-compat: venv
+	bash tests/compat/run.sh
+
+## ---- demo and bench -------------------------------------------------------
+
+demo: deps
+	bash tests/demo.sh
+
+bench: deps
+	bash bench/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf tests/c/build bench/build

@@ -1,0 +1,40 @@
+//! # shardkit
+//!
+//! One engine for the serving patterns of distributed systems. This crate is
+//! the core every binding (C, Python, Go, the `shardkit` binary) wraps:
+//!
+//! - [`hash`]: key hashes, xxh3 by default plus twemproxy's and nginx's family;
+//! - [`shard`]: sharding functions over immutable node-set snapshots;
+//! - [`keysel`]: hash tags and custom key extraction;
+//! - [`config`]: twemproxy YAML pools and nginx upstream lists.
+//!
+//! ```
+//! use shardkit::{Node, Sharder, ShardConfig, Algorithm};
+//! let nodes = vec![Node::new("cache-a", 1)?, Node::new("cache-b", 2)?];
+//! let s = Sharder::new(nodes, ShardConfig::new(Algorithm::Jump.into()))
+//!     .or_else(|_| Sharder::new(
+//!         vec![Node::new("cache-a", 1)?, Node::new("cache-b", 1)?],
+//!         ShardConfig::new(Algorithm::Jump)))?;
+//! let node = s.lookup(b"user:42")?;
+//! assert!(node.name().starts_with("cache-"));
+//! # Ok::<(), shardkit::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod hash;
+pub mod keysel;
+pub mod node;
+pub mod shard;
+
+pub use error::{Error, ErrorKind, Result};
+pub use hash::HashFn;
+pub use keysel::KeySelector;
+pub use node::Node;
+pub use shard::{
+    Algorithm, Balance, Change, KetamaMode, LiveSharder, Movement, ShardConfig, Sharder,
+};
+
+/// The crate version, as in Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! C ABI over shardkit core (being built).
