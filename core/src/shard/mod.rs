@@ -104,6 +104,10 @@ impl Algorithm {
     }
 }
 
+/// The algorithm bindings use when the caller names none: weighted, O(1)
+/// lookups, near-perfect balance, and little movement on membership change.
+pub const DEFAULT_ALGORITHM: &str = "maglev";
+
 /// Every algorithm name [`Algorithm::from_name`] accepts.
 pub const ALGORITHM_NAMES: &[&str] = &[
     "modulo",
