@@ -189,7 +189,8 @@ impl Ring {
         lo + off
     }
 
-    /// Number of points on the ring (for reports).
+    /// Number of points on the ring.
+    #[cfg(test)]
     pub(crate) fn point_count(&self) -> usize {
         self.values.len()
     }

@@ -10,14 +10,25 @@
 //! last node, and Memento leaves a hole that the next added node refills, which
 //! is what keeps its disruption minimal.
 
+mod bounded;
 mod jump;
+mod jumpback;
 mod ketama;
 mod live;
+mod maglev;
+mod memento;
 mod modulo;
+mod rendezvous;
 mod report;
 
+pub use bounded::{DEFAULT_LOAD_FACTOR, DEFAULT_PARTITIONS, MAX_PARTITIONS};
+pub use jump::jump_hash;
+pub use jumpback::jumpback_hash;
 pub use ketama::KetamaMode;
 pub use live::LiveSharder;
+pub use maglev::{
+    DEFAULT_TABLE_SIZE as DEFAULT_MAGLEV_TABLE_SIZE, MAX_TABLE_SIZE as MAX_MAGLEV_TABLE_SIZE,
+};
 pub use report::{Balance, Movement};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -43,6 +54,31 @@ pub enum Algorithm {
     Ketama(KetamaMode),
     /// Lamping & Veach's jump consistent hash (unweighted).
     Jump,
+    /// Ertl's JumpBackHash: jump's placement guarantees in O(1) (unweighted).
+    JumpBack,
+    /// Weighted rendezvous (highest random weight) hashing.
+    Rendezvous,
+    /// Google's Maglev lookup table, weighted.
+    Maglev {
+        /// Entries in the lookup table: a prime, at least the node count.
+        table_size: u32,
+    },
+    /// Consistent hashing with bounded loads over a fixed partition count,
+    /// weighted.
+    BoundedLoad {
+        /// `c`: no node holds more than `c` times its fair share of
+        /// partitions (see the `bounded` module docs for the rounding).
+        load_factor: f64,
+        /// Partitions keys hash to (`hash % partitions`); at least the node
+        /// count.
+        partitions: u32,
+    },
+    /// MementoHash: jump plus arbitrary removal with minimal disruption
+    /// (unweighted).
+    Memento,
+    /// MementoHash over JumpBackHash: the same removal guarantees with O(1)
+    /// lookups at any size (unweighted).
+    MementoJumpBack,
 }
 
 impl Algorithm {
@@ -56,15 +92,38 @@ impl Algorithm {
 
     /// The canonical name, accepted back by [`Algorithm::from_name`].
     pub fn name(&self) -> String {
-        match self {
+        match *self {
             Algorithm::Modulo => "modulo".into(),
             Algorithm::Ketama(m) => format!("ketama:{}", m.name()),
             Algorithm::Jump => "jump".into(),
+            Algorithm::JumpBack => "jumpback".into(),
+            Algorithm::Rendezvous => "rendezvous".into(),
+            Algorithm::Maglev { table_size } if table_size == maglev::DEFAULT_TABLE_SIZE => {
+                "maglev".into()
+            }
+            Algorithm::Maglev { table_size } => format!("maglev:{table_size}"),
+            Algorithm::BoundedLoad {
+                load_factor,
+                partitions,
+            } => {
+                if partitions != bounded::DEFAULT_PARTITIONS {
+                    format!("bounded:{load_factor}:{partitions}")
+                } else if load_factor != bounded::DEFAULT_LOAD_FACTOR {
+                    format!("bounded:{load_factor}")
+                } else {
+                    "bounded".into()
+                }
+            }
+            Algorithm::Memento => "memento".into(),
+            Algorithm::MementoJumpBack => "memento:jumpback".into(),
         }
     }
 
     /// Parses `modulo`, `ketama` (twemproxy mode), `ketama:twemproxy`,
-    /// `ketama:nginx`, `ketama:uhashring`, `jump`.
+    /// `ketama:nginx`, `ketama:uhashring`, `jump`, `jumpback`, `rendezvous`
+    /// (alias `hrw`), `maglev` (table size 65537), `maglev:SIZE`, `bounded`
+    /// (load factor 1.25, 65537 partitions), `bounded:C`, `bounded:C:P`,
+    /// `memento` (alias `memento:jump`) and `memento:jumpback`.
     pub fn from_name(name: &str) -> Result<Algorithm> {
         let lower = name.trim().to_ascii_lowercase();
         let (head, arg) = match lower.split_once(':') {
@@ -80,6 +139,60 @@ impl Algorithm {
         match head {
             "modulo" | "modula" => no_arg(Algorithm::Modulo),
             "jump" => no_arg(Algorithm::Jump),
+            "jumpback" => no_arg(Algorithm::JumpBack),
+            "rendezvous" | "hrw" => no_arg(Algorithm::Rendezvous),
+            "memento" => match arg.map(str::trim) {
+                None | Some("jump") => Ok(Algorithm::Memento),
+                Some("jumpback") => Ok(Algorithm::MementoJumpBack),
+                Some(a) => Err(Error::invalid(format!(
+                    "memento runs over jump or jumpback, got {a:?} in {name:?}"
+                ))),
+            },
+            "maglev" => {
+                let table_size = match arg {
+                    None => maglev::DEFAULT_TABLE_SIZE,
+                    Some(a) => a.trim().parse::<u32>().map_err(|_| {
+                        Error::invalid(format!(
+                            "maglev table size must be a prime between 2 and {}, got {a:?} in {name:?}",
+                            maglev::MAX_TABLE_SIZE
+                        ))
+                    })?,
+                };
+                maglev::validate_table_size(table_size)?;
+                Ok(Algorithm::Maglev { table_size })
+            }
+            "bounded" => {
+                let (c, p) = match arg {
+                    None => (None, None),
+                    Some(a) => match a.split_once(':') {
+                        Some((c, p)) => (Some(c), Some(p)),
+                        None => (Some(a), None),
+                    },
+                };
+                let load_factor = match c {
+                    None => bounded::DEFAULT_LOAD_FACTOR,
+                    Some(c) => c.trim().parse::<f64>().map_err(|_| {
+                        Error::invalid(format!(
+                            "bounded load factor must be a finite number greater than 1.0, got {c:?} in {name:?}"
+                        ))
+                    })?,
+                };
+                bounded::validate_load_factor(load_factor)?;
+                let partitions = match p {
+                    None => bounded::DEFAULT_PARTITIONS,
+                    Some(p) => p.trim().parse::<u32>().map_err(|_| {
+                        Error::invalid(format!(
+                            "bounded partition count must be between 1 and {}, got {p:?} in {name:?}",
+                            bounded::MAX_PARTITIONS
+                        ))
+                    })?,
+                };
+                bounded::validate_partitions(partitions)?;
+                Ok(Algorithm::BoundedLoad {
+                    load_factor,
+                    partitions,
+                })
+            }
             "ketama" => Ok(Algorithm::Ketama(match arg {
                 None => KetamaMode::Twemproxy,
                 Some(m) => KetamaMode::from_name(m)?,
@@ -94,13 +207,18 @@ impl Algorithm {
     /// How a removed node's slot is reused (see the module docs).
     fn removal(&self) -> Removal {
         match self {
-            Algorithm::Jump => Removal::SwapLast,
+            Algorithm::Jump | Algorithm::JumpBack => Removal::SwapLast,
+            Algorithm::Memento | Algorithm::MementoJumpBack => Removal::Hole,
             _ => Removal::Ordered,
         }
     }
 
-    fn weighted(&self) -> bool {
-        !matches!(self, Algorithm::Jump)
+    /// Whether nodes may have weights other than 1.
+    pub fn weighted(&self) -> bool {
+        !matches!(
+            self,
+            Algorithm::Jump | Algorithm::JumpBack | Algorithm::Memento | Algorithm::MementoJumpBack
+        )
     }
 }
 
@@ -115,6 +233,12 @@ pub const ALGORITHM_NAMES: &[&str] = &[
     "ketama:nginx",
     "ketama:uhashring",
     "jump",
+    "jumpback",
+    "rendezvous",
+    "maglev",
+    "bounded",
+    "memento",
+    "memento:jumpback",
 ];
 
 impl FromStr for Algorithm {
@@ -137,6 +261,9 @@ enum Removal {
     /// The last node takes the removed slot: position-based algorithms keep
     /// every other node's buckets.
     SwapLast,
+    /// The slot is left empty and logged in `removed`; the next added node
+    /// refills the most recently emptied slot (Memento).
+    Hole,
 }
 
 /// How keys are hashed and placed.
@@ -216,18 +343,71 @@ pub(crate) fn rehash_walk(
     }
 }
 
+/// `x % d` for a fixed 32-bit `d` without a division: Lemire, Kaser & Kurz,
+/// "Faster Remainder by Direct Computation" (2019). With a 128-bit
+/// reciprocal the result is exact for every 64-bit `x`, so tables indexed
+/// this way place keys exactly as `h % d` would.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastMod {
+    d: u64,
+    /// `ceil(2^128 / d)`, wrapped to 0 for `d == 1` (every remainder is 0).
+    m: u128,
+}
+
+impl FastMod {
+    pub(crate) fn new(d: u32) -> FastMod {
+        assert!(d > 0, "modulus must be positive");
+        let m = if d == 1 { 0 } else { u128::MAX / d as u128 + 1 };
+        FastMod { d: d as u64, m }
+    }
+
+    #[inline]
+    pub(crate) fn reduce(&self, x: u64) -> u32 {
+        let low = self.m.wrapping_mul(x as u128);
+        let hi = (low >> 64) * self.d as u128;
+        let lo = ((low as u64 as u128) * self.d as u128) >> 64;
+        ((hi + lo) >> 64) as u32
+    }
+}
+
 enum Table {
     Modulo(modulo::Modulo),
     Ketama(ketama::Ring),
     Jump(jump::Jump),
+    JumpBack(jumpback::JumpBack),
+    Rendezvous(rendezvous::Rendezvous),
+    Maglev(maglev::Maglev),
+    Bounded(bounded::Bounded),
+    Memento(memento::Memento),
 }
 
 impl Table {
-    fn build(cfg: &ShardConfig, slots: &[Option<Node>], _removed: &[u32]) -> Result<Table> {
+    /// Builds the table; `removed` lists emptied slots oldest first (only
+    /// [`Removal::Hole`] algorithms leave any).
+    fn build(cfg: &ShardConfig, slots: &[Option<Node>], removed: &[u32]) -> Result<Table> {
         Ok(match cfg.algorithm {
             Algorithm::Modulo => Table::Modulo(modulo::Modulo::build(slots)?),
             Algorithm::Ketama(mode) => Table::Ketama(ketama::Ring::build(mode, slots)?),
             Algorithm::Jump => Table::Jump(jump::Jump::build(slots)?),
+            Algorithm::JumpBack => Table::JumpBack(jumpback::JumpBack::build(slots)?),
+            Algorithm::Rendezvous => Table::Rendezvous(rendezvous::Rendezvous::build(slots)?),
+            Algorithm::Maglev { table_size } => {
+                Table::Maglev(maglev::Maglev::build(table_size, slots)?)
+            }
+            Algorithm::BoundedLoad {
+                load_factor,
+                partitions,
+            } => Table::Bounded(bounded::Bounded::build(load_factor, partitions, slots)?),
+            Algorithm::Memento => Table::Memento(memento::Memento::build(
+                memento::Base::Jump,
+                slots,
+                removed,
+            )?),
+            Algorithm::MementoJumpBack => Table::Memento(memento::Memento::build(
+                memento::Base::JumpBack,
+                slots,
+                removed,
+            )?),
         })
     }
 
@@ -237,6 +417,11 @@ impl Table {
             Table::Modulo(t) => t,
             Table::Ketama(t) => t,
             Table::Jump(t) => t,
+            Table::JumpBack(t) => t,
+            Table::Rendezvous(t) => t,
+            Table::Maglev(t) => t,
+            Table::Bounded(t) => t,
+            Table::Memento(t) => t,
         }
     }
 
@@ -247,6 +432,11 @@ impl Table {
             Table::Modulo(t) => t.locate(h),
             Table::Ketama(t) => t.locate(h),
             Table::Jump(t) => t.locate(h),
+            Table::JumpBack(t) => t.locate(h),
+            Table::Rendezvous(t) => t.locate(h),
+            Table::Maglev(t) => t.locate(h),
+            Table::Bounded(t) => t.locate(h),
+            Table::Memento(t) => t.locate(h),
         }
     }
 }
@@ -611,6 +801,11 @@ impl Sharder {
                             if let Some(Some(moved)) = slots.get(slot) {
                                 by_name.insert(moved.name().to_string(), slot as u32);
                             }
+                        }
+                        Removal::Hole => {
+                            slots[slot] = None;
+                            down[slot] = false;
+                            removed.push(slot as u32);
                         }
                     }
                 }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make demo`: a short tour. Plan a resize with `shardkit plan`, route keys
+# with `shardkit route` from a nutcracker.yml, then the same lookups from
+# Python and C, which must agree with the CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=$ROOT/.venv
+CONFIG=tests/compat/nutcracker.sample.yml
+KEYS=(user:1 user:2 "session:{42}:cart" "session:{42}:profile" cafe)
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "build (debug: quick to compile)"
+cargo build -q -p shardkit-cli -p shardkit-ffi
+SHARDKIT=$ROOT/target/debug/shardkit
+
+step "shardkit plan: 6 cache nodes, add one, retire another"
+"$SHARDKIT" plan --nodes "cache-a,cache-b,cache-c,cache-d,cache-e,cache-f" \
+  --add cache-g --remove cache-c --samples 100000
+
+step "shardkit route: keys through the first pool of $CONFIG"
+"$SHARDKIT" route --config "$CONFIG" "${KEYS[@]}" | tee target/demo-cli.txt
+
+step "Python: the same pool, then a maglev resize and a 1M-key batch"
+(cd python && "$VENV/bin/maturin" develop -q >/dev/null 2>&1 || "$VENV/bin/maturin" develop)
+"$VENV/bin/python" tests/demo/demo.py "$CONFIG" "${KEYS[@]}" | tee target/demo-py.txt
+
+step "C: the same pool through include/shardkit.h and libshardkit.a"
+cc -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude tests/demo/demo.c \
+  target/debug/libshardkit.a -lpthread -ldl -lm -o target/demo-c
+target/demo-c "$CONFIG" "${KEYS[@]}" | tee target/demo-c.txt
+
+step "agreement: CLI, Python and C place every key on the same server"
+cli=$(cut -f2 target/demo-cli.txt)
+py=$(grep -P '^py   [^\t]+\t' target/demo-py.txt | cut -f2)
+c=$(grep -P '^C    [^\t]+\t' target/demo-c.txt | cut -f2)
+if [[ "$cli" == "$py" && "$cli" == "$c" ]]; then
+  echo "all ${#KEYS[@]} keys agree"
+else
+  echo "MISMATCH between languages" >&2; exit 1
+fi
