@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod error;
 pub mod hash;
 pub mod keysel;

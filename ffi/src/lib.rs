@@ -1,1 +1,39 @@
-//! C ABI over shardkit core (being built).
+//! The C ABI of shardkit: a thin layer that converts C arguments, calls
+//! [`shardkit`] core and converts the result back. It holds no logic of its
+//! own; `include/shardkit.h` is generated from this crate by cbindgen.
+//!
+//! Conventions every export follows (see ARCHITECTURE.md):
+//!
+//! - fallible functions return [`shardkit_status`] and write their out-params
+//!   only when they return `SHARDKIT_STATUS_OK` (the documented exceptions are
+//!   the required lengths reported with `SHARDKIT_STATUS_BUFFER_TOO_SMALL`);
+//! - on failure the detail is kept per thread for [`shardkit_last_error`];
+//!   success leaves it untouched (like `errno`), so the hot path does no work;
+//! - every body runs inside [`ffi_boundary!`], so a panic becomes
+//!   `SHARDKIT_STATUS_PANIC` and never unwinds into C;
+//! - a buffer pointer is followed by its `size_t` length, and `NULL` with a
+//!   zero length is an empty buffer.
+
+// The exported names are the C names (`shardkit_sharder`, `shardkit_status`),
+// which cbindgen copies into the header verbatim.
+#![allow(non_camel_case_types)]
+#![warn(missing_docs)]
+
+#[macro_use]
+mod boundary;
+mod sharder;
+
+pub use boundary::{
+    shardkit_last_error, shardkit_status, shardkit_status_message, shardkit_version,
+};
+pub use sharder::*;
+
+/// Major version of the library this header belongs to (Cargo.toml's).
+pub const SHARDKIT_VERSION_MAJOR: u32 = 0;
+/// Minor version of the library this header belongs to.
+pub const SHARDKIT_VERSION_MINOR: u32 = 1;
+/// Patch version of the library this header belongs to.
+pub const SHARDKIT_VERSION_PATCH: u32 = 0;
+
+#[cfg(test)]
+mod tests;
