@@ -246,7 +246,7 @@ fn md5_points(points: &mut Vec<(u32, u32)>, id: &str, groups: u32, slot: u32) {
 
 /// nginx splits a server at its last `:` (after a `unix:` prefix, none).
 fn nginx_host_port(server: &str) -> (&str, &str) {
-    if server.len() >= 5 && server[..5].eq_ignore_ascii_case("unix:") {
+    if server.len() >= 5 && server.as_bytes()[..5].eq_ignore_ascii_case(b"unix:") {
         return (&server[5..], "");
     }
     match server.rfind(':') {

@@ -1,0 +1,19 @@
+"""Wrong uses the stubs must reject: run_tests.sh expects mypy to report an
+error on exactly the lines marked `# E`, which shows the stubs are in force
+(an untyped module would let all of these through)."""
+
+from __future__ import annotations
+
+import shardkit
+
+s = shardkit.Sharder(["a", "b"], "jump")
+s.lookup(5)  # E
+s.lookup_many([1, 2])  # E
+s.lookup_n(b"k")  # E
+x: int = s.lookup(b"k")  # E
+shardkit.Sharder({"a": "heavy"})  # E
+shardkit.Sharder(["a"], hash=3)  # E
+s.with_weight("a", "2")  # E
+s.apply([("explode", "a")])  # E
+s.movement(["a"])  # E
+y: str = s.balance().peak_to_mean  # E

@@ -1,0 +1,46 @@
+"""A typed use of the public API, checked by mypy --strict against the stubs
+(run_tests.sh). Also run by the test suite, so it must stay executable."""
+
+from __future__ import annotations
+
+from array import array
+
+import shardkit
+
+
+def route(keys: list[bytes]) -> dict[str, list[bytes]]:
+    s: shardkit.Sharder = shardkit.Sharder({"cache-a": 1, "cache-b": 2}, "ketama:nginx", hash="xxh3", hash_tag="{}")
+    out: dict[str, list[bytes]] = {}
+    for key, node in zip(keys, s.lookup_many(keys)):
+        out.setdefault(node, []).append(key)
+    single: str = s.lookup("user:1")
+    replicas: list[str] = s.lookup_n(b"user:1", 2)
+    assert single == replicas[0]
+    slots: array[int] = s.lookup_many_slots(keys)
+    names: list[str] = [s.node(i) for i in slots]
+    assert names == s.lookup_many(keys)
+    h: int = s.key_hash(bytearray(b"user:1"))
+    assert h >= 0
+    bigger = s.with_node("cache-c", 3).with_weight("cache-a", 2).with_down("cache-b").without_node("cache-c")
+    again = bigger.apply([("up", "cache-b"), ("add", "cache-d"), ("weight", "cache-d", 5), ("remove", "cache-d")])
+    m: shardkit.Movement = s.movement(again, samples=1000)
+    frac: float = m.fraction
+    b: shardkit.Balance = s.balance(1000)
+    per: dict[str, int] = b.per_node
+    assert 0.0 <= frac <= 1.0 and sum(per.values()) == 1000
+    tag: str | None = s.hash_tag
+    assert tag == "{}" and len(s) == 2 and "cache-a" in s
+    try:
+        shardkit.Sharder([], "jump")
+    except shardkit.EmptyNodeSetError as e:
+        code: int = e.code
+        assert code == 2
+    try:
+        s.without_node("nope")
+    except KeyError:
+        pass
+    return out
+
+
+if __name__ == "__main__":
+    print(route([b"user:%d" % i for i in range(10)]))
