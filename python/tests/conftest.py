@@ -27,11 +27,6 @@ settings.load_profile("ci")
 ADD_MOVES_ONLY_TO_NEW = ("ketama:nginx", "ketama:uhashring", "jump", "jumpback", "rendezvous", "memento")
 
 
-def available(*names: str) -> list[str]:
-    """Those of `names` this build offers (other engineers are adding some)."""
-    return [n for n in names if n in shardkit.ALGORITHMS]
-
-
 @functools.lru_cache(maxsize=None)
 def supports_weights(algorithm: str) -> bool:
     """Whether `algorithm` accepts a weight other than 1 (jump-like ones don't)."""

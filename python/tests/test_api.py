@@ -10,7 +10,7 @@ import re
 import pytest
 
 import shardkit
-from conftest import available, supports_weights
+from conftest import supports_weights
 
 NODES = ["cache-a", "cache-b", "cache-c", "cache-d"]
 KEYS = [b"user:%d" % i for i in range(2000)]
@@ -278,7 +278,6 @@ def test_balance() -> None:
         s.balance(samples=0)
 
 
-@pytest.mark.skipif(not available("maglev"), reason="maglev not in this build yet")
 def test_maglev_table_size() -> None:
     s = shardkit.Sharder(NODES, "maglev:251")
     assert set(s.lookup_many(KEYS)) == set(NODES)

@@ -7,7 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import shardkit
-from conftest import ADD_MOVES_ONLY_TO_NEW, available, supports_weights
+from conftest import ADD_MOVES_ONLY_TO_NEW, supports_weights
 
 keys_st = st.lists(st.binary(max_size=64), min_size=1, max_size=64)
 names_st = st.lists(
@@ -65,7 +65,7 @@ def test_down_node_moves_only_its_keys(algorithm: str, names: list[str], keys: l
             assert after == s.lookup_n(key, 2)[1]
 
 
-@pytest.mark.parametrize("algorithm", available(*ADD_MOVES_ONLY_TO_NEW))
+@pytest.mark.parametrize("algorithm", ADD_MOVES_ONLY_TO_NEW)
 @given(names=names_st, keys=keys_st, new=st.text(min_size=1, max_size=8))
 def test_adding_a_node_only_moves_keys_to_it(algorithm: str, names: list[str], keys: list[bytes], new: str) -> None:
     assume(new not in names)
@@ -75,7 +75,6 @@ def test_adding_a_node_only_moves_keys_to_it(algorithm: str, names: list[str], k
         assert after in (before, new), f"{algorithm}: {key!r} moved {before} -> {after}, not to {new}"
 
 
-@pytest.mark.skipif(not available("memento"), reason="memento not in this build yet")
 @given(names=names_st, keys=keys_st, data=st.data())
 def test_memento_removal_moves_only_the_removed_nodes_keys(names: list[str], keys: list[bytes], data: st.DataObject) -> None:
     assume(len(names) >= 2)
@@ -90,7 +89,6 @@ def test_memento_removal_moves_only_the_removed_nodes_keys(names: list[str], key
         s = t
 
 
-@pytest.mark.skipif(not available("memento"), reason="memento not in this build yet")
 @given(names=names_st, keys=keys_st)
 def test_memento_equals_jump_while_nothing_is_removed(names: list[str], keys: list[bytes]) -> None:
     assert shardkit.Sharder(names, "memento").lookup_many(keys) == shardkit.Sharder(names, "jump").lookup_many(keys)
