@@ -180,8 +180,9 @@ pub unsafe extern "C" fn shardkit_sharder_from_twemproxy_yaml(
 /// server list such as "127.0.0.1:8081 weight=2,127.0.0.1:8082" (separators:
 /// ',', ';' or newline). Node names are the addresses as written.
 ///
-/// Errors: `CONFIG` (an unparsable entry), `INVALID_UTF8`, `NULL_POINTER`, and
-/// the errors of `shardkit_sharder_new`.
+/// Errors: `INVALID_ARGUMENT` (an unparsable entry or parameter, e.g.
+/// `weight=0`), `EMPTY_NODE_SET` (no entries), `DUPLICATE_NODE` (an address
+/// listed twice), `INVALID_UTF8`, `NULL_POINTER`.
 ///
 /// # Safety
 /// `list` must be NULL or point to `list_len` readable bytes; `out` must point

@@ -1,0 +1,52 @@
+// Package shardkit places keys on nodes: consistent hashing (ketama rings
+// compatible with twemproxy, nginx and uhashring; jump; jumpback; rendezvous;
+// maglev; bounded loads; memento) and modulo, over immutable snapshots of a
+// node set. It is a thin binding over shardkit's C library; placement is
+// computed by the same engine as the Rust, C, Python and CLI front ends, so a
+// key maps to the same node from every language.
+//
+//	s, err := shardkit.New([]shardkit.Node{{Name: "cache-a", Weight: 1}, {Name: "cache-b", Weight: 2}},
+//		&shardkit.Config{Algorithm: "ketama:twemproxy"})
+//	if err != nil { ... }
+//	defer s.Close()
+//	node, err := s.LookupString("user:42")
+//
+// # Snapshots and membership
+//
+// A Sharder never changes. Add, Remove, Reweight and SetDown return a new
+// Sharder; the old one keeps answering until it is closed. Live holds the
+// current snapshot of a changing set and swaps it atomically for readers.
+//
+// # Errors
+//
+// Every engine error is an *Error whose Kind is one of shardkit's stable
+// codes; compare with errors.Is against ErrInvalidArgument, ErrDuplicateNode
+// and the other sentinels. The message names the offending value. Methods of
+// a closed Sharder return ErrClosed.
+//
+// # Building and linking
+//
+// The package links the static library libshardkit.a from the repository's
+// cargo target directory and includes ../include/shardkit.h, so build the
+// library first:
+//
+//	cargo build -p shardkit-ffi                 # target/debug, the default
+//	cargo build --release -p shardkit-ffi       # for -tags shardkit_release
+//
+// Build tags select the library:
+//
+//   - (none): ../target/debug/libshardkit.a, what tests use;
+//   - shardkit_release: ../target/release/libshardkit.a, for benchmarks and
+//     deployment (go test -tags shardkit_release -bench .);
+//   - shardkit_system: -lshardkit from the linker's search path, for a library
+//     installed elsewhere (set CGO_LDFLAGS=-L... and, if needed, CGO_CFLAGS=-I...).
+//
+// # Memory and threads
+//
+// Go memory is handed to C only for the duration of one call, as the cgo
+// pointer rules require: keys are passed in place (they hold no pointers),
+// and batches are packed into one buffer. Each Sharder owns one C handle,
+// released by Close (or, as a safety net, by a finalizer). The engine's
+// last-error text is per OS thread, so it is copied inside the same C call
+// that failed.
+package shardkit

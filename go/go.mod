@@ -1,0 +1,3 @@
+module github.com/shardkit/shardkit/go
+
+go 1.24

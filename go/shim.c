@@ -1,0 +1,178 @@
+// Wrappers that the Go side calls instead of the C ABI directly: each one
+// makes the call and, on failure, copies this thread's last-error text before
+// returning (see capi.go for why).
+
+#include <stdlib.h>
+#include <string.h>
+#include "shim.h"
+
+// Copies this thread's last error into malloc'd, NUL-terminated memory that
+// the Go side frees. NULL when there is no text or no memory: the status code
+// still tells the kind.
+static char *sk_take_error(void) {
+	char small[256];
+	size_t n = 0;
+	shardkit_status st = shardkit_last_error(small, sizeof small, &n);
+	if (st == SHARDKIT_STATUS_OK) {
+		if (n >= sizeof small) n = sizeof small - 1;
+		char *m = malloc(n + 1);
+		if (m == NULL) return NULL;
+		memcpy(m, small, n);
+		m[n] = '\0';
+		return m;
+	}
+	if (st != SHARDKIT_STATUS_BUFFER_TOO_SMALL) return NULL;
+	size_t cap = n + 1;
+	char *m = malloc(cap);
+	if (m == NULL) return NULL;
+	if (shardkit_last_error(m, cap, &n) != SHARDKIT_STATUS_OK) {
+		free(m);
+		return NULL;
+	}
+	m[n < cap ? n : cap - 1] = '\0';
+	return m;
+}
+
+#define SK_RETURN(call)                                   \
+	do {                                                  \
+		shardkit_status st_ = (call);                     \
+		if (st_ != SHARDKIT_STATUS_OK) *err = sk_take_error(); \
+		return st_;                                       \
+	} while (0)
+
+shardkit_status sk_new(const shardkit_node *nodes, size_t n_nodes,
+		const shardkit_config *config, shardkit_sharder **out, char **err) {
+	SK_RETURN(shardkit_sharder_new(nodes, n_nodes, config, out));
+}
+
+shardkit_status sk_from_twemproxy_yaml(const uint8_t *yaml, size_t yaml_len,
+		const uint8_t *pool, size_t pool_len, shardkit_sharder **out, char **err) {
+	SK_RETURN(shardkit_sharder_from_twemproxy_yaml(yaml, yaml_len, pool, pool_len, out));
+}
+
+shardkit_status sk_from_nginx_upstream(const uint8_t *list, size_t list_len,
+		shardkit_sharder **out, char **err) {
+	SK_RETURN(shardkit_sharder_from_nginx_upstream(list, list_len, out));
+}
+
+shardkit_sharder *sk_clone(const shardkit_sharder *s, char **err) {
+	shardkit_sharder *c = shardkit_sharder_clone(s);
+	if (c == NULL) *err = sk_take_error();
+	return c;
+}
+
+void sk_nodes_free(sk_nodes *n) {
+	free(n->names);
+	free(n->offsets);
+	free(n->weights);
+	free(n->present);
+	memset(n, 0, sizeof *n);
+}
+
+shardkit_status sk_load_nodes(const shardkit_sharder *s, sk_nodes *out, char **err) {
+	memset(out, 0, sizeof *out);
+	size_t slots = shardkit_sharder_slot_count(s);
+	size_t cap = slots * 16 + 16, used = 0;
+	out->slots = slots;
+	out->names = malloc(cap);
+	out->offsets = malloc((slots + 1) * sizeof(size_t));
+	out->weights = malloc((slots ? slots : 1) * sizeof(uint32_t));
+	out->present = malloc(slots ? slots : 1);
+	if (!out->names || !out->offsets || !out->weights || !out->present) {
+		sk_nodes_free(out);
+		return SHARDKIT_STATUS_PANIC;
+	}
+	for (size_t i = 0; i < slots; i++) {
+		out->offsets[i] = used;
+		out->weights[i] = 0;
+		out->present[i] = 0;
+		size_t len = 0;
+		shardkit_status st = shardkit_sharder_node_name(s, (uint32_t)i,
+				out->names + used, cap - used, &len);
+		if (st == SHARDKIT_STATUS_BUFFER_TOO_SMALL) {
+			size_t want = cap * 2 > used + len + 1 ? cap * 2 : used + len + 1;
+			uint8_t *grown = realloc(out->names, want);
+			if (grown == NULL) {
+				sk_nodes_free(out);
+				return SHARDKIT_STATUS_PANIC;
+			}
+			out->names = grown;
+			cap = want;
+			st = shardkit_sharder_node_name(s, (uint32_t)i, out->names + used, cap - used, &len);
+		}
+		if (st == SHARDKIT_STATUS_NOT_FOUND) continue;  // an empty slot
+		if (st == SHARDKIT_STATUS_OK)
+			st = shardkit_sharder_node_weight(s, (uint32_t)i, &out->weights[i]);
+		if (st != SHARDKIT_STATUS_OK) {
+			*err = sk_take_error();
+			sk_nodes_free(out);
+			return st;
+		}
+		out->present[i] = 1;
+		used += len;
+	}
+	out->offsets[slots] = used;
+	return SHARDKIT_STATUS_OK;
+}
+
+shardkit_status sk_slot_of(const shardkit_sharder *s, const uint8_t *name,
+		size_t name_len, uint32_t *out, char **err) {
+	SK_RETURN(shardkit_sharder_slot_of(s, name, name_len, out));
+}
+
+shardkit_status sk_key_hash(const shardkit_sharder *s, const uint8_t *key,
+		size_t key_len, uint64_t *out, char **err) {
+	SK_RETURN(shardkit_sharder_key_hash(s, key, key_len, out));
+}
+
+shardkit_status sk_lookup(const shardkit_sharder *s, const uint8_t *key,
+		size_t key_len, uint32_t *out, char **err) {
+	SK_RETURN(shardkit_sharder_lookup(s, key, key_len, out));
+}
+
+shardkit_status sk_lookup_hash(const shardkit_sharder *s, uint64_t hash,
+		uint32_t *out, char **err) {
+	SK_RETURN(shardkit_sharder_lookup_hash(s, hash, out));
+}
+
+shardkit_status sk_lookup_n(const shardkit_sharder *s, const uint8_t *key,
+		size_t key_len, size_t n, uint32_t *out, size_t out_cap, size_t *out_count,
+		char **err) {
+	SK_RETURN(shardkit_sharder_lookup_n(s, key, key_len, n, out, out_cap, out_count));
+}
+
+shardkit_status sk_lookup_batch_packed(const shardkit_sharder *s,
+		const uint8_t *data, size_t data_len, const size_t *offsets, size_t count,
+		uint32_t *out, char **err) {
+	SK_RETURN(shardkit_sharder_lookup_batch_packed(s, data, data_len, offsets, count, out));
+}
+
+shardkit_status sk_add(const shardkit_sharder *s, const shardkit_node *node,
+		shardkit_sharder **out, char **err) {
+	SK_RETURN(shardkit_sharder_add(s, node, out));
+}
+
+shardkit_status sk_remove(const shardkit_sharder *s, const uint8_t *name,
+		size_t name_len, shardkit_sharder **out, char **err) {
+	SK_RETURN(shardkit_sharder_remove(s, name, name_len, out));
+}
+
+shardkit_status sk_reweight(const shardkit_sharder *s, const uint8_t *name,
+		size_t name_len, int64_t weight, shardkit_sharder **out, char **err) {
+	SK_RETURN(shardkit_sharder_reweight(s, name, name_len, weight, out));
+}
+
+shardkit_status sk_set_down(const shardkit_sharder *s, const uint8_t *name,
+		size_t name_len, int down, shardkit_sharder **out, char **err) {
+	SK_RETURN(shardkit_sharder_set_down(s, name, name_len, down != 0, out));
+}
+
+shardkit_status sk_movement(const shardkit_sharder *from, const shardkit_sharder *to,
+		size_t samples, double *fraction, double *minimum, char **err) {
+	SK_RETURN(shardkit_sharder_movement(from, to, samples, fraction, minimum));
+}
+
+shardkit_status sk_balance(const shardkit_sharder *s, size_t samples,
+		double *peak_to_mean, double *stddev, char **err) {
+	SK_RETURN(shardkit_sharder_balance(s, samples, peak_to_mean, stddev));
+}
