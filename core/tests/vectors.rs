@@ -35,14 +35,29 @@ fn generate() -> String {
     );
     let node_sets: [&[(&str, i64)]; 3] = [
         &[("a", 1)],
-        &[("node-0", 1), ("node-1", 1), ("node-2", 1), ("node-3", 1), ("node-4", 1)],
-        &[("10.0.0.1:11211", 1), ("10.0.0.2:11211", 2), ("cache-c", 3), ("cache-d", 1), ("e", 5)],
+        &[
+            ("node-0", 1),
+            ("node-1", 1),
+            ("node-2", 1),
+            ("node-3", 1),
+            ("node-4", 1),
+        ],
+        &[
+            ("10.0.0.1:11211", 1),
+            ("10.0.0.2:11211", 2),
+            ("cache-c", 3),
+            ("cache-d", 1),
+            ("e", 5),
+        ],
     ];
     for alg_name in ALGORITHM_NAMES {
         let alg = Algorithm::from_name(alg_name).unwrap();
         for (hash, tag) in [("", ""), ("xxh3:7", ""), ("fnv1a_64", "{}"), ("md5", "")] {
             for set in node_sets {
-                let nodes: Vec<Node> = set.iter().map(|(n, w)| Node::new(*n, *w).unwrap()).collect();
+                let nodes: Vec<Node> = set
+                    .iter()
+                    .map(|(n, w)| Node::new(*n, *w).unwrap())
+                    .collect();
                 let mut cfg = ShardConfig::new(alg);
                 if !hash.is_empty() {
                     cfg = cfg.with_hash(HashFn::from_name(hash).unwrap());
@@ -80,9 +95,20 @@ fn placement_vectors_are_unchanged() {
         std::fs::write(&path, &now).unwrap();
         return;
     }
-    let pinned = std::fs::read_to_string(&path).expect("tests/vectors/placement.tsv (generate with SHARDKIT_BLESS=1)");
+    let pinned = std::fs::read_to_string(&path)
+        .expect("tests/vectors/placement.tsv (generate with SHARDKIT_BLESS=1)");
     for (i, (a, b)) in pinned.lines().zip(now.lines()).enumerate() {
-        assert_eq!(a, b, "placement changed at line {} of {}", i + 1, path.display());
+        assert_eq!(
+            a,
+            b,
+            "placement changed at line {} of {}",
+            i + 1,
+            path.display()
+        );
     }
-    assert_eq!(pinned.lines().count(), now.lines().count(), "vector count changed");
+    assert_eq!(
+        pinned.lines().count(),
+        now.lines().count(),
+        "vector count changed"
+    );
 }

@@ -35,7 +35,8 @@ KEYS = [b"user:%d" % i for i in range(3000)] + [b"user:{7}:a", b"user:{7}:b"]
 def test_first_pool_by_default() -> None:
     s = shardkit.Sharder.from_twemproxy(YAML)
     # Node names are the server entries as written, without the alias.
-    assert s.nodes == ["127.0.0.1:11211:1", "127.0.0.1:11212:2", "127.0.0.1:11213:1"]
+    # nutcracker orders servers by ring name (alias, else host[:port]), shorter first.
+    assert s.nodes == ["127.0.0.1:11213:1", "127.0.0.1:11211:1", "127.0.0.1:11212:2"]
     assert s.weights == {"127.0.0.1:11211:1": 1, "127.0.0.1:11212:2": 2, "127.0.0.1:11213:1": 1}
     assert s.algorithm == "ketama:twemproxy"
     assert s.hash_name == "fnv1a_64"

@@ -239,8 +239,10 @@ mod tests {
         let s = parse_upstream(list).unwrap();
         assert_eq!(s.algorithm(), Algorithm::Ketama(KetamaMode::Nginx));
         assert_eq!(s.hash_fn(), crate::HashFn::Crc32a);
-        let names: Vec<(&str, &str, u32)> =
-            s.nodes().map(|n| (n.name(), n.ring_id(), n.weight())).collect();
+        let names: Vec<(&str, &str, u32)> = s
+            .nodes()
+            .map(|n| (n.name(), n.ring_id(), n.weight()))
+            .collect();
         assert_eq!(
             names,
             [

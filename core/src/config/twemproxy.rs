@@ -30,6 +30,10 @@
 //!   nutcracker takes the address plus one byte for a port separator even
 //!   when there is no port.
 //! - Two servers with the same ring identity are an error, as in nutcracker.
+//! - Servers are ordered as nutcracker orders them, by ring identity (shorter
+//!   first, then bytewise), not as listed: nutcracker sorts them while
+//!   checking for duplicates, and `modula` indexes that sorted list. The
+//!   sharder's nodes come in this order.
 //! - Unknown directives are an error, as in nutcracker: a misspelt
 //!   `distribution` would otherwise silently change placement.
 
@@ -140,9 +144,7 @@ impl Server {
             }
             None => (entry, None),
         };
-        let (addr, weight) = name
-            .rsplit_once(':')
-            .ok_or_else(|| bad("no \":weight\""))?;
+        let (addr, weight) = name.rsplit_once(':').ok_or_else(|| bad("no \":weight\""))?;
         let weight = match atoi(weight) {
             Some(0) => return Err(bad("the weight is zero")),
             Some(w) if w <= MAX_WEIGHT as u64 => w as u32,
@@ -324,15 +326,15 @@ fn parse_pool(name: &str, value: Value) -> Result<Pool> {
     let mut distribution = None;
     let mut servers = None;
     for (key, value) in map {
-        let key = scalar_text(&key)
-            .ok_or_else(|| ctx(format!("a directive must be a string, got {}", describe(&key))))?;
+        let key = scalar_text(&key).ok_or_else(|| {
+            ctx(format!(
+                "a directive must be a string, got {}",
+                describe(&key)
+            ))
+        })?;
         let text = |v: &Value| {
-            scalar_text(v).ok_or_else(|| {
-                ctx(format!(
-                    "{key} must be a string, got {}",
-                    describe(v)
-                ))
-            })
+            scalar_text(v)
+                .ok_or_else(|| ctx(format!("{key} must be a string, got {}", describe(v))))
         };
         match key.as_str() {
             "listen" => listen = Some(text(&value)?),
@@ -343,9 +345,9 @@ fn parse_pool(name: &str, value: Value) -> Result<Pool> {
             k if DIRECTIVES.contains(&k) => {}
             other => {
                 return Err(ctx(format!(
-                    "directive {other:?} is unknown (nutcracker rejects it too); expected one of {}",
-                    DIRECTIVES.join(", ")
-                )))
+                "directive {other:?} is unknown (nutcracker rejects it too); expected one of {}",
+                DIRECTIVES.join(", ")
+            )))
             }
         }
     }
@@ -386,7 +388,11 @@ fn parse_pool(name: &str, value: Value) -> Result<Pool> {
     };
 
     let entries = match servers {
-        None => return Err(ctx("has no servers: the \"servers\" directive is missing".into())),
+        None => {
+            return Err(ctx(
+                "has no servers: the \"servers\" directive is missing".into()
+            ))
+        }
         Some(Value::Sequence(s)) => s,
         Some(Value::Null) => return Err(ctx("has no servers: \"servers\" is empty".into())),
         Some(other) => {
@@ -404,15 +410,15 @@ fn parse_pool(name: &str, value: Value) -> Result<Pool> {
     let mut by_name: HashMap<String, String> = HashMap::new();
     let mut by_ring_id: HashMap<String, String> = HashMap::new();
     for (i, entry) in entries.iter().enumerate() {
-        let text = match entry {
-            Value::String(s) => s.as_str(),
-            other => {
-                return Err(ctx(format!(
-                    "servers[{i}] must be a string \"host:port:weight [alias]\", got {}",
-                    describe(other)
-                )))
-            }
-        };
+        // libyaml hands nutcracker every scalar as text; do the same so an
+        // entry YAML would read as a number still gets nutcracker's error.
+        let text = scalar_text(entry).ok_or_else(|| {
+            ctx(format!(
+                "servers[{i}] must be a string \"host:port:weight [alias]\", got {}",
+                describe(entry)
+            ))
+        })?;
+        let text = text.as_str();
         let server =
             Server::parse(text).map_err(|e| ctx(format!("servers[{i}]: {}", e.message())))?;
         if let Some(prev) = by_ring_id.insert(server.ring_id.clone(), text.to_string()) {
@@ -439,6 +445,13 @@ fn parse_pool(name: &str, value: Value) -> Result<Pool> {
         nodes.push(node);
     }
 
+    // nutcracker sorts a pool's servers by ring name (shorter first, then
+    // bytewise: `string_compare`) while checking for duplicates, and keeps
+    // that order: it is the order of modula's slots and breaks ketama ties.
+    nodes.sort_by(|a, b| {
+        let (a, b) = (a.ring_id().as_bytes(), b.ring_id().as_bytes());
+        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    });
     let mut config = ShardConfig::new(algorithm)
         .with_hash(hash)
         .with_key_selector(key_selector);
@@ -526,7 +539,10 @@ gamma:
 
         let a = &pools[0];
         assert_eq!(a.listen.as_deref(), Some("127.0.0.1:22121"));
-        assert_eq!(a.sharder.algorithm(), Algorithm::Ketama(KetamaMode::Twemproxy));
+        assert_eq!(
+            a.sharder.algorithm(),
+            Algorithm::Ketama(KetamaMode::Twemproxy)
+        );
         assert_eq!(a.sharder.hash_fn(), HashFn::Fnv1a64);
         assert!(a.sharder.config().empty_key_hashes_to_zero);
         let nodes: Vec<(&str, &str, u32)> = a
@@ -546,7 +562,12 @@ gamma:
         assert_eq!(b.sharder.hash_fn(), HashFn::Md5);
         assert_eq!(b.hash_tag.as_deref(), Some("{}"));
         // Keys sharing a tag share a server.
-        let x = b.sharder.lookup(b"user:{42}:name").unwrap().name().to_string();
+        let x = b
+            .sharder
+            .lookup(b"user:{42}:name")
+            .unwrap()
+            .name()
+            .to_string();
         let y = b.sharder.lookup(b"{42}:mail").unwrap().name().to_string();
         assert_eq!(x, y);
 
@@ -554,13 +575,45 @@ gamma:
         assert_eq!(g.sharder.algorithm(), Algorithm::Modulo);
         assert_eq!(g.sharder.hash_fn(), HashFn::Fnv1a64);
         let ids: Vec<&str> = g.sharder.nodes().map(|n| n.ring_id()).collect();
-        assert_eq!(ids, ["/tmp/mc.sock:", "10.0.0.3"]);
+        // Sorted as nutcracker sorts: shorter ring names first.
+        assert_eq!(ids, ["10.0.0.3", "/tmp/mc.sock:"]);
+    }
+
+    #[test]
+    fn servers_are_ordered_as_nutcracker_sorts_them() {
+        let p = &parse_pools(&pool(
+            "  distribution: modula\n  servers:\n   - b:11211:1\n   - a:11212:1\n   - a:11211:2\n   - c:1:1 zz\n   - 9:11211:1\n",
+        ))
+        .unwrap()[0];
+        let ids: Vec<&str> = p.sharder.nodes().map(|n| n.ring_id()).collect();
+        assert_eq!(ids, ["9", "a", "b", "zz", "a:11212"]);
+        // modula indexes that order, each server repeated weight times.
+        let total: u64 = p.sharder.nodes().map(|n| n.weight() as u64).sum();
+        let expected = |h: u64| match h % total {
+            0 => "9:11211:1",
+            1 | 2 => "a:11211:2",
+            3 => "b:11211:1",
+            4 => "c:1:1",
+            _ => "a:11212:1",
+        };
+        for i in 0..200 {
+            let k = format!("key{i}");
+            let h = p.sharder.key_hash(k.as_bytes());
+            assert_eq!(
+                p.sharder.lookup(k.as_bytes()).unwrap().name(),
+                expected(h),
+                "{k}"
+            );
+        }
     }
 
     #[test]
     fn defaults_are_ketama_and_fnv1a_64() {
         let p = &parse_pools(&pool("  servers:\n   - 127.0.0.1:11212:1\n")).unwrap()[0];
-        assert_eq!(p.sharder.algorithm(), Algorithm::Ketama(KetamaMode::Twemproxy));
+        assert_eq!(
+            p.sharder.algorithm(),
+            Algorithm::Ketama(KetamaMode::Twemproxy)
+        );
         assert_eq!(p.sharder.hash_fn(), HashFn::Fnv1a64);
         assert_eq!(p.hash_tag, None);
     }
@@ -602,7 +655,10 @@ gamma:
         let s = Server::parse("/var/run/mc.sock:2 sock").unwrap();
         assert_eq!((s.port, s.ring_id.as_str()), (None, "sock"));
         assert_eq!(s.address(), "/var/run/mc.sock");
-        assert_eq!(Server::parse("/var/run/mc.sock:2").unwrap().ring_id, "/var/run/mc.sock:");
+        assert_eq!(
+            Server::parse("/var/run/mc.sock:2").unwrap().ring_id,
+            "/var/run/mc.sock:"
+        );
     }
 
     #[test]
@@ -631,19 +687,26 @@ gamma:
 
     #[test]
     fn bad_entries_in_a_pool_name_pool_index_and_value() {
-        let e = err(&pool("  servers:\n   - 127.0.0.1:11212:1\n   - 127.0.0.1:11213:0\n"));
+        let e = err(&pool(
+            "  servers:\n   - 127.0.0.1:11212:1\n   - 127.0.0.1:11213:0\n",
+        ));
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.message().contains("pool \"p\""), "{e}");
         assert!(e.message().contains("servers[1]"), "{e}");
         assert!(e.message().contains("127.0.0.1:11213:0"), "{e}");
         let e = err(&pool("  servers:\n   - 42\n"));
-        assert!(e.message().contains("servers[0]") && e.message().contains("42"), "{e}");
+        assert!(
+            e.message().contains("servers[0]") && e.message().contains("42"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unreadable_yaml_carries_the_parser_message() {
         let bad = "alpha:\n  servers: [127.0.0.1:11211:1\n";
-        let parser_msg = serde_yaml_ng::from_str::<Value>(bad).unwrap_err().to_string();
+        let parser_msg = serde_yaml_ng::from_str::<Value>(bad)
+            .unwrap_err()
+            .to_string();
         let e = err(bad);
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.message().contains(&parser_msg), "{e}");
@@ -656,7 +719,10 @@ gamma:
         assert!(err("{}").message().contains("no pools"));
         assert!(err("- a\n- b\n").message().contains("a list"));
         let e = err("p: 3\n");
-        assert!(e.message().contains("pool \"p\"") && e.message().contains("number 3"), "{e}");
+        assert!(
+            e.message().contains("pool \"p\"") && e.message().contains("number 3"),
+            "{e}"
+        );
         let e = err("p:\n  listen: 127.0.0.1:1\n");
         assert!(e.message().contains("no servers"), "{e}");
         let e = err(&pool("  servers:\n"));
@@ -675,14 +741,22 @@ gamma:
             ("  hash: sha1\n", "hash \"sha1\""),
             ("  hash: xxh3\n", "hash \"xxh3\""),
             ("  hash: MD5\n", "hash \"MD5\""),
-            ("  distribution: rendezvous\n", "distribution \"rendezvous\""),
+            (
+                "  distribution: rendezvous\n",
+                "distribution \"rendezvous\"",
+            ),
             ("  distribution: random\n", "no sharder can reproduce"),
             ("  hash_tag: \"{\"\n", "hash_tag"),
             ("  hash_tag: \"{}}\"\n", "\"{}}\""),
-            ("  distrbution: modula\n", "directive \"distrbution\" is unknown"),
+            (
+                "  distrbution: modula\n",
+                "directive \"distrbution\" is unknown",
+            ),
         ];
         for (line, needle) in cases {
-            let e = err(&pool(&format!("{line}  servers:\n   - 127.0.0.1:11211:1\n")));
+            let e = err(&pool(&format!(
+                "{line}  servers:\n   - 127.0.0.1:11211:1\n"
+            )));
             assert_eq!(e.kind(), ErrorKind::Config, "{line}");
             assert!(e.message().contains("pool \"p\""), "{line}: {e}");
             assert!(e.message().contains(needle), "{line}: {e}");
@@ -692,15 +766,21 @@ gamma:
     #[test]
     fn duplicates_are_rejected() {
         // Same ring name: nutcracker's "servers with same name".
-        let e = err(&pool("  servers:\n   - 127.0.0.1:11211:1\n   - 127.0.0.1:11211:2\n"));
+        let e = err(&pool(
+            "  servers:\n   - 127.0.0.1:11211:1\n   - 127.0.0.1:11211:2\n",
+        ));
         assert_eq!(e.kind(), ErrorKind::DuplicateNode);
         assert!(e.message().contains("\"127.0.0.1\""), "{e}");
-        let e = err(&pool("  servers:\n   - 10.0.0.1:11211:1 a\n   - 10.0.0.2:11211:1 a\n"));
+        let e = err(&pool(
+            "  servers:\n   - 10.0.0.1:11211:1 a\n   - 10.0.0.2:11211:1 a\n",
+        ));
         assert_eq!(e.kind(), ErrorKind::DuplicateNode);
         assert!(e.message().contains("\"a\""), "{e}");
         // Same entry under two aliases: nutcracker allows it, shardkit's node
         // names would collide.
-        let e = err(&pool("  servers:\n   - 10.0.0.1:11211:1 a\n   - 10.0.0.1:11211:1 b\n"));
+        let e = err(&pool(
+            "  servers:\n   - 10.0.0.1:11211:1 a\n   - 10.0.0.1:11211:1 b\n",
+        ));
         assert_eq!(e.kind(), ErrorKind::DuplicateNode);
         assert!(e.message().contains("10.0.0.1:11211:1"), "{e}");
         // Duplicate listen addresses, as nutcracker checks.
@@ -730,8 +810,14 @@ gamma:
         assert_eq!(g.name, "gamma");
         let e = select_pool(parse_pools(SAMPLE).unwrap(), Some("delta")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
-        assert!(e.message().contains("\"delta\"") && e.message().contains("\"beta\""), "{e}");
-        assert_eq!(select_pool(Vec::new(), None).unwrap_err().kind(), ErrorKind::NotFound);
+        assert!(
+            e.message().contains("\"delta\"") && e.message().contains("\"beta\""),
+            "{e}"
+        );
+        assert_eq!(
+            select_pool(Vec::new(), None).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]
@@ -751,12 +837,41 @@ gamma:
         std::fs::write(&bad, "p:\n  hash: nope\n  servers: [\"h:1:1\"]\n").unwrap();
         let e = load_pools(&bad).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
-        assert!(e.message().contains("bad.yml") && e.message().contains("\"nope\""), "{e}");
+        assert!(
+            e.message().contains("bad.yml") && e.message().contains("\"nope\""),
+            "{e}"
+        );
 
         let binary = dir.join("binary.yml");
         std::fs::write(&binary, b"p:\n  listen: \xff\n").unwrap();
-        assert_eq!(load_pools(&binary).unwrap_err().kind(), ErrorKind::InvalidUtf8);
+        assert_eq!(
+            load_pools(&binary).unwrap_err().kind(),
+            ErrorKind::InvalidUtf8
+        );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_sample_config_parses() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/compat/nutcracker.sample.yml");
+        let pools = load_pools(&path).unwrap();
+        let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["sessions", "users", "counters"]);
+        assert_eq!(pools[1].hash_tag.as_deref(), Some("{}"));
+        assert_eq!(pools[2].sharder.algorithm(), Algorithm::Modulo);
+        let users = select_pool(pools, Some("users")).unwrap();
+        let a = users
+            .sharder
+            .lookup(b"user:{42}:name")
+            .unwrap()
+            .name()
+            .to_string();
+        assert_eq!(users.sharder.lookup(b"user:{42}:mail").unwrap().name(), a);
+        assert!(users
+            .sharder
+            .nodes()
+            .all(|n| n.ring_id().starts_with("users-")));
     }
 
     #[test]

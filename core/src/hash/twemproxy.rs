@@ -4,6 +4,14 @@
 //! reproduce that, and the compatibility tests feed such bytes to the real
 //! binary. Its "64-bit" FNV variants return 32 bits, and `fnv1a_64` computes
 //! entirely in 32 bits.
+//!
+//! Checked against the sources (twitter/twemproxy `src/hashkit/*.c`) and,
+//! key by key, against Debian's nutcracker 0.5.0 binary by
+//! `core/tests/compat_nutcracker.rs`, with keys carrying bytes >= 0x80. Sign
+//! extension reaches the result in `one_at_a_time`, the four FNV variants
+//! and `hsieh` (only its 3-byte tail); `crc16` and `crc32` mask it away and
+//! `md5`, `crc32a`, `murmur` and `jenkins` read unsigned bytes. The compat
+//! suite fails if any of these is zero-extended instead.
 
 use md5::{Digest, Md5};
 
@@ -106,8 +114,10 @@ const CRC16_TABLE: [u32; 256] = {
     table
 };
 
-/// twemproxy `crc16`: the XMODEM table, but the running value is never masked
-/// to 16 bits, so the result uses up to 32.
+/// twemproxy `crc16` as nutcracker 0.5.0 computes it: the XMODEM table, but
+/// the running value is never masked to 16 bits, so the result uses up to 32.
+/// (Later twemproxy sources switched to the kernel's CRC-16/ARC table and a
+/// 16-bit result; the Debian 0.5.0 binary places keys with this one.)
 pub fn crc16(key: &[u8]) -> u32 {
     let mut crc: u32 = 0;
     for &b in key {

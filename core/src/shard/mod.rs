@@ -298,8 +298,14 @@ impl ShardConfig {
     /// Builds a configuration from the names bindings and config files use:
     /// an algorithm (`None`: [`DEFAULT_ALGORITHM`]), a hash (`None`: the
     /// algorithm's default) and hash-tag delimiters (`None`: whole keys).
-    pub fn from_names(algorithm: Option<&str>, hash: Option<&str>, hash_tag: Option<&str>) -> Result<ShardConfig> {
-        let mut cfg = ShardConfig::new(Algorithm::from_name(algorithm.unwrap_or(DEFAULT_ALGORITHM))?);
+    pub fn from_names(
+        algorithm: Option<&str>,
+        hash: Option<&str>,
+        hash_tag: Option<&str>,
+    ) -> Result<ShardConfig> {
+        let mut cfg = ShardConfig::new(Algorithm::from_name(
+            algorithm.unwrap_or(DEFAULT_ALGORITHM),
+        )?);
         if let Some(h) = hash {
             cfg = cfg.with_hash(HashFn::from_name(h)?);
         }
