@@ -72,6 +72,36 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Parses `name` or `name=weight`, the form operators type on command
+    /// lines (`cache-a`, `cache-b=2`).
+    pub fn parse(spec: &str) -> Result<Node> {
+        let spec = spec.trim();
+        match spec.rsplit_once('=') {
+            None => Node::named(spec),
+            Some((name, w)) => {
+                let weight = w.trim().parse::<i64>().map_err(|_| {
+                    Error::invalid(format!(
+                        "weight must be an integer, got {w:?} in node {spec:?}"
+                    ))
+                })?;
+                Node::new(name.trim(), weight)
+            }
+        }
+    }
+}
+
+/// Parses a comma-separated node list (`a,b,c=2`) and validates it.
+pub fn parse_node_list(list: &str) -> Result<Vec<Node>> {
+    let nodes = list
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(Node::parse)
+        .collect::<Result<Vec<_>>>()?;
+    validate_nodes(&nodes)?;
+    Ok(nodes)
+}
+
 /// Checks a node list: non-empty, names unique. Names the first offender.
 pub fn validate_nodes(nodes: &[Node]) -> Result<()> {
     if nodes.is_empty() {
@@ -117,6 +147,32 @@ mod tests {
         let e = validate_nodes(&[a.clone(), Node::named("b").unwrap(), a]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::DuplicateNode);
         assert!(e.message().contains("\"a\""));
+    }
+
+    #[test]
+    fn node_lists_parse_and_name_bad_parts() {
+        let nodes = parse_node_list("a, b=2 ,c").unwrap();
+        assert_eq!(
+            nodes
+                .iter()
+                .map(|n| (n.name(), n.weight()))
+                .collect::<Vec<_>>(),
+            [("a", 1), ("b", 2), ("c", 1)]
+        );
+        let e = parse_node_list("a,b=x").unwrap_err();
+        assert!(e.message().contains("\"x\""), "{e}");
+        assert_eq!(
+            parse_node_list("a,b=0").unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            parse_node_list(" , ").unwrap_err().kind(),
+            ErrorKind::EmptyNodeSet
+        );
+        assert_eq!(
+            parse_node_list("a,a").unwrap_err().kind(),
+            ErrorKind::DuplicateNode
+        );
     }
 
     #[test]
