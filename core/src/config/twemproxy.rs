@@ -46,21 +46,9 @@ use serde_yaml_ng::Value;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The hash names nutcracker accepts for `hash:` (its `HASH_CODEC` list).
-pub const TWEMPROXY_HASH_NAMES: &[&str] = &[
-    "one_at_a_time",
-    "md5",
-    "crc16",
-    "crc32",
-    "crc32a",
-    "fnv1_64",
-    "fnv1a_64",
-    "fnv1_32",
-    "fnv1a_32",
-    "hsieh",
-    "murmur",
-    "jenkins",
-];
+/// The hash names nutcracker accepts for `hash:` (its `HASH_CODEC` list):
+/// every shardkit hash but xxh3, in nutcracker's order.
+pub const TWEMPROXY_HASH_NAMES: &[&str] = crate::hash::TWEMPROXY_HASH_NAMES;
 
 /// The hash nutcracker uses when a pool names none (`CONF_DEFAULT_HASH`).
 pub const DEFAULT_HASH: &str = "fnv1a_64";

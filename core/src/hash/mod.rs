@@ -52,7 +52,8 @@ impl Default for HashFn {
     }
 }
 
-/// Every name [`HashFn::from_name`] accepts, in the order they are documented.
+/// Every name [`HashFn::from_name`] accepts, in the order they are documented:
+/// xxh3, then twemproxy's family in nutcracker's own order.
 pub const HASH_NAMES: &[&str] = &[
     "xxh3",
     "one_at_a_time",
@@ -68,6 +69,9 @@ pub const HASH_NAMES: &[&str] = &[
     "murmur",
     "jenkins",
 ];
+
+/// The names of twemproxy's hashes (nutcracker's `HASH_CODEC` list).
+pub const TWEMPROXY_HASH_NAMES: &[&str] = HASH_NAMES.split_at(1).1;
 
 impl HashFn {
     /// Hashes `key`. Hot path: inlined into every lookup.

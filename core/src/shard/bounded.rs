@@ -20,7 +20,7 @@
 //! preference order of a key walks the owner table onward from its
 //! partition, which spreads a down node's keys over many nodes.
 
-use super::{FastMod, Placement};
+use super::{walk_table, FastMod, Placement};
 use crate::error::{Error, Result};
 use crate::node::Node;
 
@@ -226,18 +226,7 @@ impl Placement for Bounded {
     }
 
     fn walk(&self, h: u64, visit: &mut dyn FnMut(u32) -> bool) {
-        let m = self.owners.len();
-        let start = self.reduce.reduce(h) as usize;
-        for i in 0..m {
-            let j = if start + i >= m {
-                start + i - m
-            } else {
-                start + i
-            };
-            if !visit(self.owners[j]) {
-                return;
-            }
-        }
+        walk_table(&self.owners, self.reduce.reduce(h) as usize, visit);
     }
 }
 

@@ -3,7 +3,7 @@
 //! how points are derived, how many a node gets, which of two equal points
 //! wins, and whether a key on a point belongs to it or to the next one.
 
-use super::Placement;
+use super::{walk_table, Placement};
 use crate::error::{Error, Result};
 use crate::hash::{md5_digest, HashFn};
 use crate::node::Node;
@@ -208,13 +208,7 @@ impl Placement for Ring {
     }
 
     fn walk(&self, h: u64, visit: &mut dyn FnMut(u32) -> bool) {
-        let n = self.values.len();
-        let start = self.position(h as u32);
-        for i in 0..n {
-            if !visit(self.slots[(start + i) % n]) {
-                return;
-            }
-        }
+        walk_table(&self.slots, self.position(h as u32), visit);
     }
 }
 

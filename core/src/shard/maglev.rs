@@ -11,7 +11,7 @@
 //! order, so two clients given the same nodes in a different order build the
 //! same table.
 
-use super::{FastMod, Placement};
+use super::{walk_table, FastMod, Placement};
 use crate::error::{Error, Result};
 use crate::node::Node;
 use std::cmp::Ordering;
@@ -175,18 +175,7 @@ impl Placement for Maglev {
     }
 
     fn walk(&self, h: u64, visit: &mut dyn FnMut(u32) -> bool) {
-        let m = self.table.len();
-        let start = self.reduce.reduce(h) as usize;
-        for i in 0..m {
-            let j = if start + i >= m {
-                start + i - m
-            } else {
-                start + i
-            };
-            if !visit(self.table[j]) {
-                return;
-            }
-        }
+        walk_table(&self.table, self.reduce.reduce(h) as usize, visit);
     }
 }
 

@@ -344,6 +344,18 @@ pub(crate) trait Placement: Send + Sync {
     fn walk(&self, h: u64, visit: &mut dyn FnMut(u32) -> bool);
 }
 
+/// Visits `table` from `start` round to just before it: the preference
+/// order of every table-based algorithm (ketama rings, maglev, bounded-load
+/// partitions, modulo), where the next entry is the next choice.
+pub(crate) fn walk_table(table: &[u32], start: usize, visit: &mut dyn FnMut(u32) -> bool) {
+    let (before, from) = table.split_at(start.min(table.len()));
+    for &slot in from.iter().chain(before) {
+        if !visit(slot) {
+            return;
+        }
+    }
+}
+
 /// A preference walk for algorithms with no order of their own: the primary,
 /// then the primaries of re-mixed hashes. Stable, and a down node's keys
 /// spread over the others instead of piling onto one neighbour.

@@ -1,7 +1,7 @@
 //! `hash % total_weight` over a list where each node appears `weight` times,
 //! as twemproxy's `modula` distribution lays it out.
 
-use super::Placement;
+use super::{walk_table, Placement};
 use crate::error::Result;
 use crate::node::Node;
 
@@ -28,12 +28,7 @@ impl Placement for Modulo {
     }
 
     fn walk(&self, h: u64, visit: &mut dyn FnMut(u32) -> bool) {
-        let n = self.continuum.len();
-        let start = (h % n as u64) as usize;
-        for i in 0..n {
-            if !visit(self.continuum[(start + i) % n]) {
-                return;
-            }
-        }
+        let start = (h % self.continuum.len() as u64) as usize;
+        walk_table(&self.continuum, start, visit);
     }
 }
