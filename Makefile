@@ -36,8 +36,6 @@ debs:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
-	@# Debian starts these as services on install; tests start their own.
-	@-pkill -x nutcracker 2>/dev/null; true
 
 venv: $(VENV)/.ok
 $(VENV)/.ok: python/requirements-dev.txt

@@ -4,8 +4,14 @@
 mod plan;
 mod route;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
+use shardkit::config::{nginx, twemproxy};
+use shardkit::{Node, ShardConfig, Sharder};
 use std::process::ExitCode;
+
+/// Exit status for bad input found by core (missing file, bad weight, ...).
+/// clap exits 2 on usage errors (unknown flag, missing node source).
+const EXIT_ERROR: u8 = 1;
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +33,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // One prefix for every error the command prints, usage or not,
+            // so scripts can grep for it.
+            eprint!("shardkit: {}", e.render());
+            return ExitCode::from(e.exit_code().clamp(1, 255) as u8);
+        }
+        // --help and --version.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
     let result = match cli.command {
         Command::Route(args) => route::run(args),
         Command::Plan(args) => plan::run(args),
@@ -38,15 +57,16 @@ fn main() -> ExitCode {
         Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("shardkit: error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
-/// Errors a subcommand reports: core's, or writing the output.
+/// Errors a subcommand reports: core's, or reading input / writing output.
 #[derive(Debug)]
 pub(crate) enum CliError {
     Core(shardkit::Error),
+    Input(std::io::Error),
     Output(std::io::Error),
 }
 
@@ -54,6 +74,7 @@ impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CliError::Core(e) => write!(f, "{e}"),
+            CliError::Input(e) => write!(f, "reading keys from stdin: {e}"),
             CliError::Output(e) => write!(f, "writing output: {e}"),
         }
     }
@@ -71,36 +92,79 @@ impl From<std::io::Error> for CliError {
     }
 }
 
-/// Where a node set comes from: shared by `route` and `plan`.
+/// Where a node set comes from: shared by `route` and `plan`. Exactly one of
+/// --config, --nginx and --nodes is required.
 #[derive(clap::Args, Debug)]
+#[group(skip)]
+#[command(group(
+    ArgGroup::new("source")
+        .args(["config", "nginx", "nodes"])
+        .required(true)
+        .multiple(false)
+))]
 pub(crate) struct SourceArgs {
     /// A twemproxy (nutcracker) YAML file.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["nginx", "nodes"])]
+    #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// The pool to use from --config (default: the first).
     #[arg(long, value_name = "NAME", requires = "config")]
     pool: Option<String>,
-    /// An nginx consistent-hash upstream: "host:port [weight=N],...".
-    #[arg(long, value_name = "LIST", conflicts_with = "nodes")]
+    /// An nginx `hash $key consistent` upstream: "host:port [weight=N],...".
+    #[arg(long, value_name = "LIST")]
     nginx: Option<String>,
     /// Nodes as "name[=weight],...", placed with --algorithm.
     #[arg(long, value_name = "LIST")]
     nodes: Option<String>,
-    /// Sharding algorithm for --nodes (e.g. maglev, jump, ketama:twemproxy, bounded:1.25).
-    #[arg(long, value_name = "NAME", requires = "nodes")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "nodes",
+        help = format!(
+            "Sharding algorithm for --nodes (default: {}): {}; maglev:TABLE_SIZE and bounded:LOAD_FACTOR set a parameter",
+            shardkit::shard::DEFAULT_ALGORITHM,
+            shardkit::shard::ALGORITHM_NAMES.join(", ")
+        )
+    )]
     algorithm: Option<String>,
-    /// Key hash for --nodes (e.g. xxh3, xxh3:SEED, fnv1a_64, md5).
+    /// Key hash for --nodes (default: the algorithm's; e.g. xxh3, xxh3:SEED, fnv1a_64, md5, crc32).
     #[arg(long, value_name = "NAME", requires = "nodes")]
     hash: Option<String>,
-    /// Hash-tag delimiters for --nodes, e.g. "{}".
+    /// Hash-tag delimiters for --nodes, e.g. "{}": only the part of a key between them is hashed.
     #[arg(long, value_name = "TWO CHARS", requires = "nodes")]
     hash_tag: Option<String>,
 }
 
+/// Which syntax the node set was given in; `plan --add` takes the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SourceKind {
+    Twemproxy,
+    Nginx,
+    Nodes,
+}
+
 impl SourceArgs {
+    pub(crate) fn kind(&self) -> SourceKind {
+        if self.config.is_some() {
+            SourceKind::Twemproxy
+        } else if self.nginx.is_some() {
+            SourceKind::Nginx
+        } else {
+            SourceKind::Nodes
+        }
+    }
+
+    /// The configuration --nodes, --algorithm, --hash and --hash-tag describe,
+    /// with `algorithm` standing in for --algorithm when given.
+    pub(crate) fn shard_config(&self, algorithm: Option<&str>) -> shardkit::Result<ShardConfig> {
+        ShardConfig::from_names(
+            algorithm.or(self.algorithm.as_deref()),
+            self.hash.as_deref(),
+            self.hash_tag.as_deref(),
+        )
+    }
+
     /// Builds the sharder the arguments describe.
-    pub(crate) fn sharder(&self) -> shardkit::Result<shardkit::Sharder> {
-        use shardkit::config::{nginx, twemproxy};
+    pub(crate) fn sharder(&self) -> shardkit::Result<Sharder> {
         if let Some(path) = &self.config {
             let pools = twemproxy::load_pools(path)?;
             return Ok(twemproxy::select_pool(pools, self.pool.as_deref())?.sharder);
@@ -109,15 +173,40 @@ impl SourceArgs {
             return nginx::parse_upstream(list);
         }
         if let Some(list) = &self.nodes {
-            let cfg = shardkit::ShardConfig::from_names(
-                self.algorithm.as_deref(),
-                self.hash.as_deref(),
-                self.hash_tag.as_deref(),
-            )?;
-            return shardkit::Sharder::new(shardkit::node::parse_node_list(list)?, cfg);
+            return Sharder::new(
+                shardkit::node::parse_node_list(list)?,
+                self.shard_config(None)?,
+            );
         }
+        // clap's "source" group makes this unreachable from the command line.
         Err(shardkit::Error::invalid(
             "no node set given: pass --config FILE, --nginx LIST or --nodes LIST",
         ))
+    }
+}
+
+/// Parses one node in the syntax of the source: a twemproxy server entry
+/// (`host:port:weight [alias]`, hashed onto rings as nutcracker does), an
+/// nginx server (`host:port [weight=N]`), or `name[=weight]`.
+pub(crate) fn parse_node(kind: SourceKind, spec: &str) -> shardkit::Result<Node> {
+    match kind {
+        SourceKind::Twemproxy => {
+            let server = twemproxy::Server::parse(spec.trim())?;
+            Ok(Node::new(server.name, server.weight as i64)?.with_ring_id(server.ring_id))
+        }
+        SourceKind::Nginx => {
+            let servers = nginx::parse_servers(spec)?;
+            match servers.as_slice() {
+                [s] if s.down => Err(shardkit::Error::invalid(format!(
+                    "a server added as down takes no keys, so there is nothing to plan: {spec:?}"
+                ))),
+                [s] => Node::new(s.address.clone(), s.weight as i64),
+                _ => Err(shardkit::Error::invalid(format!(
+                    "expected one nginx server, got {} in {spec:?}",
+                    servers.len()
+                ))),
+            }
+        }
+        SourceKind::Nodes => Node::parse(spec),
     }
 }

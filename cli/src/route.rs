@@ -1,65 +1,91 @@
 //! `shardkit route`: KEY<TAB>SERVER for keys from the arguments or stdin.
 
 use crate::{CliError, SourceArgs};
+use shardkit::Sharder;
+use std::ffi::OsString;
 use std::io::{self, BufRead, BufWriter, Write};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct RouteArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// Print this many servers per key (primary first), TAB-separated.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    replicas: usize,
-    /// Keys to route; read from stdin, one per line, when none are given.
-    keys: Vec<String>,
+    /// Print this many distinct servers per key (primary first), TAB-separated.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    replicas: u32,
+    /// Keys to route; read from stdin, one per line (LF or CRLF), when none are given.
+    #[arg(value_name = "KEY")]
+    keys: Vec<OsString>,
 }
 
 pub(crate) fn run(args: RouteArgs) -> Result<(), CliError> {
     let sharder = args.source.sharder()?;
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let route = |key: &[u8], out: &mut BufWriter<io::StdoutLock<'_>>| -> Result<(), CliError> {
-        out.write_all(key)?;
-        if args.replicas == 1 {
-            out.write_all(b"\t")?;
-            out.write_all(sharder.lookup(key)?.name().as_bytes())?;
-        } else {
-            for slot in sharder.lookup_n(key, args.replicas)? {
-                out.write_all(b"\t")?;
-                out.write_all(
-                    sharder
-                        .node(slot)
-                        .expect("lookup_n returns live slots")
-                        .name()
-                        .as_bytes(),
-                )?;
-            }
-        }
-        out.write_all(b"\n")?;
-        Ok(())
-    };
+    let replicas = args.replicas as usize;
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     if args.keys.is_empty() {
-        let stdin = io::stdin();
+        // Line by line, so input of any size runs in constant memory.
+        let mut input = io::stdin().lock();
         let mut line = Vec::new();
-        let mut input = stdin.lock();
         loop {
             line.clear();
             if input
                 .read_until(b'\n', &mut line)
-                .map_err(CliError::Output)?
+                .map_err(CliError::Input)?
                 == 0
             {
                 break;
             }
             let key = line.strip_suffix(b"\n").unwrap_or(&line);
             let key = key.strip_suffix(b"\r").unwrap_or(key);
-            route(key, &mut out)?;
+            route(&sharder, key, replicas, &mut out)?;
         }
     } else {
         for key in &args.keys {
-            route(key.as_bytes(), &mut out)?;
+            route(&sharder, &key_bytes(key)?, replicas, &mut out)?;
         }
     }
     out.flush()?;
     Ok(())
+}
+
+fn route(
+    sharder: &Sharder,
+    key: &[u8],
+    replicas: usize,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    out.write_all(key)?;
+    if replicas == 1 {
+        out.write_all(b"\t")?;
+        out.write_all(sharder.lookup(key)?.name().as_bytes())?;
+    } else {
+        for slot in sharder.lookup_n(key, replicas)? {
+            if let Some(node) = sharder.node(slot) {
+                out.write_all(b"\t")?;
+                out.write_all(node.name().as_bytes())?;
+            }
+        }
+    }
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Keys are bytes: on Unix an argument is taken as given, UTF-8 or not.
+#[cfg(unix)]
+fn key_bytes(key: &OsString) -> Result<std::borrow::Cow<'_, [u8]>, CliError> {
+    use std::os::unix::ffi::OsStrExt;
+    Ok(std::borrow::Cow::Borrowed(key.as_bytes()))
+}
+
+/// Elsewhere the OS gives no byte view of an argument, so keys must be text.
+#[cfg(not(unix))]
+fn key_bytes(key: &OsString) -> Result<std::borrow::Cow<'_, [u8]>, CliError> {
+    match key.to_str() {
+        Some(s) => Ok(std::borrow::Cow::Borrowed(s.as_bytes())),
+        None => Err(shardkit::Error::new(
+            shardkit::ErrorKind::InvalidUtf8,
+            format!("key {key:?} is not valid Unicode; pass such keys on stdin"),
+        )
+        .into()),
+    }
 }
