@@ -15,6 +15,10 @@ package shardkit
 /*
 #cgo CFLAGS: -I${SRCDIR}/../include
 #cgo noescape sk_new
+#cgo noescape sk_apply
+#cgo nocallback sk_apply
+#cgo noescape sk_is_down
+#cgo nocallback sk_is_down
 #cgo nocallback sk_new
 #cgo noescape sk_from_twemproxy_yaml
 #cgo nocallback sk_from_twemproxy_yaml

@@ -642,3 +642,66 @@ func (s *Sharder) Balance(samples int) (Balance, error) {
 	}
 	return Balance{PeakToMean: float64(peak), Stddev: float64(stddev)}, nil
 }
+
+// ChangeKind says what a [Change] does.
+type ChangeKind uint32
+
+// The kinds of membership change [Sharder.Apply] takes.
+const (
+	// ChangeAdd adds the node Name with Weight (the name must be new).
+	ChangeAdd ChangeKind = C.SHARDKIT_CHANGE_KIND_ADD
+	// ChangeRemove removes the node Name.
+	ChangeRemove ChangeKind = C.SHARDKIT_CHANGE_KIND_REMOVE
+	// ChangeReweight sets the weight of node Name to Weight.
+	ChangeReweight ChangeKind = C.SHARDKIT_CHANGE_KIND_REWEIGHT
+	// ChangeDown marks node Name down: lookups skip it, no other key moves.
+	ChangeDown ChangeKind = C.SHARDKIT_CHANGE_KIND_DOWN
+	// ChangeUp marks node Name up again.
+	ChangeUp ChangeKind = C.SHARDKIT_CHANGE_KIND_UP
+)
+
+// Change is one membership change for [Sharder.Apply].
+type Change struct {
+	Kind   ChangeKind
+	Name   string
+	Weight int64 // for ChangeAdd and ChangeReweight
+}
+
+// Apply returns a new snapshot with all changes applied in order and built
+// once. On any error nothing is applied; s is unchanged either way.
+func (s *Sharder) Apply(changes ...Change) (*Sharder, error) {
+	total := 0
+	for _, c := range changes {
+		total += len(c.Name)
+	}
+	strs := newCStrings(total)
+	defer strs.free()
+	// A Go array of C structs holding only C pointers: legal to pass for the call.
+	cc := make([]C.shardkit_change, len(changes)+1)
+	for i, c := range changes {
+		cc[i].kind = C.uint32_t(c.Kind)
+		cc[i].name, cc[i].name_len = strs.add(c.Name)
+		cc[i].weight = C.int64_t(c.Weight)
+	}
+	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
+		return C.sk_apply(ptr, &cc[0], C.size_t(len(changes)), out, msg)
+	})
+}
+
+// IsDown reports whether the named node is marked down.
+func (s *Sharder) IsDown(name string) (bool, error) {
+	slot, err := s.SlotOf(name)
+	if err != nil {
+		return false, err
+	}
+	if !s.acquire() {
+		return false, ErrClosed
+	}
+	defer s.release()
+	var down C.bool
+	var msg *C.char
+	if st := C.sk_is_down(s.ptr, C.uint32_t(slot), &down, &msg); st != C.SHARDKIT_STATUS_OK {
+		return false, statusError(st, msg)
+	}
+	return bool(down), nil
+}

@@ -731,3 +731,60 @@ func TestCloneOutlivesOriginal(t *testing.T) {
 		t.Fatalf("clone nodes %v", c.Nodes())
 	}
 }
+
+func TestApplyIsOneBulkChange(t *testing.T) {
+	s, err := New([]Node{{"n0", 1}, {"n1", 1}, {"n2", 1}, {"n3", 1}}, &Config{Algorithm: "memento"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	bulk, err := s.Apply(
+		Change{Kind: ChangeRemove, Name: "n1"},
+		Change{Kind: ChangeAdd, Name: "n9", Weight: 1},
+		Change{Kind: ChangeDown, Name: "n3"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bulk.Close()
+	a, _ := s.Remove("n1")
+	defer a.Close()
+	b, _ := a.Add(Node{"n9", 1})
+	defer b.Close()
+	step, _ := b.SetDown("n3", true)
+	defer step.Close()
+	for _, k := range keys(2000) {
+		x, _ := bulk.Lookup(k)
+		y, _ := step.Lookup(k)
+		if x != y {
+			t.Fatalf("%q: bulk %q, step by step %q", k, x, y)
+		}
+	}
+	if d, err := bulk.IsDown("n3"); err != nil || !d {
+		t.Fatalf("IsDown(n3) = %v, %v", d, err)
+	}
+	if d, err := bulk.IsDown("n9"); err != nil || d {
+		t.Fatalf("IsDown(n9) = %v, %v", d, err)
+	}
+	if _, err := bulk.IsDown("ghost"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("IsDown(ghost) = %v", err)
+	}
+	if s.Len() != 4 {
+		t.Fatal("Apply changed its receiver")
+	}
+	for _, tc := range []struct {
+		changes []Change
+		want    error
+		needle  string
+	}{
+		{[]Change{{Kind: ChangeRemove, Name: "n0"}, {Kind: ChangeRemove, Name: "ghost"}}, ErrNotFound, `"ghost"`},
+		{[]Change{{Kind: ChangeAdd, Name: "n7", Weight: 0}}, ErrInvalidArgument, "got 0"},
+		{[]Change{{Kind: 42, Name: "n0"}}, ErrInvalidArgument, "changes[0].kind"},
+		{[]Change{{Kind: ChangeDown, Name: "bad\xff"}}, ErrInvalidUTF8, "changes[0].name"},
+	} {
+		_, err := s.Apply(tc.changes...)
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.needle) {
+			t.Fatalf("Apply(%v) = %v, want %v naming %s", tc.changes, err, tc.want, tc.needle)
+		}
+	}
+}

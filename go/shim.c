@@ -176,3 +176,12 @@ shardkit_status sk_balance(const shardkit_sharder *s, size_t samples,
 		double *peak_to_mean, double *stddev, char **err) {
 	SK_RETURN(shardkit_sharder_balance(s, samples, peak_to_mean, stddev));
 }
+
+shardkit_status sk_apply(const shardkit_sharder *s, const shardkit_change *changes,
+		size_t n_changes, shardkit_sharder **out, char **err) {
+	SK_RETURN(shardkit_sharder_apply(s, changes, n_changes, out));
+}
+
+shardkit_status sk_is_down(const shardkit_sharder *s, uint32_t slot, bool *out, char **err) {
+	SK_RETURN(shardkit_sharder_is_down(s, slot, out));
+}

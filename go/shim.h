@@ -49,6 +49,9 @@ shardkit_status sk_reweight(const shardkit_sharder *s, const uint8_t *name,
 		size_t name_len, int64_t weight, shardkit_sharder **out, char **err);
 shardkit_status sk_set_down(const shardkit_sharder *s, const uint8_t *name,
 		size_t name_len, int down, shardkit_sharder **out, char **err);
+shardkit_status sk_apply(const shardkit_sharder *s, const shardkit_change *changes,
+		size_t n_changes, shardkit_sharder **out, char **err);
+shardkit_status sk_is_down(const shardkit_sharder *s, uint32_t slot, bool *out, char **err);
 shardkit_status sk_movement(const shardkit_sharder *from, const shardkit_sharder *to,
 		size_t samples, double *fraction, double *minimum, char **err);
 shardkit_status sk_balance(const shardkit_sharder *s, size_t samples,

@@ -102,6 +102,43 @@ typedef uint32_t shardkit_status;
 #endif // __cplusplus
 
 /**
+ * What a [`shardkit_change`] does.
+ */
+enum shardkit_change_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Add the node `name` with `weight` (its name must be new).
+   */
+  SHARDKIT_CHANGE_KIND_ADD = 1,
+  /**
+   * Remove the node `name`.
+   */
+  SHARDKIT_CHANGE_KIND_REMOVE = 2,
+  /**
+   * Set the weight of node `name` to `weight`.
+   */
+  SHARDKIT_CHANGE_KIND_REWEIGHT = 3,
+  /**
+   * Mark node `name` down: lookups skip it, no other key moves.
+   */
+  SHARDKIT_CHANGE_KIND_DOWN = 4,
+  /**
+   * Mark node `name` up again.
+   */
+  SHARDKIT_CHANGE_KIND_UP = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum shardkit_change_kind shardkit_change_kind;
+#else
+typedef uint32_t shardkit_change_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An immutable sharding snapshot: nodes, the algorithm's table, and which
  * nodes are marked down. Safe to share between threads and to use from many
  * threads at once; membership changes return a new snapshot. Free each one
@@ -160,6 +197,29 @@ typedef struct shardkit_config {
    */
   size_t hash_tag_len;
 } shardkit_config;
+
+/**
+ * One membership change for `shardkit_sharder_apply`.
+ */
+typedef struct shardkit_change {
+  /**
+   * A `shardkit_change_kind` value (a plain integer so that any value C
+   * passes is defined behaviour; unknown values are `INVALID_ARGUMENT`).
+   */
+  uint32_t kind;
+  /**
+   * The node's name: UTF-8, not NUL-terminated, `name_len` bytes.
+   */
+  const uint8_t *name;
+  /**
+   * Length of `name` in bytes.
+   */
+  size_t name_len;
+  /**
+   * The weight, for `ADD` and `REWEIGHT`; ignored otherwise.
+   */
+  int64_t weight;
+} shardkit_change;
 
 #ifdef __cplusplus
 extern "C" {
@@ -508,6 +568,32 @@ shardkit_status shardkit_sharder_balance(const struct shardkit_sharder *s,
                                          size_t samples,
                                          double *out_peak_to_mean,
                                          double *out_stddev);
+
+/**
+ * A new snapshot with `n_changes` changes applied in order, built once:
+ * the bulk form of add/remove/reweight/set_down. On any error (unknown
+ * kind, bad name or weight, a node that is not there, removing the last
+ * node) nothing is applied and `*out` is not written. `s` is unchanged.
+ *
+ * # Safety
+ * `s` must be NULL or a live sharder; `changes` must be NULL or point to
+ * `n_changes` changes whose names are valid; `out` must be writable.
+ */
+shardkit_status shardkit_sharder_apply(const struct shardkit_sharder *s,
+                                       const struct shardkit_change *changes,
+                                       size_t n_changes,
+                                       struct shardkit_sharder **out);
+
+/**
+ * Whether the node in `slot` is marked down (`NOT_FOUND` for an empty or
+ * out-of-range slot).
+ *
+ * # Safety
+ * `s` must be NULL or a live sharder; `out` must be writable.
+ */
+shardkit_status shardkit_sharder_is_down(const struct shardkit_sharder *s,
+                                         uint32_t slot,
+                                         bool *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -4,7 +4,7 @@
 use crate::boundary::{opt_text, out_ptr, slice, slice_mut, text, write};
 use crate::shardkit_status;
 use shardkit::config::{nginx, twemproxy};
-use shardkit::{Error, ErrorKind, Node, Result, ShardConfig, Sharder};
+use shardkit::{Change, Error, ErrorKind, Node, Result, ShardConfig, Sharder};
 
 /// An immutable sharding snapshot: nodes, the algorithm's table, and which
 /// nodes are marked down. Safe to share between threads and to use from many
@@ -22,6 +22,37 @@ pub struct shardkit_node {
     /// Length of `name` in bytes.
     pub name_len: usize,
     /// The node's weight: 1 to 1048576 (algorithms without weights need 1).
+    pub weight: i64,
+}
+
+/// What a [`shardkit_change`] does.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum shardkit_change_kind {
+    /// Add the node `name` with `weight` (its name must be new).
+    Add = 1,
+    /// Remove the node `name`.
+    Remove = 2,
+    /// Set the weight of node `name` to `weight`.
+    Reweight = 3,
+    /// Mark node `name` down: lookups skip it, no other key moves.
+    Down = 4,
+    /// Mark node `name` up again.
+    Up = 5,
+}
+
+/// One membership change for `shardkit_sharder_apply`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct shardkit_change {
+    /// A `shardkit_change_kind` value (a plain integer so that any value C
+    /// passes is defined behaviour; unknown values are `INVALID_ARGUMENT`).
+    pub kind: u32,
+    /// The node's name: UTF-8, not NUL-terminated, `name_len` bytes.
+    pub name: *const u8,
+    /// Length of `name` in bytes.
+    pub name_len: usize,
+    /// The weight, for `ADD` and `REWEIGHT`; ignored otherwise.
     pub weight: i64,
 }
 
@@ -746,6 +777,73 @@ pub unsafe extern "C" fn shardkit_sharder_balance(
             write(peak, b.peak_to_mean);
             write(stddev, b.stddev);
         }
+        Ok(())
+    })
+}
+
+/// A new snapshot with `n_changes` changes applied in order, built once:
+/// the bulk form of add/remove/reweight/set_down. On any error (unknown
+/// kind, bad name or weight, a node that is not there, removing the last
+/// node) nothing is applied and `*out` is not written. `s` is unchanged.
+///
+/// # Safety
+/// `s` must be NULL or a live sharder; `changes` must be NULL or point to
+/// `n_changes` changes whose names are valid; `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_sharder_apply(
+    s: *const shardkit_sharder,
+    changes: *const shardkit_change,
+    n_changes: usize,
+    out: *mut *mut shardkit_sharder,
+) -> shardkit_status {
+    ffi_boundary!({
+        // SAFETY: per the caller's contract.
+        let raw = unsafe { slice(changes, n_changes, "changes")? };
+        let mut parsed = Vec::with_capacity(raw.len());
+        for (i, c) in raw.iter().enumerate() {
+            let what = format!("changes[{i}].name");
+            // SAFETY: per the caller's contract.
+            let name = unsafe { text(c.name, c.name_len, &what)? };
+            parsed.push(match c.kind {
+                k if k == shardkit_change_kind::Add as u32 => {
+                    Change::Add(Node::new(name, c.weight)?)
+                }
+                k if k == shardkit_change_kind::Remove as u32 => Change::Remove(name.to_string()),
+                k if k == shardkit_change_kind::Reweight as u32 => {
+                    Change::Reweight(name.to_string(), c.weight)
+                }
+                k if k == shardkit_change_kind::Down as u32 => Change::Down(name.to_string()),
+                k if k == shardkit_change_kind::Up as u32 => Change::Up(name.to_string()),
+                k => {
+                    return Err(Error::invalid(format!(
+                        "changes[{i}].kind must be a shardkit_change_kind (1 to 5), got {k}"
+                    )))
+                }
+            });
+        }
+        // SAFETY: per the caller's contract.
+        unsafe { change(s, out, |s| s.apply(&parsed)) }
+    })
+}
+
+/// Whether the node in `slot` is marked down (`NOT_FOUND` for an empty or
+/// out-of-range slot).
+///
+/// # Safety
+/// `s` must be NULL or a live sharder; `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_sharder_is_down(
+    s: *const shardkit_sharder,
+    slot: u32,
+    out: *mut bool,
+) -> shardkit_status {
+    ffi_boundary!({
+        // SAFETY: per the caller's contract.
+        let s = unsafe { sharder(s, "s")? };
+        let out = out_ptr(out, "out")?;
+        let down = s.is_down(node_in(s, slot)?.name()) == Some(true);
+        // SAFETY: checked by out_ptr above.
+        unsafe { write(out, down) };
         Ok(())
     })
 }

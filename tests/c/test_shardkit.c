@@ -542,6 +542,70 @@ static void test_memento_holes(void) {
   shardkit_sharder_free(back);
 }
 
+static void test_apply_and_is_down(void) {
+  shardkit_sharder *s = numbered(5, "memento", NULL, NULL), *bulk = NULL, *step = NULL, *tmp = NULL;
+  shardkit_sharder *untouched = (shardkit_sharder *)0x1;
+  uint32_t slot = 0;
+  bool down = true;
+  size_t i;
+  int same = 1;
+  shardkit_change changes[4] = {
+      {SHARDKIT_CHANGE_KIND_REMOVE, S("n2"), 0},
+      {SHARDKIT_CHANGE_KIND_ADD, S("n9"), 1},
+      {SHARDKIT_CHANGE_KIND_DOWN, S("n4"), 0},
+      {SHARDKIT_CHANGE_KIND_REWEIGHT, S("n0"), 1},
+  };
+  /* One bulk apply equals the same changes one by one. */
+  CHECK_STATUS(shardkit_sharder_apply(s, changes, 4, &bulk), SHARDKIT_STATUS_OK);
+  CHECK_STATUS(shardkit_sharder_remove(s, S("n2"), &step), SHARDKIT_STATUS_OK);
+  {
+    shardkit_node n9 = {S("n9"), 1};
+    CHECK_STATUS(shardkit_sharder_add(step, &n9, &tmp), SHARDKIT_STATUS_OK);
+  }
+  shardkit_sharder_free(step);
+  CHECK_STATUS(shardkit_sharder_set_down(tmp, S("n4"), true, &step), SHARDKIT_STATUS_OK);
+  shardkit_sharder_free(tmp);
+  for (i = 0; i < 2000; i++) {
+    char key[32];
+    key_of(i, key, sizeof key);
+    same &= strcmp(name_of(bulk, lookup(bulk, key)), name_of(step, lookup(step, key))) == 0;
+  }
+  CHECK(same);
+  CHECK(shardkit_sharder_len(s) == 5 && shardkit_sharder_len(bulk) == 5);
+  /* is_down */
+  CHECK_STATUS(shardkit_sharder_slot_of(bulk, S("n4"), &slot), SHARDKIT_STATUS_OK);
+  CHECK_STATUS(shardkit_sharder_is_down(bulk, slot, &down), SHARDKIT_STATUS_OK);
+  CHECK(down);
+  CHECK_STATUS(shardkit_sharder_slot_of(bulk, S("n9"), &slot), SHARDKIT_STATUS_OK);
+  CHECK_STATUS(shardkit_sharder_is_down(bulk, slot, &down), SHARDKIT_STATUS_OK);
+  CHECK(!down);
+  CHECK_STATUS(shardkit_sharder_is_down(bulk, 999, &down), SHARDKIT_STATUS_NOT_FOUND);
+  CHECK_ERR(shardkit_sharder_is_down(bulk, 0, NULL), SHARDKIT_STATUS_NULL_POINTER, "out");
+  /* Errors: nothing applied, *out untouched, the failing entry named. */
+  {
+    shardkit_change bad_kind[2] = {{SHARDKIT_CHANGE_KIND_REMOVE, S("n1"), 0}, {42, S("n3"), 0}};
+    shardkit_change missing[2] = {{SHARDKIT_CHANGE_KIND_REMOVE, S("n1"), 0},
+                                  {SHARDKIT_CHANGE_KIND_REMOVE, S("ghost"), 0}};
+    shardkit_change zero[1] = {{SHARDKIT_CHANGE_KIND_ADD, S("n7"), 0}};
+    shardkit_change null_name[1] = {{SHARDKIT_CHANGE_KIND_DOWN, NULL, 3, 0}};
+    CHECK_ERR(shardkit_sharder_apply(s, bad_kind, 2, &untouched), SHARDKIT_STATUS_INVALID_ARGUMENT,
+              "changes[1].kind");
+    CHECK_ERR(shardkit_sharder_apply(s, missing, 2, &untouched), SHARDKIT_STATUS_NOT_FOUND, "\"ghost\"");
+    CHECK_ERR(shardkit_sharder_apply(s, zero, 1, &untouched), SHARDKIT_STATUS_INVALID_ARGUMENT, "got 0");
+    CHECK_ERR(shardkit_sharder_apply(s, null_name, 1, &untouched), SHARDKIT_STATUS_NULL_POINTER,
+              "changes[0].name");
+    CHECK_ERR(shardkit_sharder_apply(s, NULL, 2, &untouched), SHARDKIT_STATUS_NULL_POINTER, "changes");
+    CHECK(untouched == (shardkit_sharder *)0x1);
+    /* An empty change list is a copy of the snapshot. */
+    CHECK_STATUS(shardkit_sharder_apply(s, NULL, 0, &tmp), SHARDKIT_STATUS_OK);
+    CHECK(lookup(tmp, "k") == lookup(s, "k"));
+    shardkit_sharder_free(tmp);
+  }
+  shardkit_sharder_free(s);
+  shardkit_sharder_free(bulk);
+  shardkit_sharder_free(step);
+}
+
 static void test_set_down(void) {
   shardkit_sharder *s = numbered(5, "maglev", NULL, NULL), *d = NULL, *up = NULL;
   shardkit_sharder *all = NULL, *next = NULL;
@@ -958,6 +1022,7 @@ int main(int argc, char **argv) {
   test_membership_and_movement();
   test_memento_holes();
   test_set_down();
+  test_apply_and_is_down();
   test_bad_input();
   test_twemproxy_yaml();
   test_nginx_upstream();
