@@ -107,7 +107,10 @@ pub(crate) struct SourceArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// The pool to use from --config (default: the first).
-    #[arg(long, value_name = "NAME", requires = "config")]
+    // Not `requires = "config"`: clap lets any member of the "source" group
+    // satisfy that (clap-rs/clap#4707). Conflicts plus the required group
+    // say the same thing and are enforced.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["nginx", "nodes"])]
     pool: Option<String>,
     /// An nginx `hash $key consistent` upstream: "host:port [weight=N],...".
     #[arg(long, value_name = "LIST")]
@@ -118,7 +121,7 @@ pub(crate) struct SourceArgs {
     #[arg(
         long,
         value_name = "NAME",
-        requires = "nodes",
+        conflicts_with_all = ["config", "nginx"],
         help = format!(
             "Sharding algorithm for --nodes (default: {}): {}; maglev:TABLE_SIZE and bounded:LOAD_FACTOR set a parameter",
             shardkit::shard::DEFAULT_ALGORITHM,
@@ -127,10 +130,10 @@ pub(crate) struct SourceArgs {
     )]
     algorithm: Option<String>,
     /// Key hash for --nodes (default: the algorithm's; e.g. xxh3, xxh3:SEED, fnv1a_64, md5, crc32).
-    #[arg(long, value_name = "NAME", requires = "nodes")]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["config", "nginx"])]
     hash: Option<String>,
     /// Hash-tag delimiters for --nodes, e.g. "{}": only the part of a key between them is hashed.
-    #[arg(long, value_name = "TWO CHARS", requires = "nodes")]
+    #[arg(long, value_name = "TWO CHARS", conflicts_with_all = ["config", "nginx"])]
     hash_tag: Option<String>,
 }
 

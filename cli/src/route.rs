@@ -54,16 +54,18 @@ fn route(
     replicas: usize,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    out.write_all(key)?;
+    // Look up before writing, so a failed key leaves no partial line.
     if replicas == 1 {
+        let node = sharder.lookup(key)?;
+        out.write_all(key)?;
         out.write_all(b"\t")?;
-        out.write_all(sharder.lookup(key)?.name().as_bytes())?;
+        out.write_all(node.name().as_bytes())?;
     } else {
-        for slot in sharder.lookup_n(key, replicas)? {
-            if let Some(node) = sharder.node(slot) {
-                out.write_all(b"\t")?;
-                out.write_all(node.name().as_bytes())?;
-            }
+        let slots = sharder.lookup_n(key, replicas)?;
+        out.write_all(key)?;
+        for node in slots.into_iter().filter_map(|slot| sharder.node(slot)) {
+            out.write_all(b"\t")?;
+            out.write_all(node.name().as_bytes())?;
         }
     }
     out.write_all(b"\n")?;

@@ -32,12 +32,18 @@ fn shardkit(args: &[&str], stdin: Option<&str>) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    let child_stdin = child.stdin.take().unwrap();
+    let input = stdin.unwrap_or("").to_string();
+    // Feed stdin from another thread: a large input would otherwise fill the
+    // stdout pipe while this thread is still writing, and both would block.
+    let feeder = std::thread::spawn(move || {
+        let mut pipe = child_stdin;
+        // The command may exit (on an error) before reading it all.
+        let _ = pipe.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
 }
 
 fn stdout(o: &Output) -> String {
@@ -550,7 +556,11 @@ fn errors_name_the_bad_value() {
 #[test]
 fn usage_errors_exit_2() {
     fails(&["route", "--frobnicate"], "--frobnicate", 2);
-    fails(&["route", "k"], "--nodes", 2);
+    fails(
+        &["route", "k"],
+        "<--config <FILE>|--nginx <LIST>|--nodes <LIST>>",
+        2,
+    );
     fails(
         &["route", "--nodes", "a", "--config", "x.yml", "k"],
         "--config",
@@ -558,12 +568,12 @@ fn usage_errors_exit_2() {
     );
     fails(
         &["route", "--nodes", "a", "--pool", "p", "k"],
-        "--config",
+        "'--pool <NAME>'",
         2,
     );
     fails(
         &["route", "--config", "x.yml", "--algorithm", "jump", "k"],
-        "--nodes",
+        "'--algorithm <NAME>'",
         2,
     );
     fails(&["route", "--nodes", "a", "--replicas", "0", "k"], "'0'", 2);
