@@ -187,6 +187,27 @@ fn too_long(what: impl Display, len: usize) -> Error {
     ))
 }
 
+/// The checks shared by every borrowed C array: `Ok(false)` for NULL with
+/// length 0 (an empty slice), an error for NULL with a length, a size past
+/// `isize::MAX` or a misaligned pointer, else `Ok(true)`.
+#[inline(always)]
+fn buffer_ok<T>(ptr: *const T, len: usize, what: &impl Display) -> Result<bool> {
+    if ptr.is_null() {
+        return if len == 0 {
+            Ok(false)
+        } else {
+            Err(null_with_len(what, len))
+        };
+    }
+    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+        return Err(too_long(what, len));
+    }
+    if !ptr.is_aligned() {
+        return Err(misaligned(what, ptr as usize, std::mem::align_of::<T>()));
+    }
+    Ok(true)
+}
+
 /// Borrows a C array of `len` `T`s; NULL with `len == 0` is empty.
 ///
 /// # Safety
@@ -198,18 +219,8 @@ pub(crate) unsafe fn slice<'a, T>(
     len: usize,
     what: impl Display,
 ) -> Result<&'a [T]> {
-    if ptr.is_null() {
-        return if len == 0 {
-            Ok(&[])
-        } else {
-            Err(null_with_len(what, len))
-        };
-    }
-    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
-        return Err(too_long(what, len));
-    }
-    if !ptr.is_aligned() {
-        return Err(misaligned(what, ptr as usize, std::mem::align_of::<T>()));
+    if !buffer_ok(ptr, len, &what)? {
+        return Ok(&[]);
     }
     // SAFETY: non-NULL, aligned, total size checked against isize::MAX, and
     // the caller guarantees `len` valid elements for 'a.
@@ -228,18 +239,8 @@ pub(crate) unsafe fn slice_mut<'a, T>(
     len: usize,
     what: impl Display,
 ) -> Result<&'a mut [T]> {
-    if ptr.is_null() {
-        return if len == 0 {
-            Ok(&mut [])
-        } else {
-            Err(null_with_len(what, len))
-        };
-    }
-    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
-        return Err(too_long(what, len));
-    }
-    if !ptr.is_aligned() {
-        return Err(misaligned(what, ptr as usize, std::mem::align_of::<T>()));
+    if !buffer_ok(ptr, len, &what)? {
+        return Ok(&mut []);
     }
     // SAFETY: as in `slice`, plus the caller guarantees exclusive access.
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
