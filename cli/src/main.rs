@@ -193,17 +193,14 @@ impl SourceArgs {
 /// nginx server (`host:port [weight=N]`), or `name[=weight]`.
 pub(crate) fn parse_node(kind: SourceKind, spec: &str) -> shardkit::Result<Node> {
     match kind {
-        SourceKind::Twemproxy => {
-            let server = twemproxy::Server::parse(spec.trim())?;
-            Ok(Node::new(server.name, server.weight as i64)?.with_ring_id(server.ring_id))
-        }
+        SourceKind::Twemproxy => twemproxy::Server::parse(spec.trim())?.node(),
         SourceKind::Nginx => {
             let servers = nginx::parse_servers(spec)?;
             match servers.as_slice() {
                 [s] if s.down => Err(shardkit::Error::invalid(format!(
                     "a server added as down takes no keys, so there is nothing to plan: {spec:?}"
                 ))),
-                [s] => Node::new(s.address.clone(), s.weight as i64),
+                [s] => s.node(),
                 _ => Err(shardkit::Error::invalid(format!(
                     "expected one nginx server, got {} in {spec:?}",
                     servers.len()

@@ -177,15 +177,14 @@ fn changes(args: &PlanArgs, kind: SourceKind) -> shardkit::Result<Vec<Change>> {
         changes.push(Change::Add(parse_node(kind, spec)?));
     }
     for spec in &args.reweight {
-        let (name, w) = spec.rsplit_once('=').ok_or_else(|| {
-            shardkit::Error::invalid(format!("--reweight takes NAME=WEIGHT, got {spec:?}"))
-        })?;
-        let weight = w.trim().parse::<i64>().map_err(|_| {
-            shardkit::Error::invalid(format!(
-                "weight must be an integer, got {w:?} in --reweight {spec:?}"
-            ))
-        })?;
-        changes.push(Change::Reweight(name.trim().to_string(), weight));
+        if !spec.contains('=') {
+            return Err(shardkit::Error::invalid(format!(
+                "--reweight takes NAME=WEIGHT, got {spec:?}"
+            )));
+        }
+        let node = Node::parse(spec)?;
+        let (name, weight) = (node.name(), node.weight() as i64);
+        changes.push(Change::Reweight(name.to_string(), weight));
     }
     Ok(changes)
 }

@@ -40,6 +40,14 @@ pub struct UpstreamServer {
     pub down: bool,
 }
 
+impl UpstreamServer {
+    /// The node this server is on nginx's ring: named, and hashed, by its
+    /// address as written (`down` is a lookup-time mark, not part of the node).
+    pub fn node(&self) -> Result<Node> {
+        Node::new(self.address.clone(), self.weight as i64)
+    }
+}
+
 /// Parses an upstream list into its entries, in order. Errors are
 /// [`ErrorKind::InvalidArgument`] naming the entry and the bad parameter,
 /// [`ErrorKind::EmptyNodeSet`] for a list with no entries, and
@@ -136,7 +144,7 @@ pub fn parse_upstream(list: &str) -> Result<Sharder> {
     let servers = parse_servers(list)?;
     let nodes = servers
         .iter()
-        .map(|s| Node::new(s.address.clone(), s.weight as i64))
+        .map(UpstreamServer::node)
         .collect::<Result<Vec<_>>>()?;
     let sharder = Sharder::new(
         nodes,

@@ -112,6 +112,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// The node this server is in a pool: named by the entry without its
+    /// alias, hashed onto rings by its ring id, as nutcracker does.
+    pub fn node(&self) -> Result<Node> {
+        Ok(Node::new(self.name.clone(), self.weight as i64)?.with_ring_id(self.ring_id.clone()))
+    }
+
     /// Parses `host:port:weight [alias]` or `/unix/path:weight [alias]`.
     /// Errors are [`ErrorKind::InvalidArgument`] and name the entry.
     pub fn parse(entry: &str) -> Result<Server> {
@@ -427,9 +433,9 @@ fn parse_pool(name: &str, value: Value) -> Result<Pool> {
                 ),
             ));
         }
-        let node = Node::new(server.name.clone(), server.weight as i64)
-            .map_err(|e| ctx(format!("servers[{i}]: {}", e.message())))?
-            .with_ring_id(server.ring_id);
+        let node = server
+            .node()
+            .map_err(|e| ctx(format!("servers[{i}]: {}", e.message())))?;
         nodes.push(node);
     }
 
