@@ -20,6 +20,8 @@ package shardkit
 #cgo noescape sk_is_down
 #cgo nocallback sk_is_down
 #cgo nocallback sk_new
+#cgo noescape sk_from_twemproxy_file
+#cgo nocallback sk_from_twemproxy_file
 #cgo noescape sk_from_twemproxy_yaml
 #cgo nocallback sk_from_twemproxy_yaml
 #cgo noescape sk_from_nginx_upstream

@@ -6,7 +6,6 @@ import "C"
 
 import (
 	"fmt"
-	"os"
 	"runtime"
 	"sync/atomic"
 	"unsafe"
@@ -244,11 +243,10 @@ func FromTwemproxyYAML(yaml []byte, pool string) (*Sharder, error) {
 // FromTwemproxyFile reads a twemproxy YAML file and builds one pool's
 // snapshot, as FromTwemproxyYAML. A file that cannot be read is an ErrIO.
 func FromTwemproxyFile(path string, pool string) (*Sharder, error) {
-	yaml, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &Error{Kind: KindIO, Message: err.Error()}
-	}
-	return FromTwemproxyYAML(yaml, pool)
+	return newSharder(func(out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
+		return C.sk_from_twemproxy_file(stringPtr(path), C.size_t(len(path)),
+			stringPtr(pool), C.size_t(len(pool)), out, msg)
+	})
 }
 
 // FromNginxUpstream builds an nginx `hash ... consistent` ring from a server

@@ -45,6 +45,11 @@ shardkit_status sk_new(const shardkit_node *nodes, size_t n_nodes,
 	SK_RETURN(shardkit_sharder_new(nodes, n_nodes, config, out));
 }
 
+shardkit_status sk_from_twemproxy_file(const uint8_t *path, size_t path_len,
+		const uint8_t *pool, size_t pool_len, shardkit_sharder **out, char **err) {
+	SK_RETURN(shardkit_sharder_from_twemproxy_file(path, path_len, pool, pool_len, out));
+}
+
 shardkit_status sk_from_twemproxy_yaml(const uint8_t *yaml, size_t yaml_len,
 		const uint8_t *pool, size_t pool_len, shardkit_sharder **out, char **err) {
 	SK_RETURN(shardkit_sharder_from_twemproxy_yaml(yaml, yaml_len, pool, pool_len, out));

@@ -22,6 +22,8 @@ void sk_nodes_free(sk_nodes *n);
 shardkit_status sk_load_nodes(const shardkit_sharder *s, sk_nodes *out, char **err);
 shardkit_status sk_new(const shardkit_node *nodes, size_t n_nodes,
 		const shardkit_config *config, shardkit_sharder **out, char **err);
+shardkit_status sk_from_twemproxy_file(const uint8_t *path, size_t path_len,
+		const uint8_t *pool, size_t pool_len, shardkit_sharder **out, char **err);
 shardkit_status sk_from_twemproxy_yaml(const uint8_t *yaml, size_t yaml_len,
 		const uint8_t *pool, size_t pool_len, shardkit_sharder **out, char **err);
 shardkit_status sk_from_nginx_upstream(const uint8_t *list, size_t list_len,

@@ -301,6 +301,21 @@ shardkit_status shardkit_sharder_from_twemproxy_yaml(const uint8_t *yaml,
                                                      struct shardkit_sharder **out);
 
 /**
+ * Like `shardkit_sharder_from_twemproxy_yaml`, reading the YAML from the
+ * file at `path` (UTF-8, not NUL-terminated). Errors: `IO` (the file cannot
+ * be read; the detail names the path), and those of the YAML variant.
+ *
+ * # Safety
+ * `path` and `pool` must be NULL or point to their lengths in readable
+ * bytes; `out` must point to a writable pointer.
+ */
+shardkit_status shardkit_sharder_from_twemproxy_file(const uint8_t *path,
+                                                     size_t path_len,
+                                                     const uint8_t *pool,
+                                                     size_t pool_len,
+                                                     struct shardkit_sharder **out);
+
+/**
  * Builds a snapshot matching nginx `hash $key consistent` over an upstream
  * server list such as "127.0.0.1:8081 weight=2,127.0.0.1:8082" (separators:
  * ',', ';' or newline). Node names are the addresses as written.

@@ -207,6 +207,38 @@ pub unsafe extern "C" fn shardkit_sharder_from_twemproxy_yaml(
     })
 }
 
+/// Like `shardkit_sharder_from_twemproxy_yaml`, reading the YAML from the
+/// file at `path` (UTF-8, not NUL-terminated). Errors: `IO` (the file cannot
+/// be read; the detail names the path), and those of the YAML variant.
+///
+/// # Safety
+/// `path` and `pool` must be NULL or point to their lengths in readable
+/// bytes; `out` must point to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_sharder_from_twemproxy_file(
+    path: *const u8,
+    path_len: usize,
+    pool: *const u8,
+    pool_len: usize,
+    out: *mut *mut shardkit_sharder,
+) -> shardkit_status {
+    ffi_boundary!({
+        let out = out_ptr(out, "out")?;
+        // SAFETY: per the caller's contract.
+        let (path, pool) = unsafe {
+            (
+                text(path, path_len, "path")?,
+                opt_text(pool, pool_len, "pool")?,
+            )
+        };
+        let pools = twemproxy::load_pools(std::path::Path::new(path))?;
+        let pool = twemproxy::select_pool(pools, pool)?;
+        // SAFETY: checked by out_ptr above.
+        unsafe { publish(out, pool.sharder) };
+        Ok(())
+    })
+}
+
 /// Builds a snapshot matching nginx `hash $key consistent` over an upstream
 /// server list such as "127.0.0.1:8081 weight=2,127.0.0.1:8082" (separators:
 /// ',', ';' or newline). Node names are the addresses as written.

@@ -731,6 +731,37 @@ static const char YAML[] =
     "   - 127.0.0.1:11215:1\n"
     "   - 127.0.0.1:11216:3\n";
 
+static void test_twemproxy_file(void) {
+  char path[] = "/tmp/shardkit-c-test-XXXXXX";
+  shardkit_sharder *from_file = NULL, *from_yaml = NULL, *untouched = (shardkit_sharder *)0x1;
+  size_t i;
+  int same = 1;
+  int fd = mkstemp(path);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  CHECK(f != NULL);
+  if (f == NULL) return;
+  fputs(YAML, f);
+  fclose(f);
+  CHECK_STATUS(shardkit_sharder_from_twemproxy_file(SZ(path), S("beta"), &from_file), SHARDKIT_STATUS_OK);
+  CHECK_STATUS(shardkit_sharder_from_twemproxy_yaml(S(YAML), S("beta"), &from_yaml), SHARDKIT_STATUS_OK);
+  for (i = 0; from_file && from_yaml && i < 500; i++) {
+    char key[32];
+    key_of(i, key, sizeof key);
+    same &= strcmp(name_of(from_file, lookup(from_file, key)), name_of(from_yaml, lookup(from_yaml, key))) == 0;
+  }
+  CHECK(same);
+  CHECK_ERR(shardkit_sharder_from_twemproxy_file(SZ(path), S("gamma"), &untouched), SHARDKIT_STATUS_NOT_FOUND,
+            "gamma");
+  remove(path);
+  CHECK_ERR(shardkit_sharder_from_twemproxy_file(SZ(path), NULL, 0, &untouched), SHARDKIT_STATUS_IO,
+            "shardkit-c-test-");
+  CHECK_ERR(shardkit_sharder_from_twemproxy_file(NULL, 4, NULL, 0, &untouched), SHARDKIT_STATUS_NULL_POINTER,
+            "path");
+  CHECK(untouched == (shardkit_sharder *)0x1);
+  shardkit_sharder_free(from_file);
+  shardkit_sharder_free(from_yaml);
+}
+
 static void test_twemproxy_yaml(void) {
   shardkit_sharder *alpha = NULL, *first = NULL, *beta = NULL, *manual = NULL, *s = NULL;
   uint32_t w = 0;
@@ -1025,6 +1056,7 @@ int main(int argc, char **argv) {
   test_apply_and_is_down();
   test_bad_input();
   test_twemproxy_yaml();
+  test_twemproxy_file();
   test_nginx_upstream();
   test_last_error_protocol();
   test_threads();
