@@ -530,7 +530,10 @@ fn errors_name_the_bad_value() {
     fails_naming(&["plan", "--nodes", "a,b", "--add", "a"], "\"a\"");
     fails_naming(&["plan", "--nodes", "a,b", "--reweight", "a"], "\"a\"");
     fails_naming(&["plan", "--nodes", "a,b", "--reweight", "a=0"], "got 0");
-    fails_naming(&["plan", "--nodes", "a,b", "--reweight", "a=heavy"], "\"heavy\"");
+    fails_naming(
+        &["plan", "--nodes", "a,b", "--reweight", "a=heavy"],
+        "\"heavy\"",
+    );
     fails_naming(&["plan", "--nodes", "a,b", "--reweight", "zed=2"], "zed");
     fails_naming(
         &[
