@@ -28,8 +28,20 @@ pub enum ErrorKind {
     BufferTooSmall,
     /// A panic was caught at an FFI boundary.
     Panic,
-    /// No node can serve: every node is marked down.
+    /// No node can serve: every node is marked down, or no endpoint answers.
     Unavailable,
+    /// An operation did not finish within its timeout or deadline.
+    Timeout,
+    /// The session's lease is gone (expired, revoked, or its local deadline
+    /// passed): nothing held under it may be used any more.
+    SessionLost,
+    /// The caller cancelled the operation.
+    Cancelled,
+    /// A fencing token is no longer current: the lock or leadership it
+    /// proves has passed on, so the guarded write was rejected.
+    Fenced,
+    /// A watch asked for history the store has already compacted away.
+    Compacted,
 }
 
 impl ErrorKind {
@@ -47,6 +59,11 @@ impl ErrorKind {
             ErrorKind::BufferTooSmall => 9,
             ErrorKind::Panic => 10,
             ErrorKind::Unavailable => 11,
+            ErrorKind::Timeout => 12,
+            ErrorKind::SessionLost => 13,
+            ErrorKind::Cancelled => 14,
+            ErrorKind::Fenced => 15,
+            ErrorKind::Compacted => 16,
         }
     }
 
@@ -64,11 +81,16 @@ impl ErrorKind {
             ErrorKind::BufferTooSmall => "buffer too small",
             ErrorKind::Panic => "panic caught at FFI boundary",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::SessionLost => "session lost",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Fenced => "fencing token no longer current",
+            ErrorKind::Compacted => "revision compacted",
         }
     }
 
     /// Every kind, in code order (bindings generate their tables from this).
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::InvalidArgument,
         ErrorKind::EmptyNodeSet,
         ErrorKind::DuplicateNode,
@@ -80,6 +102,11 @@ impl ErrorKind {
         ErrorKind::BufferTooSmall,
         ErrorKind::Panic,
         ErrorKind::Unavailable,
+        ErrorKind::Timeout,
+        ErrorKind::SessionLost,
+        ErrorKind::Cancelled,
+        ErrorKind::Fenced,
+        ErrorKind::Compacted,
     ];
 }
 

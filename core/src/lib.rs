@@ -26,7 +26,9 @@ pub mod config;
 pub mod error;
 pub mod hash;
 pub mod keysel;
+pub mod lease;
 pub mod node;
+pub mod runtime;
 pub mod shard;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,294 @@
+//! Leader election in the style of etcd's `concurrency.Election`: campaign,
+//! proclaim, resign, leader and observe. The leader is the candidate with
+//! the oldest key; its create revision is its fencing token.
+
+use std::sync::Mutex;
+
+use super::backend::Backend;
+use super::kv::{Cmp, CmpOp, EventKind, Kv, Op, RangeOpts, SortOrder, SortTarget, Txn, Watch};
+use super::queue::{self, WaitOptions};
+use super::session::{lock, Session};
+use super::token::{FencingToken, TokenKind};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Key prefix of every election.
+pub const ELECTION_PREFIX: &str = "shardkit/election/";
+
+fn election_prefix(name: &str) -> Result<Vec<u8>> {
+    queue::validate_name("election", name)?;
+    Ok(format!("{ELECTION_PREFIX}{name}/").into_bytes())
+}
+
+/// Who leads an election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderInfo {
+    /// The election's name.
+    pub name: String,
+    /// The leader's key.
+    pub key: Vec<u8>,
+    /// The value the leader proclaimed (its address, typically).
+    pub value: Vec<u8>,
+    /// The leader's create revision: its fencing token.
+    pub revision: i64,
+    /// The leader's lease.
+    pub lease: i64,
+}
+
+impl LeaderInfo {
+    fn from_kv(name: &str, kv: &Kv) -> LeaderInfo {
+        LeaderInfo {
+            name: name.to_string(),
+            key: kv.key.clone(),
+            value: kv.value.clone(),
+            revision: kv.create_revision,
+            lease: kv.lease,
+        }
+    }
+}
+
+/// One candidate in a named election, bound to a session.
+#[derive(Debug)]
+pub struct Election {
+    session: Session,
+    name: String,
+    prefix: Vec<u8>,
+    held: Mutex<Option<FencingToken>>,
+}
+
+impl Election {
+    /// A candidate for election `name` under `session`.
+    pub fn new(session: &Session, name: &str) -> Result<Election> {
+        Ok(Election {
+            session: session.clone(),
+            name: name.to_string(),
+            prefix: election_prefix(name)?,
+            held: Mutex::new(None),
+        })
+    }
+
+    /// The election's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until this candidate leads, proclaiming `value`; returns the
+    /// leadership's fencing token. A session that ends while waiting gives
+    /// an error (kind `SessionLost`), never leadership.
+    pub async fn campaign(&self, value: &[u8]) -> Result<FencingToken> {
+        self.campaign_with(value, &WaitOptions::default()).await
+    }
+
+    /// [`campaign`](Election::campaign) with a timeout and/or cancel signal;
+    /// on every error the candidacy is withdrawn before the error returns.
+    pub async fn campaign_with(&self, value: &[u8], opts: &WaitOptions) -> Result<FencingToken> {
+        if let Some(t) = &*lock(&self.held) {
+            return Err(Error::invalid(format!(
+                "already leader of election {:?} through this handle (token {t}); resign first",
+                self.name
+            )));
+        }
+        let what = format!("leadership of election {:?}", self.name);
+        let place =
+            queue::acquire(&self.session, &self.prefix, value.to_vec(), &what, opts).await?;
+        let token = FencingToken {
+            kind: TokenKind::Leader,
+            name: self.name.clone(),
+            key: place.key,
+            revision: place.revision,
+            lease: self.session.lease_id(),
+        };
+        *lock(&self.held) = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Replaces the leader's value, only while this candidate leads.
+    pub async fn proclaim(&self, value: &[u8]) -> Result<()> {
+        let token = self.leader_token()?;
+        let timeout = self.session.rpc_timeout()?;
+        let txn = Txn {
+            compare: vec![Cmp::create_revision(
+                token.key.clone(),
+                CmpOp::Equal,
+                token.revision,
+            )],
+            success: vec![Op::Put {
+                key: token.key.clone(),
+                value: value.to_vec(),
+                lease: token.lease,
+            }],
+            failure: vec![],
+        };
+        let r = self.session.inner.backend.txn(txn, timeout).await?;
+        if !r.succeeded {
+            *lock(&self.held) = None;
+            return Err(Error::new(
+                ErrorKind::Fenced,
+                format!(
+                    "not leader of election {:?} any more (token {token}): proclaim rejected",
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Gives up leadership (deletes this candidate's key). Resigning when
+    /// not leader is an `InvalidArgument` error.
+    pub async fn resign(&self) -> Result<()> {
+        let token = lock(&self.held).take().ok_or_else(|| {
+            Error::invalid(format!(
+                "not leader of election {:?} through this handle",
+                self.name
+            ))
+        })?;
+        let txn = Txn {
+            compare: vec![Cmp::create_revision(
+                token.key.clone(),
+                CmpOp::Equal,
+                token.revision,
+            )],
+            success: vec![Op::delete(token.key.clone())],
+            failure: vec![],
+        };
+        match self
+            .session
+            .inner
+            .backend
+            .txn(txn, self.session.inner_rpc_timeout())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.session
+                    .delete_own_key(&token.key, token.revision)
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The token of the current leadership through this handle, if any.
+    pub fn token(&self) -> Option<FencingToken> {
+        lock(&self.held).clone()
+    }
+
+    fn leader_token(&self) -> Result<FencingToken> {
+        lock(&self.held).clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Fenced,
+                format!("not leader of election {:?} through this handle", self.name),
+            )
+        })
+    }
+
+    /// The current leader (any candidate's view).
+    pub async fn leader(&self) -> Result<Option<LeaderInfo>> {
+        let timeout = self.session.rpc_timeout()?;
+        leader(&self.session.inner.backend, &self.name, timeout).await
+    }
+}
+
+pub(crate) async fn leader(
+    backend: &Backend,
+    name: &str,
+    timeout: std::time::Duration,
+) -> Result<Option<LeaderInfo>> {
+    let prefix = election_prefix(name)?;
+    Ok(read_leader(backend, name, &prefix, timeout).await?.0)
+}
+
+async fn read_leader(
+    backend: &Backend,
+    name: &str,
+    prefix: &[u8],
+    timeout: std::time::Duration,
+) -> Result<(Option<LeaderInfo>, i64)> {
+    let opts = RangeOpts {
+        prefix: true,
+        sort: Some((SortTarget::Create, SortOrder::Ascend)),
+        limit: 1,
+        max_create_revision: 0,
+    };
+    let r = backend.range(prefix, opts, timeout).await?;
+    Ok((
+        r.kvs.first().map(|kv| LeaderInfo::from_kv(name, kv)),
+        r.revision,
+    ))
+}
+
+/// A stream of leadership changes of one election, including "no leader".
+#[derive(Debug)]
+pub struct Observer {
+    backend: Backend,
+    name: String,
+    prefix: Vec<u8>,
+    timeout: std::time::Duration,
+    watch: Option<Watch>,
+    last: Option<Option<LeaderInfo>>,
+}
+
+impl Observer {
+    pub(crate) fn new(
+        backend: Backend,
+        name: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Observer> {
+        Ok(Observer {
+            backend,
+            name: name.to_string(),
+            prefix: election_prefix(name)?,
+            timeout,
+            watch: None,
+            last: None,
+        })
+    }
+
+    /// The next leadership state that differs from the last one returned;
+    /// the first call returns the current state. `None` inside means "no
+    /// leader". A new leader, a changed proclaimed value, and the leader's
+    /// key ending are all changes.
+    pub async fn next(&mut self) -> Result<Option<LeaderInfo>> {
+        loop {
+            if self.watch.is_none() {
+                let (cur, rev) =
+                    read_leader(&self.backend, &self.name, &self.prefix, self.timeout).await?;
+                self.watch = Some(
+                    self.backend
+                        .watch(&self.prefix, true, rev + 1, self.timeout)
+                        .await?,
+                );
+                if self.last.as_ref() != Some(&cur) {
+                    self.last = Some(cur.clone());
+                    return Ok(cur);
+                }
+            }
+            let w = self.watch.as_mut().expect("watch set above");
+            match w.next().await {
+                Some(Ok(events)) => {
+                    if !events
+                        .iter()
+                        .any(|e| matches!(e.kind, EventKind::Put | EventKind::Delete))
+                    {
+                        continue;
+                    }
+                    let (cur, _) =
+                        read_leader(&self.backend, &self.name, &self.prefix, self.timeout).await?;
+                    if self.last.as_ref() != Some(&cur) {
+                        self.last = Some(cur.clone());
+                        return Ok(cur);
+                    }
+                }
+                Some(Err(e)) if e.kind() == ErrorKind::Compacted => self.watch = None,
+                None => {
+                    // The backend closed the stream (reconnect): do not spin.
+                    self.watch = None;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Some(Err(e)) => {
+                    self.watch = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+}

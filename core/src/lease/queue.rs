@@ -1,0 +1,315 @@
+//! The waiter queue locks and elections share, as etcd's `concurrency`
+//! package builds it: one key per waiter under a prefix, ordered by create
+//! revision; each waiter watches only the key just before its own, so a
+//! release wakes exactly one waiter (no herd).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::cancel::{cancelled, Cancel};
+use super::kv::{Cmp, CmpOp, EventKind, Kv, Op, RangeOpts, SortOrder, SortTarget, Txn};
+use super::session::Session;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Longest name accepted for a lock, election or shard group.
+pub const MAX_NAME_LEN: usize = 512;
+
+/// Checks a lock/election/group name: non-empty text without control
+/// characters, so it can be written in keys, logs and environment variables.
+pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(format!("{what} name is empty")));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(format!(
+            "{what} name {:?}... is {} bytes; at most {MAX_NAME_LEN}",
+            &name[..name.char_indices().nth(32).map_or(name.len(), |(i, _)| i)],
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "{what} name {name:?} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Options for a wait in `lock` or `campaign`.
+#[derive(Debug, Clone, Default)]
+pub struct WaitOptions {
+    /// Give up after this long (error kind `Timeout`); `None` waits until
+    /// acquired, cancelled or the session ends.
+    pub timeout: Option<Duration>,
+    /// Give up when this fires (error kind `Cancelled`).
+    pub cancel: Option<Cancel>,
+}
+
+impl WaitOptions {
+    /// Wait at most `timeout`.
+    pub fn timeout(timeout: Duration) -> WaitOptions {
+        WaitOptions {
+            timeout: Some(timeout),
+            cancel: None,
+        }
+    }
+}
+
+/// A waiter's place in a queue.
+pub(crate) struct Place {
+    pub(crate) key: Vec<u8>,
+    pub(crate) revision: i64,
+    /// True when no key under the prefix is older than ours.
+    pub(crate) first: bool,
+}
+
+/// Adds `key` (with `value`, under the session's lease) to the queue at
+/// `prefix`. A request that fails may still have been applied by the server,
+/// so on error the key is deleted (or left to the session to retry).
+pub(crate) async fn enqueue(
+    session: &Session,
+    prefix: &[u8],
+    key: Vec<u8>,
+    value: Vec<u8>,
+) -> Result<Place> {
+    let timeout = session.rpc_timeout()?;
+    let lease = session.lease_id();
+    let first_op = Op::Get {
+        key: prefix.to_vec(),
+        opts: RangeOpts {
+            prefix: true,
+            sort: Some((SortTarget::Create, SortOrder::Ascend)),
+            limit: 1,
+            max_create_revision: 0,
+        },
+    };
+    let txn = Txn {
+        compare: vec![Cmp::create_revision(key.clone(), CmpOp::Equal, 0)],
+        success: vec![
+            Op::Put {
+                key: key.clone(),
+                value,
+                lease,
+            },
+            first_op.clone(),
+        ],
+        failure: vec![Op::get(key.clone()), first_op],
+    };
+    let res = match session.inner.backend.txn(txn, timeout).await {
+        Ok(r) => r,
+        Err(e) => {
+            session.delete_own_key(&key, 0).await;
+            return Err(e);
+        }
+    };
+    let revision = if res.succeeded {
+        res.revision
+    } else {
+        // Our unique key already exists: only possible when a previous
+        // attempt's answer was lost. Reuse it.
+        match res.results.first().and_then(|r| r.kvs.first()) {
+            Some(kv) => kv.create_revision,
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    "queue key vanished inside a transaction",
+                ));
+            }
+        }
+    };
+    let first = match res.results.get(1).and_then(|r| r.kvs.first()) {
+        Some(owner) => owner.create_revision == revision,
+        None => true,
+    };
+    Ok(Place {
+        key,
+        revision,
+        first,
+    })
+}
+
+/// Waits until no key under `prefix` is older than `place`, watching only
+/// the immediate predecessor each round. Then re-reads our own key: if it
+/// vanished (lease expired, key deleted), the wait failed.
+pub(crate) async fn wait_first(
+    session: &Session,
+    prefix: &[u8],
+    place: &Place,
+    what: &str,
+    opts: &WaitOptions,
+) -> Result<()> {
+    let started = Instant::now();
+    let deadline = opts.timeout.map(|t| started + t);
+    let backend = &session.inner.backend;
+    let timed_out = || {
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "{what} not acquired within {} ms",
+                opts.timeout.unwrap_or_default().as_millis()
+            ),
+        )
+    };
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(timed_out());
+        }
+        let timeout = session.rpc_timeout()?;
+        let opts_pred = RangeOpts {
+            prefix: true,
+            sort: Some((SortTarget::Create, SortOrder::Descend)),
+            limit: 1,
+            max_create_revision: place.revision - 1,
+        };
+        let r = backend.range(prefix, opts_pred, timeout).await?;
+        let Some(pred) = r.kvs.first().cloned() else {
+            break;
+        };
+        let mut watch = backend
+            .watch(&pred.key, false, r.revision + 1, timeout)
+            .await?;
+        let sleep_until =
+            deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        loop {
+            tokio::select! {
+                biased;
+                e = session.ended() => return Err(e),
+                _ = cancelled(opts.cancel.as_ref()) => {
+                    return Err(Error::new(ErrorKind::Cancelled, format!("{what} cancelled while waiting")));
+                }
+                _ = tokio::time::sleep_until(sleep_until) => return Err(timed_out()),
+                ev = watch.next() => match ev {
+                    Some(Ok(events)) => {
+                        if events.iter().any(|e| e.kind == EventKind::Delete) {
+                            break;
+                        }
+                    }
+                    // History we asked for was compacted, or the stream
+                    // closed: read the queue again and watch afresh; the
+                    // wait is not lost with the watch.
+                    Some(Err(e)) if e.kind() == ErrorKind::Compacted => break,
+                    None => break,
+                    Some(Err(e)) => return Err(e),
+                },
+            }
+        }
+    }
+    check_own_key(session, place, what).await
+}
+
+/// Confirms our key still exists with our revision.
+pub(crate) async fn check_own_key(session: &Session, place: &Place, what: &str) -> Result<()> {
+    let timeout = session.rpc_timeout()?;
+    let r = session
+        .inner
+        .backend
+        .range(&place.key, RangeOpts::default(), timeout)
+        .await?;
+    match r.kvs.first() {
+        Some(Kv { create_revision, .. }) if *create_revision == place.revision => Ok(()),
+        _ => Err(Error::new(
+            ErrorKind::SessionLost,
+            format!(
+                "{what}: waiter key {} vanished while waiting (lease {:x} expired or the key was deleted)",
+                String::from_utf8_lossy(&place.key),
+                session.lease_id()
+            ),
+        )),
+    }
+}
+
+/// Leaves the queue after an error: deletes our key, awaiting the delete so
+/// that no stale key is left when the error reaches the caller.
+pub(crate) async fn leave(session: &Session, place: &Place) {
+    session.delete_own_key(&place.key, place.revision).await;
+}
+
+/// Arms cleanup for a dropped (cancelled) acquire future: if the future is
+/// dropped between enqueue and success, the key is deleted in the background.
+pub(crate) struct LeaveOnDrop {
+    pub(crate) session: Session,
+    pub(crate) key: Vec<u8>,
+    pub(crate) revision: i64,
+    pub(crate) armed: bool,
+}
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let session = self.session.clone();
+            let key = std::mem::take(&mut self.key);
+            let rev = self.revision;
+            handle.spawn(async move { session.delete_own_key(&key, rev).await });
+        }
+    }
+}
+
+/// Enqueues a fresh key and waits to be first, all within `opts`: the
+/// timeout covers the enqueue too. On error the key is gone before the error
+/// returns; a dropped future deletes it in the background.
+pub(crate) async fn acquire(
+    session: &Session,
+    prefix: &[u8],
+    value: Vec<u8>,
+    what: &str,
+    opts: &WaitOptions,
+) -> Result<Place> {
+    if opts.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+        return Err(Error::new(
+            ErrorKind::Cancelled,
+            format!("{what} cancelled before it was tried"),
+        ));
+    }
+    let started = Instant::now();
+    let key = session.unique_key(prefix);
+    let enq = enqueue(session, prefix, key.clone(), value);
+    let place = match opts.timeout {
+        Some(t) => match tokio::time::timeout(t, enq).await {
+            Ok(r) => r?,
+            Err(_) => {
+                // The request may have been applied after we stopped waiting.
+                session.delete_own_key(&key, 0).await;
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("{what} not acquired within {} ms", t.as_millis()),
+                ));
+            }
+        },
+        None => enq.await?,
+    };
+    if place.first {
+        return Ok(place);
+    }
+    let mut guard = LeaveOnDrop {
+        session: session.clone(),
+        key: place.key.clone(),
+        revision: place.revision,
+        armed: true,
+    };
+    let rest = WaitOptions {
+        timeout: opts.timeout.map(|t| t.saturating_sub(started.elapsed())),
+        cancel: opts.cancel.clone(),
+    };
+    let waited = wait_first(session, prefix, &place, what, &rest).await;
+    guard.armed = false;
+    match waited {
+        Ok(()) => Ok(place),
+        Err(mut e) => {
+            leave(session, &place).await;
+            if e.kind() == ErrorKind::Timeout && opts.timeout.is_some() {
+                e = Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what} not acquired within {} ms",
+                        opts.timeout.unwrap_or_default().as_millis()
+                    ),
+                );
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! A session is one lease kept alive in the background, with a local
+//! deadline that always runs out before the server's.
+//!
+//! The deadline is measured from when the last *acknowledged* keepalive was
+//! sent: the server restarts its TTL clock no earlier than that, so
+//! `sent + ttl - margin` is strictly before the server can expire the lease,
+//! whatever the network did in between. When the deadline passes without a
+//! newer acknowledgement, the session declares itself lost, exactly once,
+//! and everything held under it (locks, leadership, shards) must be treated
+//! as gone. A paused process (SIGSTOP, a long GC) finds on waking that its
+//! deadline has passed before it can act on a stale belief.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::backend::Backend;
+use super::kv::{Cmp, CmpOp, LeaseId, Op, Txn};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Longest TTL etcd accepts (its `MaxLeaseTTL`).
+pub const MAX_TTL_SECS: u64 = 9_000_000_000;
+
+/// How a session is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Lease time-to-live; whole seconds, at least 1 (etcd may require more).
+    pub ttl: Duration,
+    /// How long before the TTL the session declares itself lost. `None`
+    /// picks a fifth of the TTL, between 200 ms and 3 s.
+    pub margin: Option<Duration>,
+    /// Upper bound on any single request; each request also gets no more
+    /// than the time the lease has left.
+    pub rpc_timeout: Duration,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            ttl: Duration::from_secs(10),
+            margin: None,
+            rpc_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SessionOptions {
+    /// Options with this TTL and the defaults otherwise.
+    pub fn with_ttl(ttl: Duration) -> SessionOptions {
+        SessionOptions {
+            ttl,
+            ..SessionOptions::default()
+        }
+    }
+
+    /// Checks the options and returns `(ttl_secs, margin)`.
+    fn validate(&self) -> Result<(i64, Duration)> {
+        let ttl = self.ttl;
+        if ttl.is_zero() || ttl.subsec_nanos() != 0 || ttl.as_secs() > MAX_TTL_SECS {
+            return Err(Error::invalid(format!(
+                "ttl {:?}: a lease TTL is a whole number of seconds from 1 to {MAX_TTL_SECS}",
+                ttl
+            )));
+        }
+        let margin = match self.margin {
+            Some(m) => m,
+            None => (ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(3)),
+        };
+        if margin.is_zero() || margin > ttl / 2 {
+            return Err(Error::invalid(format!(
+                "margin {margin:?} for ttl {ttl:?}: it must be above zero and at most half the TTL"
+            )));
+        }
+        if self.rpc_timeout.is_zero() {
+            return Err(Error::invalid(
+                "rpc_timeout 0: every request needs time to answer",
+            ));
+        }
+        Ok((ttl.as_secs() as i64, margin))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Alive,
+    Lost(Error),
+    Closed,
+}
+
+type LostCallback = Box<dyn FnOnce(&Error) + Send>;
+
+/// A lease kept alive in the background. Clones share the lease.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<SessionInner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("lease", &format_args!("{:x}", self.inner.lease))
+            .field("ttl", &self.inner.ttl)
+            .field("lost", &self.is_lost())
+            .finish()
+    }
+}
+
+pub(crate) struct SessionInner {
+    pub(crate) backend: Backend,
+    pub(crate) lease: LeaseId,
+    ttl: Duration,
+    margin: Duration,
+    rpc_timeout: Duration,
+    deadline: Mutex<Instant>,
+    state: watch::Sender<State>,
+    callbacks: Mutex<Vec<LostCallback>>,
+    /// Keys this session wrote but could not delete (a request timed out
+    /// after the server may have applied it); retried on every keepalive, so
+    /// no stale key outlives the error that left it.
+    orphans: Mutex<Vec<Vec<u8>>>,
+    seq: AtomicU64,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for SessionInner {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            t.abort();
+        }
+    }
+}
+
+impl Session {
+    /// Grants a lease and starts keeping it alive.
+    pub(crate) async fn start(backend: Backend, opts: SessionOptions) -> Result<Session> {
+        let (ttl_secs, margin) = opts.validate()?;
+        let sent = Instant::now();
+        let (lease, granted) = backend.grant(ttl_secs, opts.rpc_timeout).await?;
+        if granted > ttl_secs {
+            // The server raised the TTL to its minimum: our deadline would be
+            // based on a TTL the operator did not ask for. Refuse clearly.
+            let _ = backend.revoke(lease, opts.rpc_timeout).await;
+            return Err(Error::invalid(format!(
+                "ttl {ttl_secs}s is below the server's minimum lease TTL of {granted}s ({})",
+                backend.describe()
+            )));
+        }
+        let ttl = Duration::from_secs(granted.max(1) as u64);
+        Ok(Session::spawn(
+            backend,
+            lease,
+            ttl,
+            margin,
+            opts.rpc_timeout,
+            sent + ttl - margin,
+        ))
+    }
+
+    /// Takes over a lease that is still alive (after a restart): checks it
+    /// exists, renews it at once, and keeps it alive from then on.
+    pub(crate) async fn resume(
+        backend: Backend,
+        lease: LeaseId,
+        opts: SessionOptions,
+    ) -> Result<Session> {
+        let (_, margin) = opts.validate()?;
+        let ttl_info = backend.time_to_live(lease, opts.rpc_timeout).await?;
+        let Some((granted, _)) = ttl_info else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("lease {lease:x} ({lease}) not found: it expired or was revoked"),
+            ));
+        };
+        let sent = Instant::now();
+        let ttl_left = backend.keep_alive(lease, opts.rpc_timeout).await?;
+        if ttl_left <= 0 {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("lease {lease:x} ({lease}) expired while resuming"),
+            ));
+        }
+        let ttl = Duration::from_secs(granted.max(1) as u64);
+        if margin > ttl / 2 {
+            return Err(Error::invalid(format!(
+                "margin {margin:?} is more than half of lease {lease:x}'s TTL of {ttl:?}"
+            )));
+        }
+        Ok(Session::spawn(
+            backend,
+            lease,
+            ttl,
+            margin,
+            opts.rpc_timeout,
+            sent + ttl - margin,
+        ))
+    }
+
+    fn spawn(
+        backend: Backend,
+        lease: LeaseId,
+        ttl: Duration,
+        margin: Duration,
+        rpc_timeout: Duration,
+        deadline: Instant,
+    ) -> Session {
+        let inner = Arc::new(SessionInner {
+            backend,
+            lease,
+            ttl,
+            margin,
+            rpc_timeout,
+            deadline: Mutex::new(deadline),
+            state: watch::Sender::new(State::Alive),
+            callbacks: Mutex::new(Vec::new()),
+            orphans: Mutex::new(Vec::new()),
+            seq: AtomicU64::new(0),
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(keepalive_loop(Arc::downgrade(&inner)));
+        *lock(&inner.task) = Some(task);
+        Session { inner }
+    }
+
+    /// The lease id (for resuming after a restart, and in fencing tokens).
+    pub fn lease_id(&self) -> LeaseId {
+        self.inner.lease
+    }
+
+    /// The TTL the server granted.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// How long before the TTL the session gives up.
+    pub fn margin(&self) -> Duration {
+        self.inner.margin
+    }
+
+    /// Time left before the local deadline (zero once passed or lost).
+    pub fn remaining(&self) -> Duration {
+        if !matches!(*self.inner.state.borrow(), State::Alive) {
+            return Duration::ZERO;
+        }
+        lock(&self.inner.deadline).saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the session has been declared lost (not merely closed).
+    pub fn is_lost(&self) -> bool {
+        matches!(*self.inner.state.borrow(), State::Lost(_))
+    }
+
+    /// Whether [`close`](Session::close) was called.
+    pub fn is_closed(&self) -> bool {
+        matches!(*self.inner.state.borrow(), State::Closed)
+    }
+
+    /// Resolves with the reason once the session is lost. Never resolves for
+    /// a session that is closed instead.
+    pub async fn lost(&self) -> Error {
+        let mut rx = self.inner.state.subscribe();
+        loop {
+            if let State::Lost(e) = &*rx.borrow_and_update() {
+                return e.clone();
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Resolves when the session is lost or closed; the error says which.
+    pub(crate) async fn ended(&self) -> Error {
+        let mut rx = self.inner.state.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                State::Lost(e) => return e.clone(),
+                State::Closed => return closed_error(self.inner.lease),
+                State::Alive => {}
+            }
+            if rx.changed().await.is_err() {
+                return closed_error(self.inner.lease);
+            }
+        }
+    }
+
+    /// Registers `callback` to run exactly once when the session is lost,
+    /// on the thread that notices (a runtime thread, or the caller's when it
+    /// is already lost). It must return promptly. It never runs for a
+    /// session that is closed.
+    pub fn on_lost(&self, callback: impl FnOnce(&Error) + Send + 'static) {
+        let mut cbs = lock(&self.inner.callbacks);
+        if let State::Lost(e) = &*self.inner.state.borrow() {
+            let e = e.clone();
+            drop(cbs);
+            callback(&e);
+            return;
+        }
+        cbs.push(Box::new(callback));
+    }
+
+    /// Ok while the session may still act; the loss reason otherwise. Also
+    /// declares the session lost when the deadline has passed but the
+    /// background task has not run yet (a process just woken from a pause).
+    pub fn check(&self) -> Result<()> {
+        self.inner.check()
+    }
+
+    /// The timeout for the next request: the configured bound, cut to the
+    /// time the lease has left. Errors when nothing is left.
+    pub(crate) fn rpc_timeout(&self) -> Result<Duration> {
+        self.inner.check()?;
+        let left = lock(&self.inner.deadline).saturating_duration_since(Instant::now());
+        Ok(self.inner.rpc_timeout.min(left))
+    }
+
+    /// A key unique to this session and object: `prefix` + lease + sequence,
+    /// so two locks of one session never share a waiter key.
+    pub(crate) fn unique_key(&self, prefix: &[u8]) -> Vec<u8> {
+        let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        let mut k = prefix.to_vec();
+        k.extend_from_slice(format!("{:016x}.{n}", self.inner.lease).as_bytes());
+        k
+    }
+
+    /// Deletes `key` if it still has `create_revision` (0: unconditionally);
+    /// on failure remembers it so the keepalive loop retries.
+    pub(crate) async fn delete_own_key(&self, key: &[u8], create_revision: i64) {
+        let timeout = self.inner.rpc_timeout;
+        if delete_key(&self.inner.backend, key, create_revision, timeout)
+            .await
+            .is_err()
+        {
+            lock(&self.inner.orphans).push(key.to_vec());
+        }
+    }
+
+    /// Stops keeping the lease alive and revokes it, deleting every key held
+    /// under it (locks, candidacies, shards). Lost callbacks do not run.
+    pub async fn close(&self) -> Result<()> {
+        let was_alive = self.inner.state.send_if_modified(|s| {
+            if matches!(s, State::Alive) {
+                *s = State::Closed;
+                true
+            } else {
+                false
+            }
+        });
+        if let Some(t) = lock(&self.inner.task).take() {
+            t.abort();
+        }
+        lock(&self.inner.callbacks).clear();
+        if !was_alive && self.is_lost() {
+            // Best effort: the lease is probably gone already.
+            let _ = self
+                .inner
+                .backend
+                .revoke(self.inner.lease, self.inner.rpc_timeout)
+                .await;
+            return Ok(());
+        }
+        self.inner
+            .backend
+            .revoke(self.inner.lease, self.inner.rpc_timeout)
+            .await
+    }
+}
+
+fn closed_error(lease: LeaseId) -> Error {
+    Error::new(
+        ErrorKind::SessionLost,
+        format!("session of lease {lease:x} was closed"),
+    )
+}
+
+impl SessionInner {
+    fn check(&self) -> Result<()> {
+        match &*self.state.borrow() {
+            State::Lost(e) => return Err(e.clone()),
+            State::Closed => return Err(closed_error(self.lease)),
+            State::Alive => {}
+        }
+        let deadline = *lock(&self.deadline);
+        if Instant::now() >= deadline {
+            return Err(self.declare_lost(format!(
+                "no keepalive of lease {:x} acknowledged within ttl {:?} - margin {:?}",
+                self.lease, self.ttl, self.margin
+            )));
+        }
+        Ok(())
+    }
+
+    fn declare_lost(&self, why: String) -> Error {
+        let err = Error::new(ErrorKind::SessionLost, why);
+        let first = self.state.send_if_modified(|s| {
+            if matches!(s, State::Alive) {
+                *s = State::Lost(err.clone());
+                true
+            } else {
+                false
+            }
+        });
+        if first {
+            let cbs = std::mem::take(&mut *lock(&self.callbacks));
+            for cb in cbs {
+                cb(&err);
+            }
+            err
+        } else {
+            match &*self.state.borrow() {
+                State::Lost(e) => e.clone(),
+                _ => closed_error(self.lease),
+            }
+        }
+    }
+}
+
+/// Renews the lease every TTL/3 and wakes at the deadline to declare the
+/// session lost if no renewal was acknowledged. Holds only a weak reference,
+/// so dropping every `Session` handle stops it (the lease then expires).
+async fn keepalive_loop(weak: Weak<SessionInner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if !matches!(*inner.state.borrow(), State::Alive) {
+            return;
+        }
+        let now = Instant::now();
+        let deadline = *lock(&inner.deadline);
+        if now >= deadline {
+            inner.declare_lost(format!(
+                "no keepalive of lease {:x} acknowledged within ttl {:?} - margin {:?}",
+                inner.lease, inner.ttl, inner.margin
+            ));
+            return;
+        }
+        let interval = inner.ttl / 3;
+        let sent = now;
+        let timeout = inner.rpc_timeout.min(deadline - now);
+        let next = match inner.backend.keep_alive(inner.lease, timeout).await {
+            Ok(ttl) if ttl > 0 => {
+                let ttl = Duration::from_secs(ttl as u64).min(inner.ttl);
+                let fresh = sent + ttl - inner.margin;
+                {
+                    let mut d = lock(&inner.deadline);
+                    if fresh > *d {
+                        *d = fresh;
+                    }
+                }
+                retry_orphans(&inner).await;
+                sent + interval
+            }
+            Ok(_) => {
+                inner.declare_lost(format!("lease {:x} expired on the server", inner.lease));
+                return;
+            }
+            Err(_) => {
+                // Try again soon (another endpoint may answer), but never
+                // past the deadline, which the next round enforces.
+                Instant::now() + (interval / 4).max(Duration::from_millis(50))
+            }
+        };
+        let deadline = *lock(&inner.deadline);
+        drop(inner);
+        tokio::time::sleep_until(next.min(deadline)).await;
+    }
+}
+
+async fn retry_orphans(inner: &SessionInner) {
+    let keys = std::mem::take(&mut *lock(&inner.orphans));
+    for key in keys {
+        if delete_key(&inner.backend, &key, 0, inner.rpc_timeout)
+            .await
+            .is_err()
+        {
+            lock(&inner.orphans).push(key);
+        }
+    }
+}
+
+async fn delete_key(
+    backend: &Backend,
+    key: &[u8],
+    create_revision: i64,
+    timeout: Duration,
+) -> Result<()> {
+    let compare = if create_revision > 0 {
+        vec![Cmp::create_revision(
+            key.to_vec(),
+            CmpOp::Equal,
+            create_revision,
+        )]
+    } else {
+        Vec::new()
+    };
+    let txn = Txn {
+        compare,
+        success: vec![Op::delete(key.to_vec())],
+        failure: vec![],
+    };
+    backend.txn(txn, timeout).await.map(|_| ())
+}
+
+/// Locks a std mutex, ignoring poisoning: the data under these mutexes is
+/// plain state that a panicking callback cannot leave half-updated.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Session {
+    /// The configured request timeout, not cut by the deadline: for cleanup
+    /// requests that must be tried even after the session is lost.
+    pub(crate) fn inner_rpc_timeout(&self) -> Duration {
+        self.inner.rpc_timeout
+    }
+}
