@@ -89,9 +89,31 @@ enum shardkit_status
    */
   SHARDKIT_STATUS_PANIC = 10,
   /**
-   * No node can serve: every node is marked down.
+   * No node can serve: every node is marked down, or no etcd endpoint answers.
    */
   SHARDKIT_STATUS_UNAVAILABLE = 11,
+  /**
+   * An operation did not finish within its timeout (an acquire, a campaign).
+   */
+  SHARDKIT_STATUS_TIMEOUT = 12,
+  /**
+   * The session's lease is gone (expired, revoked, or its local deadline
+   * passed, or the session was closed): nothing held under it may be used.
+   */
+  SHARDKIT_STATUS_SESSION_LOST = 13,
+  /**
+   * The caller fired the `shardkit_cancel` the call was waiting with.
+   */
+  SHARDKIT_STATUS_CANCELLED = 14,
+  /**
+   * A fencing token is no longer current (the lock or leadership passed
+   * on, or an older token reached a fence gate): the write was rejected.
+   */
+  SHARDKIT_STATUS_FENCED = 15,
+  /**
+   * A watch asked for history the store has already compacted away.
+   */
+  SHARDKIT_STATUS_COMPACTED = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -139,12 +161,114 @@ typedef uint32_t shardkit_change_kind;
 #endif // __cplusplus
 
 /**
+ * A cancellation signal for a waiting acquire or campaign. Fire it with
+ * `shardkit_cancel_cancel` from any thread (a signal handler excepted),
+ * including from a callback; firing is permanent. Free with
+ * `shardkit_cancel_free` once no call is waiting with it.
+ */
+typedef struct shardkit_cancel shardkit_cancel;
+
+/**
+ * A handle on a store: a real etcd (`shardkit_coordinator_connect`) or an
+ * in-process store with etcd's semantics (`shardkit_coordinator_new_embedded`).
+ * Sessions made from one coordinator share its store. Free with
+ * `shardkit_coordinator_free`; sessions made from it stay valid.
+ */
+typedef struct shardkit_coordinator shardkit_coordinator;
+
+/**
+ * One candidate in a named election under a session.
+ */
+typedef struct shardkit_election shardkit_election;
+
+/**
+ * Remembers the newest fencing token seen per resource and refuses older
+ * ones: what an external resource runs to fence stale lock holders.
+ */
+typedef struct shardkit_fence_gate shardkit_fence_gate;
+
+/**
+ * One contender for a named lock under a session. Each handle is its own
+ * waiter: two handles exclude each other even under one session.
+ */
+typedef struct shardkit_lock shardkit_lock;
+
+/**
+ * A running watch of one election's leadership, calling back on changes.
+ */
+typedef struct shardkit_observer shardkit_observer;
+
+/**
+ * A lease kept alive in the background, with a local deadline that runs out
+ * before the server's. Locks, elections and shard owners are made under a
+ * session and end when it is lost.
+ */
+typedef struct shardkit_session shardkit_session;
+
+/**
+ * A worker taking part in a shard group, told which shards it owns.
+ */
+typedef struct shardkit_shard_owner shardkit_shard_owner;
+
+/**
  * An immutable sharding snapshot: nodes, the algorithm's table, and which
  * nodes are marked down. Safe to share between threads and to use from many
  * threads at once; membership changes return a new snapshot. Free each one
  * with `shardkit_sharder_free`.
  */
 typedef struct shardkit_sharder shardkit_sharder;
+
+/**
+ * A fencing token: proof of holding a lock, leadership or shard.
+ * `revision` is the number external resources compare (larger is newer;
+ * pass it to `shardkit_fence_gate_admit` or a store's compare); `lease` is
+ * the lease the hold lives under.
+ */
+typedef struct shardkit_fencing_token {
+  /**
+   * The holder key's create revision: the token value. Always positive.
+   */
+  int64_t revision;
+  /**
+   * The lease the holder key lives under.
+   */
+  int64_t lease;
+} shardkit_fencing_token;
+
+/**
+ * Called once when a session is lost: `code` is `SHARDKIT_STATUS_SESSION_LOST`
+ * and `message` (`message_len` bytes of UTF-8, also NUL-terminated) says why;
+ * it is valid only during the call.
+ */
+typedef void (*shardkit_lost_callback)(void *userdata,
+                                       shardkit_status code,
+                                       const char *message,
+                                       size_t message_len);
+
+/**
+ * Called with an election's leadership: `has_leader` false means no
+ * leader (then `value` is NULL, `value_len` and `revision` 0). Otherwise
+ * `value` is the leader's proclaimed value (`value_len` bytes, valid only
+ * during the call) and `revision` its fencing token.
+ */
+typedef void (*shardkit_leader_callback)(void *userdata,
+                                         bool has_leader,
+                                         const uint8_t *value,
+                                         size_t value_len,
+                                         int64_t revision);
+
+/**
+ * Called for every change in a shard owner's holdings, in order: `gained`
+ * true with the ownership's fencing token (its revision), or false (token
+ * 0) when the shard is lost and must no longer be acted on. `shard` is
+ * `shard_len` bytes of UTF-8 (also NUL-terminated), valid only during the
+ * call. A lost shard is released only after the call returns.
+ */
+typedef void (*shardkit_ownership_callback)(void *userdata,
+                                            bool gained,
+                                            const char *shard,
+                                            size_t shard_len,
+                                            int64_t token);
 
 /**
  * A node as C describes it.
@@ -261,6 +385,564 @@ shardkit_status shardkit_last_error(char *buf, size_t len, size_t *out_len);
  * Matches `SHARDKIT_VERSION_MAJOR.MINOR.PATCH` of the header it was built with.
  */
 const char *shardkit_version(void);
+
+/**
+ * A new, unfired cancellation signal in `*out`.
+ *
+ * # Safety
+ * `out` must point to a writable pointer.
+ */
+shardkit_status shardkit_cancel_new(struct shardkit_cancel **out);
+
+/**
+ * Fires the signal: every acquire or campaign waiting with it returns
+ * `SHARDKIT_STATUS_CANCELLED` at once, and later ones fail before trying.
+ * Callable from any thread, any number of times, including from inside a
+ * shardkit callback (it never blocks).
+ *
+ * # Safety
+ * `cancel` must be NULL or a live handle.
+ */
+shardkit_status shardkit_cancel_cancel(const struct shardkit_cancel *cancel);
+
+/**
+ * Whether the signal has fired (false for NULL).
+ *
+ * # Safety
+ * `cancel` must be NULL or a live handle.
+ */
+bool shardkit_cancel_is_cancelled(const struct shardkit_cancel *cancel);
+
+/**
+ * Frees the signal; NULL is a no-op. No call may still be waiting with it.
+ *
+ * # Safety
+ * `cancel` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_cancel_free(struct shardkit_cancel *cancel);
+
+/**
+ * A new, empty in-process store with etcd's semantics (one per call; share
+ * it between contenders by making their sessions from this one handle).
+ *
+ * # Safety
+ * `out` must point to a writable pointer.
+ */
+shardkit_status shardkit_coordinator_new_embedded(struct shardkit_coordinator **out);
+
+/**
+ * Connects to etcd at `endpoints`: UTF-8, comma-separated `host:port` or
+ * `http://host:port` entries (as the CLI's `--endpoints`). `timeout_ms`
+ * bounds the connect and every later request made without a session; it
+ * must be above 0. Blocking.
+ *
+ * Errors: `INVALID_ARGUMENT` (an unparsable entry, `https://`, timeout 0),
+ * `UNAVAILABLE` when no endpoint answers within the timeout, `IO`,
+ * `INVALID_UTF8`, `NULL_POINTER`.
+ *
+ * # Safety
+ * `endpoints` must be NULL or `endpoints_len` readable bytes; `out` must
+ * point to a writable pointer.
+ */
+shardkit_status shardkit_coordinator_connect(const uint8_t *endpoints,
+                                             size_t endpoints_len,
+                                             uint64_t timeout_ms,
+                                             struct shardkit_coordinator **out);
+
+/**
+ * Copies a description of the store ("embedded store", or "etcd at
+ * http://..." with its endpoints) into `buf`, not NUL-terminated, with the
+ * buffer protocol of `shardkit_sharder_node_name` (`BUFFER_TOO_SMALL` still
+ * sets `*out_len`).
+ *
+ * # Safety
+ * `coord` a live handle; `buf` NULL or `buf_len` writable bytes; `out_len`
+ * a writable `size_t`.
+ */
+shardkit_status shardkit_coordinator_describe(const struct shardkit_coordinator *coord,
+                                              uint8_t *buf,
+                                              size_t buf_len,
+                                              size_t *out_len);
+
+/**
+ * The current leader of election `name`. Blocking.
+ *
+ * With a leader: `*out_found = true`, its proclaimed value is copied into
+ * `buf` (`*out_len` bytes) and `*out_token` is its fencing token. Without
+ * one: `*out_found = false`, `*out_len = 0`, `*out_token = {0, 0}`. When the
+ * value does not fit, `BUFFER_TOO_SMALL` and (only) `*out_len` is set to
+ * the size needed.
+ *
+ * # Safety
+ * `coord` a live handle; `name` NULL or `name_len` readable bytes; `buf`
+ * NULL or `buf_len` writable bytes; the outs writable.
+ */
+shardkit_status shardkit_coordinator_leader(const struct shardkit_coordinator *coord,
+                                            const uint8_t *name,
+                                            size_t name_len,
+                                            uint8_t *buf,
+                                            size_t buf_len,
+                                            bool *out_found,
+                                            size_t *out_len,
+                                            struct shardkit_fencing_token *out_token);
+
+/**
+ * Revokes any lease by id, deleting every key held under it (operators,
+ * tests; a lease already gone is fine). The session that held it notices
+ * at its next keepalive and is lost. Blocking.
+ *
+ * # Safety
+ * `coord` must be a live handle.
+ */
+shardkit_status shardkit_coordinator_revoke(const struct shardkit_coordinator *coord,
+                                            int64_t lease_id);
+
+/**
+ * Frees the handle; NULL is a no-op. Sessions, observers and everything
+ * made from it stay valid (they share the store).
+ *
+ * # Safety
+ * `coord` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_coordinator_free(struct shardkit_coordinator *coord);
+
+/**
+ * Grants a lease of `ttl_secs` seconds (1 to 9e9; etcd may require more)
+ * and keeps it alive in the background. Blocking.
+ *
+ * Errors: `INVALID_ARGUMENT` (ttl 0 or too large, or below the server's
+ * minimum), `UNAVAILABLE`/`TIMEOUT`/`IO` from the store, `NULL_POINTER`.
+ *
+ * # Safety
+ * `coord` must be a live handle; `out` must point to a writable pointer.
+ */
+shardkit_status shardkit_session_new(const struct shardkit_coordinator *coord,
+                                     uint64_t ttl_secs,
+                                     struct shardkit_session **out);
+
+/**
+ * `shardkit_session_new` with the loss margin (how long before the TTL the
+ * session declares itself lost; 0: a fifth of the TTL, 200 ms to 3 s; at
+ * most half the TTL) and the bound on any single request (0: 5 s).
+ *
+ * # Safety
+ * As for `shardkit_session_new`.
+ */
+shardkit_status shardkit_session_new_with(const struct shardkit_coordinator *coord,
+                                          uint64_t ttl_secs,
+                                          uint64_t margin_ms,
+                                          uint64_t rpc_timeout_ms,
+                                          struct shardkit_session **out);
+
+/**
+ * Takes over the live lease `lease_id` (after a restart, with the id
+ * `shardkit_session_lease_id` gave), renewing it at once; it keeps the TTL
+ * it was granted. Blocking. `NOT_FOUND` when the lease expired or was
+ * revoked.
+ *
+ * # Safety
+ * `coord` must be a live handle; `out` must point to a writable pointer.
+ */
+shardkit_status shardkit_session_resume(const struct shardkit_coordinator *coord,
+                                        int64_t lease_id,
+                                        struct shardkit_session **out);
+
+/**
+ * The session's lease id (0 for NULL): for `shardkit_session_resume` and
+ * `shardkit_coordinator_revoke`.
+ *
+ * # Safety
+ * `s` must be NULL or a live handle.
+ */
+int64_t shardkit_session_lease_id(const struct shardkit_session *s);
+
+/**
+ * Whether the session has been declared lost (false for NULL, and for a
+ * session that was closed instead).
+ *
+ * # Safety
+ * `s` must be NULL or a live handle.
+ */
+bool shardkit_session_is_lost(const struct shardkit_session *s);
+
+/**
+ * Milliseconds left before the session's local deadline (0 once lost or
+ * closed, and for NULL).
+ *
+ * # Safety
+ * `s` must be NULL or a live handle.
+ */
+uint64_t shardkit_session_remaining_ms(const struct shardkit_session *s);
+
+/**
+ * `OK` while the session may still act; `SESSION_LOST` (with the reason)
+ * once it is lost or closed. Also declares the loss when the deadline has
+ * passed but the background task has not noticed yet (a process waking
+ * from a pause), running the loss callbacks on this thread. Not blocking.
+ *
+ * # Safety
+ * `s` must be a live handle.
+ */
+shardkit_status shardkit_session_check(const struct shardkit_session *s);
+
+/**
+ * Registers `callback` to be called exactly once when the session is lost,
+ * with `userdata`, `SHARDKIT_STATUS_SESSION_LOST` and the reason (valid only
+ * during the call).
+ *
+ * It runs on a runtime thread (the keepalive noticed), or on the thread of
+ * a shardkit call that noticed first, or right here on this thread when the
+ * session is already lost. It must return promptly and must not make
+ * blocking calls (they fail with `INVALID_ARGUMENT` on runtime threads).
+ * It is never called once `shardkit_session_close` or `shardkit_session_free`
+ * of this handle has returned (both wait for a running call to finish), so
+ * `userdata` may be released after either. Several callbacks may be
+ * registered.
+ *
+ * # Safety
+ * `s` must be a live handle; `callback` a valid function; `userdata` must
+ * stay valid until the callback ran or the handle was closed or freed, and
+ * be usable from another thread.
+ */
+shardkit_status shardkit_session_on_lost(const struct shardkit_session *s,
+                                         shardkit_lost_callback callback,
+                                         void *userdata);
+
+/**
+ * Stops keeping the lease alive and revokes it, releasing every lock,
+ * leadership and shard held under it at once. Loss callbacks do not run
+ * after this (a running one is waited for). The handle must still be freed;
+ * locks and elections made under it then fail with `SESSION_LOST`. Blocking.
+ *
+ * # Safety
+ * `s` must be a live handle.
+ */
+shardkit_status shardkit_session_close(const struct shardkit_session *s);
+
+/**
+ * Frees the handle without revoking: NULL is a no-op. Loss callbacks
+ * registered through it are disarmed (a running one is waited for). The
+ * lease stays alive while any lock, election or shard owner made under the
+ * session is alive; once the last goes, keepalives stop and the server
+ * expires the lease after its TTL. Use `shardkit_session_close` to release
+ * at once.
+ *
+ * # Safety
+ * `s` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_session_free(struct shardkit_session *s);
+
+/**
+ * A contender for the lock `name` (UTF-8, 1 to 512 bytes, no control
+ * characters) under `session`. Sends nothing yet. The lock keeps the
+ * session's lease alive until it is freed.
+ *
+ * # Safety
+ * `session` a live handle; `name` NULL or `name_len` readable bytes; `out`
+ * a writable pointer.
+ */
+shardkit_status shardkit_lock_new(const struct shardkit_session *session,
+                                  const uint8_t *name,
+                                  size_t name_len,
+                                  struct shardkit_lock **out);
+
+/**
+ * Waits until the lock is held and writes its fencing token. Blocking.
+ *
+ * `timeout_ms` < 0 waits without a timeout; otherwise `TIMEOUT` after that
+ * long (0: only if free at once). `cancel` (may be NULL) fired from another
+ * thread ends the wait with `CANCELLED`. Also `SESSION_LOST`, and
+ * `INVALID_ARGUMENT` when already held through this handle or when called
+ * from a runtime thread (a callback). On every error the waiter has left
+ * the queue.
+ *
+ * # Safety
+ * `lock` a live handle; `cancel` NULL or a live handle; `out_token` writable.
+ */
+shardkit_status shardkit_lock_acquire(const struct shardkit_lock *lock,
+                                      int64_t timeout_ms,
+                                      const struct shardkit_cancel *cancel,
+                                      struct shardkit_fencing_token *out_token);
+
+/**
+ * Takes the lock only if it is free now. `*out_acquired` says whether it
+ * was; `*out_token` gets the token, or `{0, 0}` when not acquired. Blocking.
+ *
+ * # Safety
+ * `lock` a live handle; the outs writable.
+ */
+shardkit_status shardkit_lock_try_acquire(const struct shardkit_lock *lock,
+                                          bool *out_acquired,
+                                          struct shardkit_fencing_token *out_token);
+
+/**
+ * Releases the lock. `FENCED` when the hold had already ended (its lease
+ * expired or was revoked: someone else may hold it now), `INVALID_ARGUMENT`
+ * when it is not held through this handle. Blocking.
+ *
+ * # Safety
+ * `lock` must be a live handle.
+ */
+shardkit_status shardkit_lock_release(const struct shardkit_lock *lock);
+
+/**
+ * Writes `key = value` into the store only while this lock is held (the
+ * store itself checks the hold in the same transaction) and writes the
+ * write's revision. `FENCED` when the lock is not held through this handle
+ * (never acquired, released) or its hold has ended; `SESSION_LOST`.
+ * Blocking.
+ *
+ * # Safety
+ * `lock` a live handle; `key` and `value` NULL or their lengths in readable
+ * bytes; `out_revision` writable.
+ */
+shardkit_status shardkit_lock_put(const struct shardkit_lock *lock,
+                                  const uint8_t *key,
+                                  size_t key_len,
+                                  const uint8_t *value,
+                                  size_t value_len,
+                                  int64_t *out_revision);
+
+/**
+ * Copies the text form of the current hold's token (e.g.
+ * `lock:jobs@1234/694d7a3c1e2f0a11`), not NUL-terminated, with the buffer
+ * protocol of `shardkit_coordinator_describe`. `NOT_FOUND` when not held
+ * through this handle.
+ *
+ * # Safety
+ * `lock` a live handle; `buf` NULL or `buf_len` writable bytes; `out_len` a
+ * writable `size_t`.
+ */
+shardkit_status shardkit_lock_token_text(const struct shardkit_lock *lock,
+                                         uint8_t *buf,
+                                         size_t buf_len,
+                                         size_t *out_len);
+
+/**
+ * Frees the handle without releasing: NULL is a no-op. A hold (or a wait's
+ * queue key) stays until the session is closed or its lease ends; call
+ * `shardkit_lock_release` first to hand the lock on at once.
+ *
+ * # Safety
+ * `lock` must be NULL or a live handle, not used again afterwards (no call
+ * on it may still be running).
+ */
+void shardkit_lock_free(struct shardkit_lock *lock);
+
+/**
+ * A candidate in election `name` (same rules as lock names) under
+ * `session`. Sends nothing yet.
+ *
+ * # Safety
+ * `session` a live handle; `name` NULL or `name_len` readable bytes; `out`
+ * a writable pointer.
+ */
+shardkit_status shardkit_election_new(const struct shardkit_session *session,
+                                      const uint8_t *name,
+                                      size_t name_len,
+                                      struct shardkit_election **out);
+
+/**
+ * Waits until this candidate leads, proclaiming `value` (bytes), and
+ * writes the leadership's fencing token. `timeout_ms` and `cancel` as for
+ * `shardkit_lock_acquire`; the same errors. Blocking.
+ *
+ * # Safety
+ * `election` a live handle; `value` NULL or `value_len` readable bytes;
+ * `cancel` NULL or a live handle; `out_token` writable.
+ */
+shardkit_status shardkit_election_campaign(const struct shardkit_election *election,
+                                           const uint8_t *value,
+                                           size_t value_len,
+                                           int64_t timeout_ms,
+                                           const struct shardkit_cancel *cancel,
+                                           struct shardkit_fencing_token *out_token);
+
+/**
+ * Replaces the leader's value, only while this candidate leads (`FENCED`
+ * otherwise). Blocking.
+ *
+ * # Safety
+ * `election` a live handle; `value` NULL or `value_len` readable bytes.
+ */
+shardkit_status shardkit_election_proclaim(const struct shardkit_election *election,
+                                           const uint8_t *value,
+                                           size_t value_len);
+
+/**
+ * Gives up leadership (`INVALID_ARGUMENT` when not leader through this
+ * handle). Blocking.
+ *
+ * # Safety
+ * `election` must be a live handle.
+ */
+shardkit_status shardkit_election_resign(const struct shardkit_election *election);
+
+/**
+ * The text form of the current leadership's token (e.g.
+ * `leader:primary@88/694d7a3c1e2f0a11`), as `shardkit_lock_token_text`.
+ *
+ * # Safety
+ * `election` a live handle; `buf` NULL or `buf_len` writable bytes;
+ * `out_len` a writable `size_t`.
+ */
+shardkit_status shardkit_election_token_text(const struct shardkit_election *election,
+                                             uint8_t *buf,
+                                             size_t buf_len,
+                                             size_t *out_len);
+
+/**
+ * Frees the handle without resigning: NULL is a no-op. Leadership (or a
+ * candidacy) stays until the session is closed or its lease ends.
+ *
+ * # Safety
+ * `election` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_election_free(struct shardkit_election *election);
+
+/**
+ * Starts following the leadership of election `name`. `callback` is called
+ * first with the current state (possibly "no leader"), then on every change:
+ * a new leader, a new proclaimed value, or no leader. Calls are in order,
+ * one at a time, on a runtime thread; store errors are retried in the
+ * background (with a pause of up to 1 s), never reported. Not blocking.
+ *
+ * # Safety
+ * `coord` a live handle; `name` NULL or `name_len` readable bytes;
+ * `callback` a valid function; `userdata` valid until
+ * `shardkit_observer_free` returns and usable from another thread; `out`
+ * a writable pointer.
+ */
+shardkit_status shardkit_observer_start(const struct shardkit_coordinator *coord,
+                                        const uint8_t *name,
+                                        size_t name_len,
+                                        shardkit_leader_callback callback,
+                                        void *userdata,
+                                        struct shardkit_observer **out);
+
+/**
+ * Stops the observer: NULL is a no-op. Returns only once the callback is
+ * not running on another thread and will never be called again, so
+ * `userdata` may be freed right after. May be called from inside the
+ * callback itself (then that call simply finishes).
+ *
+ * # Safety
+ * `observer` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_observer_free(struct shardkit_observer *observer);
+
+/**
+ * A gate for the tokens of lock `name`: tokens of one lock are comparable
+ * with each other only, so use one gate per lock.
+ *
+ * # Safety
+ * `name` NULL or `name_len` readable bytes; `out` a writable pointer.
+ */
+shardkit_status shardkit_fence_gate_new(const uint8_t *name,
+                                        size_t name_len,
+                                        struct shardkit_fence_gate **out);
+
+/**
+ * Admits a write to `resource` (bytes) carrying the token value `token`
+ * (a `shardkit_fencing_token.revision`, or `SHARDKIT_FENCING_TOKEN` from
+ * the CLI): records it as the newest and returns `OK`, or returns `FENCED`
+ * (recording nothing) when a newer token was already seen for `resource`.
+ * `INVALID_ARGUMENT` for a token <= 0. Thread-safe, not blocking.
+ *
+ * # Safety
+ * `gate` a live handle; `resource` NULL or `resource_len` readable bytes.
+ */
+shardkit_status shardkit_fence_gate_admit(const struct shardkit_fence_gate *gate,
+                                          const uint8_t *resource,
+                                          size_t resource_len,
+                                          int64_t token);
+
+/**
+ * The newest token admitted for `resource` (0 when none, and for a NULL
+ * gate or a bad buffer).
+ *
+ * # Safety
+ * `gate` NULL or a live handle; `resource` NULL or `resource_len` readable
+ * bytes.
+ */
+int64_t shardkit_fence_gate_newest(const struct shardkit_fence_gate *gate,
+                                   const uint8_t *resource,
+                                   size_t resource_len);
+
+/**
+ * Frees the gate; NULL is a no-op.
+ *
+ * # Safety
+ * `gate` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_fence_gate_free(struct shardkit_fence_gate *gate);
+
+/**
+ * Joins shard group `group` as `worker` under `session`, competing for the
+ * `n_shards` shards `shards[i]` (`shard_lens[i]` bytes of UTF-8 each).
+ * Every worker of a group must pass the same list. Shards are shared out by
+ * rendezvous hashing over the live workers; `callback` hears each shard
+ * gained and lost, in order, on a runtime thread. Blocking (registers the
+ * worker before returning; shards are then taken in the background).
+ *
+ * Errors: `INVALID_ARGUMENT` (empty or bad names, a '/' in the worker name,
+ * no shards), `DUPLICATE_NODE` (a shard listed twice, or the worker name
+ * already live in the group), `SESSION_LOST`, store errors, `NULL_POINTER`,
+ * `INVALID_UTF8`.
+ *
+ * # Safety
+ * `session` a live handle; `group`, `worker` NULL or their lengths in
+ * readable bytes; `shards` and `shard_lens` NULL (n 0) or `n_shards`
+ * entries, each shard valid for its length; `callback` a valid function;
+ * `userdata` valid until `shardkit_shard_owner_free` returns and usable
+ * from another thread; `out` a writable pointer.
+ */
+shardkit_status shardkit_shard_owner_start(const struct shardkit_session *session,
+                                           const uint8_t *group,
+                                           size_t group_len,
+                                           const uint8_t *worker,
+                                           size_t worker_len,
+                                           const char *const *shards,
+                                           const size_t *shard_lens,
+                                           size_t n_shards,
+                                           shardkit_ownership_callback callback,
+                                           void *userdata,
+                                           struct shardkit_shard_owner **out);
+
+/**
+ * Whether the worker owns `shard` now (`*out_owned`) and, if so, the
+ * ownership's token value (`*out_token`, else 0). Not blocking.
+ *
+ * # Safety
+ * `owner` a live handle; `shard` NULL or `shard_len` readable bytes; the
+ * outs writable.
+ */
+shardkit_status shardkit_shard_owner_owns(const struct shardkit_shard_owner *owner,
+                                          const uint8_t *shard,
+                                          size_t shard_len,
+                                          bool *out_owned,
+                                          int64_t *out_token);
+
+/**
+ * Leaves the group: every owned shard is reported lost through the
+ * callback, then released so other workers take it at once. Blocking.
+ * The handle must still be freed.
+ *
+ * # Safety
+ * `owner` must be a live handle.
+ */
+shardkit_status shardkit_shard_owner_close(const struct shardkit_shard_owner *owner);
+
+/**
+ * Stops taking part without releasing: NULL is a no-op. Owned shards stay
+ * held until the session is closed or its lease ends, and no `lost` call
+ * is made for them. Returns only once the callback is not running on
+ * another thread and never will again, so `userdata` may be freed after.
+ *
+ * # Safety
+ * `owner` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_shard_owner_free(struct shardkit_shard_owner *owner);
 
 /**
  * Builds a snapshot over `n_nodes` nodes (in order) with `config` (NULL for

@@ -26,8 +26,8 @@ echo "== mypy.stubtest shardkit"
 # No allowlist: the stubs must match the module exactly.
 "$PY" -m mypy.stubtest shardkit
 
-echo "== mypy --strict: typed usage example"
-"$PY" -m mypy --strict --no-incremental tests/typing/usage.py
+echo "== mypy --strict: typed usage examples"
+"$PY" -m mypy --strict --no-incremental tests/typing/usage.py tests/test_lease_typing.py
 
 echo "== mypy: misuse example must be rejected on each '# E' line"
 expected=$(grep -n '# E$' tests/typing/misuse.py | cut -d: -f1 | sort -n | tr '\n' ' ')

@@ -1,6 +1,11 @@
 //! `shardkit`: the operator's command. Argument parsing and output only; every
 //! placement decision is made by the `shardkit` core crate.
 
+// Running a command under a lock needs Unix processes and signals.
+#[cfg(unix)]
+mod child;
+#[cfg(unix)]
+mod coord;
 mod plan;
 mod route;
 
@@ -30,6 +35,15 @@ enum Command {
     Route(route::RouteArgs),
     /// Compare every algorithm's balance and key movement for a planned membership change.
     Plan(plan::PlanArgs),
+    #[cfg(unix)]
+    /// Run a command while holding a distributed lock on etcd; its fencing token is in SHARDKIT_FENCING_TOKEN.
+    Lock(coord::LockArgs),
+    #[cfg(unix)]
+    /// Run a command while leading an election on etcd; resign when it exits.
+    Elect(coord::ElectArgs),
+    #[cfg(unix)]
+    /// Print an election's leader (VALUE<TAB>REVISION<TAB>LEASE) or "no leader"; --watch follows changes.
+    Leader(coord::LeaderArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +64,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Route(args) => route::run(args),
         Command::Plan(args) => plan::run(args),
+        // These choose their own exit statuses (see their --help).
+        #[cfg(unix)]
+        Command::Lock(args) => return coord::lock(args),
+        #[cfg(unix)]
+        Command::Elect(args) => return coord::elect(args),
+        #[cfg(unix)]
+        Command::Leader(args) => return coord::leader(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,8 +35,20 @@ pub enum shardkit_status {
     BufferTooSmall = 9,
     /// A panic was caught at the boundary (a bug in shardkit: please report it).
     Panic = 10,
-    /// No node can serve: every node is marked down.
+    /// No node can serve: every node is marked down, or no etcd endpoint answers.
     Unavailable = 11,
+    /// An operation did not finish within its timeout (an acquire, a campaign).
+    Timeout = 12,
+    /// The session's lease is gone (expired, revoked, or its local deadline
+    /// passed, or the session was closed): nothing held under it may be used.
+    SessionLost = 13,
+    /// The caller fired the `shardkit_cancel` the call was waiting with.
+    Cancelled = 14,
+    /// A fencing token is no longer current (the lock or leadership passed
+    /// on, or an older token reached a fence gate): the write was rejected.
+    Fenced = 15,
+    /// A watch asked for history the store has already compacted away.
+    Compacted = 16,
 }
 
 impl shardkit_status {
@@ -56,6 +68,11 @@ impl shardkit_status {
             ErrorKind::BufferTooSmall => shardkit_status::BufferTooSmall,
             ErrorKind::Panic => shardkit_status::Panic,
             ErrorKind::Unavailable => shardkit_status::Unavailable,
+            ErrorKind::Timeout => shardkit_status::Timeout,
+            ErrorKind::SessionLost => shardkit_status::SessionLost,
+            ErrorKind::Cancelled => shardkit_status::Cancelled,
+            ErrorKind::Fenced => shardkit_status::Fenced,
+            ErrorKind::Compacted => shardkit_status::Compacted,
             _ => shardkit_status::InvalidArgument,
         }
     }
@@ -392,4 +409,26 @@ pub unsafe extern "C" fn shardkit_last_error(
 pub extern "C" fn shardkit_version() -> *const c_char {
     static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
     ffi_boundary!(or VERSION.as_ptr().cast() => { VERSION.as_ptr().cast() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lease-era codes are ABI: C, Go and Python hard-code them.
+    #[test]
+    fn lease_status_codes_are_pinned() {
+        let pinned = [
+            (ErrorKind::Timeout, shardkit_status::Timeout, 12),
+            (ErrorKind::SessionLost, shardkit_status::SessionLost, 13),
+            (ErrorKind::Cancelled, shardkit_status::Cancelled, 14),
+            (ErrorKind::Fenced, shardkit_status::Fenced, 15),
+            (ErrorKind::Compacted, shardkit_status::Compacted, 16),
+        ];
+        for (kind, status, code) in pinned {
+            assert_eq!(shardkit_status::from_kind(kind), status, "{kind:?}");
+            assert_eq!(status as u32, code, "{kind:?}");
+            assert_eq!(kind.code(), code, "{kind:?}");
+        }
+    }
 }

@@ -21,11 +21,13 @@
 
 #[macro_use]
 mod boundary;
+mod lease;
 mod sharder;
 
 pub use boundary::{
     shardkit_last_error, shardkit_status, shardkit_status_message, shardkit_version,
 };
+pub use lease::*;
 pub use sharder::*;
 
 /// Major version of the library this header belongs to (Cargo.toml's).

@@ -11,7 +11,22 @@ time or in batches (the GIL is released for batches)::
 Sharders are immutable snapshots: ``with_node``, ``without_node``,
 ``with_weight`` and ``with_down`` return new ones. Every error is a
 :class:`ShardkitError` and also the matching builtin (``ValueError``,
-``KeyError``, ``OSError``, ``ConnectionError``).
+``KeyError``, ``OSError``, ``ConnectionError``, ``TimeoutError``, ...).
+
+Ownership election (locks with fencing tokens, leader election, shard
+ownership) runs on a real etcd or on an embedded in-process store::
+
+    coord = shardkit.Coordinator()          # SHARDKIT_ENDPOINTS, or embedded
+    with coord.lock("jobs", ttl=10) as token:
+        write_somewhere(data, fencing_token=int(token))
+
+    with coord.session(ttl=10) as session:  # one lease for many holds
+        with session.lock("jobs") as token:
+            session.guarded_put(token, b"jobs/state", b"running")
+
+Every blocking method releases the GIL; each has an ``*_async`` twin
+returning an awaitable, and locks, sessions and shard owners work with
+``async with``.
 """
 
 from shardkit._native import (
@@ -20,16 +35,32 @@ from shardkit._native import (
     HASHES,
     PARALLEL_BATCH_THRESHOLD,
     Balance,
+    CancelledError,
+    CompactedError,
     ConfigError,
+    Coordinator,
     DuplicateNodeError,
+    Election,
     EmptyNodeSetError,
+    FenceGate,
+    FencedError,
+    FencingToken,
     InvalidArgumentError,
     InvalidUtf8Error,
+    Leader,
+    Lock,
     Movement,
     NotFoundError,
+    Observer,
+    OwnershipEvent,
+    ScopedLock,
+    Session,
+    SessionLostError,
+    ShardOwner,
     Sharder,
     ShardkitError,
     ShardkitIOError,
+    ShardkitTimeoutError,
     UnavailableError,
     __version__,
 )
@@ -40,16 +71,32 @@ __all__ = [
     "HASHES",
     "PARALLEL_BATCH_THRESHOLD",
     "Balance",
+    "CancelledError",
+    "CompactedError",
     "ConfigError",
+    "Coordinator",
     "DuplicateNodeError",
+    "Election",
     "EmptyNodeSetError",
+    "FenceGate",
+    "FencedError",
+    "FencingToken",
     "InvalidArgumentError",
     "InvalidUtf8Error",
+    "Leader",
+    "Lock",
     "Movement",
     "NotFoundError",
+    "Observer",
+    "OwnershipEvent",
+    "ScopedLock",
+    "Session",
+    "SessionLostError",
+    "ShardOwner",
     "Sharder",
     "ShardkitError",
     "ShardkitIOError",
+    "ShardkitTimeoutError",
     "UnavailableError",
     "__version__",
 ]

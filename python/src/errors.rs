@@ -6,7 +6,8 @@
 //! import with `type(name, (ShardkitError, Builtin), namespace)`.
 
 use pyo3::exceptions::{
-    PyBaseException, PyConnectionError, PyException, PyKeyError, PyOSError, PyValueError,
+    PyBaseException, PyConnectionError, PyException, PyKeyError, PyLookupError, PyOSError,
+    PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -59,7 +60,34 @@ const SPECS: &[ClassSpec] = &[
     ClassSpec {
         kind: ErrorKind::Unavailable,
         name: "UnavailableError",
-        doc: "No node can serve: every node is marked down.",
+        doc: "No node can serve: every node is marked down, or no endpoint answers.",
+    },
+    ClassSpec {
+        kind: ErrorKind::Timeout,
+        name: "ShardkitTimeoutError",
+        doc: "An operation did not finish within its timeout (an acquire, a campaign, a request).",
+    },
+    ClassSpec {
+        kind: ErrorKind::SessionLost,
+        name: "SessionLostError",
+        doc: "The session's lease is gone (expired, revoked, or its local deadline passed), \
+              or the session was closed: nothing held under it may be used any more.",
+    },
+    ClassSpec {
+        kind: ErrorKind::Cancelled,
+        name: "CancelledError",
+        doc: "The operation was cancelled while it waited.",
+    },
+    ClassSpec {
+        kind: ErrorKind::Fenced,
+        name: "FencedError",
+        doc: "A fencing token is no longer current (or older than one already seen): \
+              the lock, leadership or shard it proves has passed on, and the write was refused.",
+    },
+    ClassSpec {
+        kind: ErrorKind::Compacted,
+        name: "CompactedError",
+        doc: "History was asked for that the store has already compacted away.",
     },
 ];
 
@@ -76,6 +104,14 @@ fn builtin_base(py: Python<'_>, kind: ErrorKind) -> Bound<'_, PyType> {
         ErrorKind::NotFound => py.get_type::<PyKeyError>(),
         ErrorKind::Io => py.get_type::<PyOSError>(),
         ErrorKind::Unavailable => py.get_type::<PyConnectionError>(),
+        ErrorKind::Timeout => py.get_type::<PyTimeoutError>(),
+        // States, not bad values: the lease ended, the caller gave up, the
+        // token was overtaken.
+        ErrorKind::SessionLost | ErrorKind::Cancelled | ErrorKind::Fenced => {
+            py.get_type::<PyRuntimeError>()
+        }
+        // The revision asked for is no longer there to look up.
+        ErrorKind::Compacted => py.get_type::<PyLookupError>(),
         _ => py.get_type::<PyValueError>(),
     }
 }

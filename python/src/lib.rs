@@ -5,6 +5,7 @@
 
 mod errors;
 mod keys;
+mod lease;
 mod sharder;
 
 use pyo3::prelude::*;
@@ -17,6 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sharder::PySharder>()?;
     m.add_class::<sharder::Movement>()?;
     m.add_class::<sharder::Balance>()?;
+    lease::register(m)?;
     m.add("__version__", shardkit::VERSION)?;
     m.add(
         "ALGORITHMS",

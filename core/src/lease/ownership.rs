@@ -295,7 +295,7 @@ impl Worker {
             .iter()
             .map(|kv| String::from_utf8_lossy(&kv.key[self.members_prefix.len()..]).into_owned())
             .collect();
-        if !names.iter().any(|n| *n == self.worker) {
+        if !names.contains(&self.worker) {
             // Our member key is gone: the lease ended or someone removed us.
             self.register().await?;
         }
@@ -372,7 +372,7 @@ impl Worker {
         let r = match self.session.inner.backend.txn(txn, timeout).await {
             Ok(r) => r,
             Err(e) => {
-                self.session.delete_own_key(&key, 0).await;
+                self.session.abandon_key(&key).await;
                 return Err(e);
             }
         };

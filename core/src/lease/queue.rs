@@ -12,6 +12,15 @@ use super::kv::{Cmp, CmpOp, EventKind, Kv, Op, RangeOpts, SortOrder, SortTarget,
 use super::session::Session;
 use crate::error::{Error, ErrorKind, Result};
 
+/// Times a waiter was woken by its predecessor's delete, process-wide: the
+/// herd test checks one release wakes exactly one waiter.
+static WAKEUPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many waiter wake-ups this process has seen (for tests and metrics).
+pub fn waiter_wakeups() -> u64 {
+    WAKEUPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Longest name accepted for a lock, election or shard group.
 pub const MAX_NAME_LEN: usize = 512;
 
@@ -99,7 +108,7 @@ pub(crate) async fn enqueue(
     let res = match session.inner.backend.txn(txn, timeout).await {
         Ok(r) => r,
         Err(e) => {
-            session.delete_own_key(&key, 0).await;
+            session.abandon_key(&key).await;
             return Err(e);
         }
     };
@@ -182,6 +191,7 @@ pub(crate) async fn wait_first(
                 ev = watch.next() => match ev {
                     Some(Ok(events)) => {
                         if events.iter().any(|e| e.kind == EventKind::Delete) {
+                            WAKEUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             break;
                         }
                     }
@@ -271,8 +281,8 @@ pub(crate) async fn acquire(
         Some(t) => match tokio::time::timeout(t, enq).await {
             Ok(r) => r?,
             Err(_) => {
-                // The request may have been applied after we stopped waiting.
-                session.delete_own_key(&key, 0).await;
+                // The request may be applied after we stopped waiting.
+                session.abandon_key(&key).await;
                 return Err(Error::new(
                     ErrorKind::Timeout,
                     format!("{what} not acquired within {} ms", t.as_millis()),

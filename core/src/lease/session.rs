@@ -65,10 +65,7 @@ impl SessionOptions {
                 ttl
             )));
         }
-        let margin = match self.margin {
-            Some(m) => m,
-            None => (ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(3)),
-        };
+        let margin = self.margin.unwrap_or_else(|| default_margin(ttl));
         if margin.is_zero() || margin > ttl / 2 {
             return Err(Error::invalid(format!(
                 "margin {margin:?} for ttl {ttl:?}: it must be above zero and at most half the TTL"
@@ -81,6 +78,12 @@ impl SessionOptions {
         }
         Ok((ttl.as_secs() as i64, margin))
     }
+}
+
+/// A fifth of the TTL, between 200 ms and 3 s: room for a late keepalive
+/// answer and clock-rate differences, without giving up much of the lease.
+fn default_margin(ttl: Duration) -> Duration {
+    (ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(3))
 }
 
 #[derive(Debug, Clone)]
@@ -166,7 +169,6 @@ impl Session {
         lease: LeaseId,
         opts: SessionOptions,
     ) -> Result<Session> {
-        let (_, margin) = opts.validate()?;
         let ttl_info = backend.time_to_live(lease, opts.rpc_timeout).await?;
         let Some((granted, _)) = ttl_info else {
             return Err(Error::new(
@@ -183,6 +185,7 @@ impl Session {
             ));
         }
         let ttl = Duration::from_secs(granted.max(1) as u64);
+        let (_, margin) = SessionOptions { ttl, ..opts }.validate()?;
         if margin > ttl / 2 {
             return Err(Error::invalid(format!(
                 "margin {margin:?} is more than half of lease {lease:x}'s TTL of {ttl:?}"
@@ -335,6 +338,14 @@ impl Session {
         {
             lock(&self.inner.orphans).push(key.to_vec());
         }
+    }
+
+    /// Deletes `key` now and once more on the next keepalive round: a write
+    /// whose answer we stopped waiting for may still land after the first
+    /// delete, and must not outlive the error that abandoned it.
+    pub(crate) async fn abandon_key(&self, key: &[u8]) {
+        self.delete_own_key(key, 0).await;
+        lock(&self.inner.orphans).push(key.to_vec());
     }
 
     /// Stops keeping the lease alive and revokes it, deleting every key held
