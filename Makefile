@@ -14,10 +14,12 @@ GO ?= go
 export CARGO_TERM_COLOR := never
 export GOFLAGS := -mod=mod
 
-DEBIAN_PACKAGES := nutcracker memcached nginx valgrind gcc make pkg-config
+# etcd-server: the real etcd the lease tests start; protobuf-compiler: protoc,
+# which etcd-client's build needs.
+DEBIAN_PACKAGES := nutcracker memcached nginx valgrind gcc make pkg-config etcd-server protobuf-compiler
 
 .PHONY: all deps debs venv cbindgen build header check-header lint test test-rust \
-        test-c test-python test-go test-compat demo bench clean
+        test-c test-python test-go test-compat demo bench soak clean
 
 all: build
 
@@ -91,6 +93,11 @@ demo: deps
 
 bench: deps
 	bash bench/run.sh
+
+# The full lost-update checker (make test runs a shorter pass of the same).
+SOAK_SECS ?= 90
+soak: deps
+	SHARDKIT_SOAK_SECS=$(SOAK_SECS) $(CARGO) test -p shardkit --test lease_faults -- --nocapture lost_update
 
 clean:
 	$(CARGO) clean

@@ -40,3 +40,6 @@ if [[ "$cli" == "$py" && "$cli" == "$c" ]]; then
 else
   echo "MISMATCH between languages" >&2; exit 1
 fi
+
+step "ownership election: three candidates on the embedded store; the leader crashes"
+cargo run -q -p shardkit --example election

@@ -6,7 +6,10 @@
 //! - [`hash`]: key hashes, xxh3 by default plus twemproxy's and nginx's family;
 //! - [`shard`]: sharding functions over immutable node-set snapshots;
 //! - [`keysel`]: hash tags and custom key extraction;
-//! - [`config`]: twemproxy YAML pools and nginx upstream lists.
+//! - [`config`]: twemproxy YAML pools and nginx upstream lists;
+//! - [`lease`]: sessions, locks with fencing tokens, elections and shard
+//!   ownership on etcd or an embedded store;
+//! - [`runtime`]: the one tokio runtime the bindings share.
 //!
 //! ```
 //! use shardkit::{Node, Sharder, ShardConfig, Algorithm};

@@ -61,8 +61,8 @@ impl SessionOptions {
         let ttl = self.ttl;
         if ttl.is_zero() || ttl.subsec_nanos() != 0 || ttl.as_secs() > MAX_TTL_SECS {
             return Err(Error::invalid(format!(
-                "ttl {:?}: a lease TTL is a whole number of seconds from 1 to {MAX_TTL_SECS}",
-                ttl
+                "ttl {}s: a lease TTL is a whole number of seconds from 1 to {MAX_TTL_SECS}",
+                ttl.as_secs_f64()
             )));
         }
         let margin = self.margin.unwrap_or_else(|| default_margin(ttl));
