@@ -55,7 +55,6 @@ async fn main() -> shardkit::Result<()> {
     let mut wins = Vec::new();
     for (name, _, election) in &candidates {
         let (name, election, jobs) = (*name, election.clone(), jobs.clone());
-        let t = t;
         wins.push(tokio::spawn(async move {
             let token = election.campaign(name.as_bytes()).await?;
             println!("{} {name} won, token {}", t(), token.revision);
