@@ -121,6 +121,10 @@ both!(
     session_resume_by_id,
     shard_ownership_moves_few_and_takes_over,
     bad_input_is_named,
+    nested_names_do_not_collide,
+    on_lost_callback_may_close,
+    resumed_session_never_reuses_a_waiter_key,
+    session_close_reports_shards_lost_before_release,
 );
 
 const LOCKS: &str = LOCK_PREFIX;
@@ -832,4 +836,95 @@ async fn bad_input_is_named(env: Env) {
         .await
         .unwrap_err();
     assert!(e.message().contains("nohost"), "{e}");
+}
+
+/// etcd raises a TTL below its minimum (1.5 × election timeout) without
+/// saying so; shardkit refuses it instead, because its local deadline would
+/// rest on a TTL nobody asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_ttl_below_server_minimum_is_refused() {
+    let cluster = tokio::task::spawn_blocking(|| EtcdCluster::start_with_timing(1, 100, 2000))
+        .await
+        .unwrap()
+        .expect("start etcd");
+    let coord = Coordinator::connect_list(&cluster.endpoints(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let e = coord.session_ttl(Duration::from_secs(1)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(
+        e.message()
+            .contains("ttl 1s is below the server's minimum lease TTL of 3s"),
+        "{e}"
+    );
+    // Nothing is left behind: the raised lease was revoked.
+    let ok = coord.session_ttl(Duration::from_secs(3)).await.unwrap();
+    ok.close().await.unwrap();
+}
+
+async fn nested_names_do_not_collide(env: Env) {
+    let a = env.session(5).await;
+    let b = env.session(5).await;
+    let deep = a.lock("jobs/daily").unwrap();
+    deep.lock().await.unwrap();
+    // "jobs" is not a prefix of "jobs/daily": it is free.
+    let top = b.lock("jobs").unwrap();
+    assert!(top.try_lock().await.unwrap().is_some());
+    let e = a.election("svc/x").unwrap();
+    e.campaign(b"x").await.unwrap();
+    assert_eq!(env.coord.leader("svc").await.unwrap(), None);
+    assert_eq!(env.coord.leader("svc/x").await.unwrap().unwrap().value, b"x");
+    let pct = b.lock("100%").unwrap();
+    assert!(pct.try_lock().await.unwrap().is_some());
+}
+
+async fn on_lost_callback_may_close(env: Env) {
+    let s = env.session(2).await;
+    env.coord.revoke(s.lease_id()).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(3), s.lost()).await.unwrap();
+    assert_eq!(e.kind(), ErrorKind::SessionLost);
+    // Registered after the loss, the callback runs at once on this thread;
+    // it may call back into the session (here: close it) without deadlock.
+    let s2 = s.clone();
+    let closed = Arc::new(Mutex::new(false));
+    let c2 = closed.clone();
+    tokio::task::block_in_place(|| {
+        s.on_lost(move |_| {
+            let h = tokio::runtime::Handle::current();
+            h.block_on(s2.close()).unwrap();
+            *c2.lock().unwrap() = true;
+        })
+    });
+    assert!(*closed.lock().unwrap());
+}
+
+async fn resumed_session_never_reuses_a_waiter_key(env: Env) {
+    let s = env.session(5).await;
+    let old = s.lock("reuse").unwrap();
+    let t_old = old.lock().await.unwrap();
+    // The same lease taken over by a new incarnation (the old one is still
+    // alive: paused, say). Its lock must not adopt the old waiter key.
+    let r = env.client().await.resume(s.lease_id(), SessionOptions::default()).await.unwrap();
+    let new = r.lock("reuse").unwrap();
+    assert!(new.try_lock().await.unwrap().is_none(), "the lease's old hold is not ours to reuse");
+    old.unlock().await.unwrap();
+    let t_new = new.try_lock().await.unwrap().unwrap();
+    assert!(t_new.revision > t_old.revision && t_new.key != t_old.key);
+}
+
+async fn session_close_reports_shards_lost_before_release(env: Env) {
+    let shards: Vec<String> = (0..16).map(|i| format!("c{i}")).collect();
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let s1 = env.session(5).await;
+    let s2 = env.session(5).await;
+    let _h1 = ShardOwner::start(&s1, "closing", "w1", shards.clone(), recorder("w1", &log)).await.unwrap();
+    let h2 = ShardOwner::start(&s2, "closing", "w2", shards.clone(), recorder("w2", &log)).await.unwrap();
+    settle(&log, 16, 2).await;
+    // Closing w1's session directly (not its owner) revokes the lease; w1
+    // must hear "lost" before w2 can take its shards. owners() panics on any
+    // overlap in the reported order.
+    s1.close().await.unwrap();
+    let after = settle(&log, 16, 1).await;
+    assert!(after.values().all(|w| w == "w2"), "{after:?}");
+    assert_eq!(h2.owned().len(), 16);
 }

@@ -16,7 +16,7 @@ pub const ELECTION_PREFIX: &str = "shardkit/election/";
 
 fn election_prefix(name: &str) -> Result<Vec<u8>> {
     queue::validate_name("election", name)?;
-    Ok(format!("{ELECTION_PREFIX}{name}/").into_bytes())
+    Ok(format!("{ELECTION_PREFIX}{}/", queue::key_segment(name)).into_bytes())
 }
 
 /// Who leads an election.
@@ -150,18 +150,24 @@ impl Election {
             success: vec![Op::delete(token.key.clone())],
             failure: vec![],
         };
-        match self
+        // A dropped resign future must not leave a leader nobody is.
+        let mut guard = queue::LeaveOnDrop::new(&self.session, &token.key);
+        let res = self
             .session
             .inner
             .backend
             .txn(txn, self.session.inner_rpc_timeout())
-            .await
-        {
-            Ok(_) => Ok(()),
+            .await;
+        match res {
+            Ok(_) => {
+                guard.armed = false;
+                Ok(())
+            }
             Err(e) => {
                 self.session
                     .delete_own_key(&token.key, token.revision)
                     .await;
+                guard.armed = false;
                 Err(e)
             }
         }

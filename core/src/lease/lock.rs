@@ -30,7 +30,7 @@ impl Lock {
         Ok(Lock {
             session: session.clone(),
             name: name.to_string(),
-            prefix: format!("{LOCK_PREFIX}{name}/").into_bytes(),
+            prefix: format!("{LOCK_PREFIX}{}/", queue::key_segment(name)).into_bytes(),
             held: Mutex::new(None),
         })
     }
@@ -59,11 +59,21 @@ impl Lock {
     pub async fn try_lock(&self) -> Result<Option<FencingToken>> {
         self.not_held()?;
         let key = self.session.unique_key(&self.prefix);
-        let place = queue::enqueue(&self.session, &self.prefix, key, Vec::new()).await?;
+        let mut guard = queue::LeaveOnDrop::new(&self.session, &key);
+        let place = queue::enqueue(&self.session, &self.prefix, key, Vec::new()).await;
+        let place = match place {
+            Ok(p) => p,
+            Err(e) => {
+                guard.armed = false; // enqueue abandoned the key itself
+                return Err(e);
+            }
+        };
         if !place.first {
             queue::leave(&self.session, &place).await;
+            guard.armed = false;
             return Ok(None);
         }
+        guard.armed = false;
         Ok(Some(self.grant(&place)))
     }
 
@@ -116,6 +126,8 @@ impl Lock {
                 self.name
             ))
         })?;
+        // A dropped unlock future must not leave the key with nobody holding it.
+        let mut guard = queue::LeaveOnDrop::new(&self.session, &token.key);
         let res = self
             .session
             .inner
@@ -133,6 +145,9 @@ impl Lock {
                 self.session.inner_rpc_timeout(),
             )
             .await;
+        if res.is_ok() {
+            guard.armed = false;
+        }
         match res {
             Ok(r) if r.succeeded => Ok(()),
             Ok(_) => Err(Error::new(
@@ -147,6 +162,7 @@ impl Lock {
                 self.session
                     .delete_own_key(&token.key, token.revision)
                     .await;
+                guard.armed = false;
                 Err(e)
             }
         }

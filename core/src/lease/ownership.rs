@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::cancel::Cancel;
 use super::kv::{Cmp, CmpOp, Op, RangeOpts, Txn};
-use super::queue::validate_name;
+use super::queue::{key_segment, validate_name};
 use super::session::{lock, Session};
 use super::token::{FencingToken, TokenKind};
 use crate::error::{Error, ErrorKind, Result};
@@ -56,14 +56,18 @@ struct Shared {
     error: Option<Error>,
 }
 
-/// A worker taking part in a shard group. Dropping it stops taking part
-/// without releasing (the lease then frees the shards); call
-/// [`close`](ShardOwner::close) to hand shards over at once.
+/// A worker taking part in a shard group. Dropping it reports its shards
+/// lost and hands them back in the background; [`close`](ShardOwner::close)
+/// does the same and waits until they are released.
 pub struct ShardOwner {
     group: String,
     worker: String,
+    session: Session,
+    member_key: Vec<u8>,
+    handler: OwnershipHandler,
     shared: Arc<Mutex<Shared>>,
     stop: Cancel,
+    close_hook: u64,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -76,10 +80,35 @@ impl std::fmt::Debug for ShardOwner {
     }
 }
 
+/// Reports every owned shard lost, once: the owned set is emptied under its
+/// lock, so whichever path gets there first (session lost, close, drop)
+/// reports each shard, and the others find nothing left.
+fn lose_all(shared: &Mutex<Shared>, handler: &OwnershipHandler, reason: &str) -> Vec<FencingToken> {
+    let owned = std::mem::take(&mut lock(shared).owned);
+    let mut tokens = Vec::with_capacity(owned.len());
+    for (shard, token) in owned {
+        handler(&OwnershipEvent::Lost {
+            shard,
+            reason: reason.to_string(),
+        });
+        tokens.push(token);
+    }
+    tokens
+}
+
 impl Drop for ShardOwner {
     fn drop(&mut self) {
-        if let Some(t) = lock(&self.task).take() {
+        self.session.remove_close_hook(self.close_hook);
+        let running = lock(&self.task).take();
+        if let Some(t) = running {
             t.abort();
+            // Hand the shards back: reported lost first, then their keys go
+            // (in the background; queued synchronously, so no runtime is
+            // needed here).
+            for token in lose_all(&self.shared, &self.handler, "shard owner dropped") {
+                self.session.forget_later(&token.key);
+            }
+            self.session.forget_later(&self.member_key);
         }
     }
 }
@@ -131,17 +160,22 @@ impl ShardOwner {
                 ));
             }
         }
-        let group_prefix = format!("{SHARDS_PREFIX}{group}/").into_bytes();
+        let group_prefix = format!("{SHARDS_PREFIX}{}/", key_segment(group)).into_bytes();
         let w = Worker {
             session: session.clone(),
             group: group.to_string(),
             worker: worker.to_string(),
             shards,
-            member_key: [group_prefix.as_slice(), b"members/", worker.as_bytes()].concat(),
+            member_key: [
+                group_prefix.as_slice(),
+                b"members/",
+                key_segment(worker).as_bytes(),
+            ]
+            .concat(),
             members_prefix: [group_prefix.as_slice(), b"members/"].concat(),
             owners_prefix: [group_prefix.as_slice(), b"owners/"].concat(),
             group_prefix,
-            handler,
+            handler: handler.clone(),
             shared: Arc::new(Mutex::new(Shared {
                 owned: BTreeMap::new(),
                 stopped: false,
@@ -150,13 +184,27 @@ impl ShardOwner {
         };
         w.register().await?;
         let shared = w.shared.clone();
+        let member_key = w.member_key.clone();
+        // Closing the session revokes the lease, which frees every shard at
+        // once: the owner must hear "lost" before that, not after.
+        let hook = {
+            let (shared, handler) = (shared.clone(), handler.clone());
+            Arc::new(move || {
+                lose_all(&shared, &handler, "session closed");
+            })
+        };
+        let close_hook = session.add_close_hook(hook);
         let stop = Cancel::new();
         let task = tokio::spawn(w.run(stop.clone()));
         Ok(ShardOwner {
             group: group.to_string(),
             worker: worker.to_string(),
+            session: session.clone(),
+            member_key,
+            handler,
             shared,
             stop,
+            close_hook,
             task: Mutex::new(Some(task)),
         })
     }
@@ -176,6 +224,7 @@ impl ShardOwner {
     /// Leaves the group: every owned shard is reported lost and released
     /// (so another worker takes it at once), then the member key goes.
     pub async fn close(&self) -> Result<()> {
+        self.session.remove_close_hook(self.close_hook);
         self.stop.cancel();
         let task = lock(&self.task).take();
         if let Some(t) = task {
@@ -186,6 +235,10 @@ impl ShardOwner {
 }
 
 impl Worker {
+    fn owner_key(&self, shard: &str) -> Vec<u8> {
+        [self.owners_prefix.as_slice(), key_segment(shard).as_bytes()].concat()
+    }
+
     async fn register(&self) -> Result<()> {
         let timeout = self.session.rpc_timeout()?;
         let lease = self.session.lease_id();
@@ -228,13 +281,7 @@ impl Worker {
     }
 
     fn lose_all(&self, reason: &str) {
-        let owned = std::mem::take(&mut lock(&self.shared).owned);
-        for shard in owned.into_keys() {
-            self.emit(OwnershipEvent::Lost {
-                shard,
-                reason: reason.to_string(),
-            });
-        }
+        lose_all(&self.shared, &self.handler, reason);
     }
 
     async fn run(self, stop: Cancel) {
@@ -293,7 +340,7 @@ impl Worker {
         let names: Vec<String> = members
             .kvs
             .iter()
-            .map(|kv| String::from_utf8_lossy(&kv.key[self.members_prefix.len()..]).into_owned())
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
             .collect();
         if !names.contains(&self.worker) {
             // Our member key is gone: the lease ended or someone removed us.
@@ -307,13 +354,18 @@ impl Worker {
         let owners = backend
             .range(&self.owners_prefix, RangeOpts::prefix(), timeout)
             .await?;
-        let holder: BTreeMap<String, (i64, i64)> = owners
+        let by_key: BTreeMap<&[u8], (i64, i64)> = owners
             .kvs
             .iter()
-            .map(|kv| {
-                let shard =
-                    String::from_utf8_lossy(&kv.key[self.owners_prefix.len()..]).into_owned();
-                (shard, (kv.create_revision, kv.lease))
+            .map(|kv| (kv.key.as_slice(), (kv.create_revision, kv.lease)))
+            .collect();
+        let holder: BTreeMap<String, (i64, i64)> = self
+            .shards
+            .iter()
+            .filter_map(|shard| {
+                by_key
+                    .get(self.owner_key(shard).as_slice())
+                    .map(|h| (shard.clone(), *h))
             })
             .collect();
         let lease = self.session.lease_id();
@@ -344,7 +396,7 @@ impl Worker {
                     if holder.get(shard).is_some_and(|(_, l)| *l == lease) {
                         // Ours from an earlier incarnation of this session:
                         // release and retake so the token is fresh.
-                        let key = [self.owners_prefix.as_slice(), shard.as_bytes()].concat();
+                        let key = self.owner_key(shard);
                         self.session.delete_own_key(&key, 0).await;
                     } else if holder.contains_key(shard) {
                         continue; // wait for the previous owner to let go
@@ -359,7 +411,7 @@ impl Worker {
 
     async fn take(&self, shard: &str) -> Result<()> {
         let timeout = self.session.rpc_timeout()?;
-        let key = [self.owners_prefix.as_slice(), shard.as_bytes()].concat();
+        let key = self.owner_key(shard);
         let txn = Txn {
             compare: vec![Cmp::create_revision(key.clone(), CmpOp::Equal, 0)],
             success: vec![Op::Put {

@@ -45,6 +45,21 @@ pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The key segment for a validated name: `/` and `%` are percent-encoded,
+/// so names nest in no one else's prefix (lock `a` is not a prefix of lock
+/// `a/b`) while hierarchical names such as `jobs/daily` stay legible.
+pub(crate) fn key_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '/' => out.push_str("%2F"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Options for a wait in `lock` or `campaign`.
 #[derive(Debug, Clone, Default)]
 pub struct WaitOptions {
@@ -148,22 +163,29 @@ pub(crate) async fn wait_first(
     what: &str,
     opts: &WaitOptions,
 ) -> Result<()> {
-    let started = Instant::now();
-    let deadline = opts.timeout.map(|t| started + t);
-    let backend = &session.inner.backend;
-    let timed_out = || {
-        Error::new(
-            ErrorKind::Timeout,
-            format!(
-                "{what} not acquired within {} ms",
-                opts.timeout.unwrap_or_default().as_millis()
-            ),
-        )
-    };
-    loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(timed_out());
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    // One select around the whole wait, requests included, so a timeout or
+    // cancel is honoured even while a read or watch is in flight.
+    tokio::select! {
+        biased;
+        e = session.ended() => Err(e),
+        _ = cancelled(opts.cancel.as_ref()) => {
+            Err(Error::new(ErrorKind::Cancelled, format!("{what} cancelled while waiting")))
         }
+        _ = tokio::time::sleep_until(deadline.unwrap_or(far)) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("{what} not acquired within {} ms", opts.timeout.unwrap_or_default().as_millis()),
+        )),
+        r = wait_predecessors(session, prefix, place) => r,
+    }?;
+    check_own_key(session, place, what).await
+}
+
+/// Waits until no key under `prefix` is older than `place`.
+async fn wait_predecessors(session: &Session, prefix: &[u8], place: &Place) -> Result<()> {
+    let backend = &session.inner.backend;
+    loop {
         let timeout = session.rpc_timeout()?;
         let opts_pred = RangeOpts {
             prefix: true,
@@ -173,39 +195,31 @@ pub(crate) async fn wait_first(
         };
         let r = backend.range(prefix, opts_pred, timeout).await?;
         let Some(pred) = r.kvs.first().cloned() else {
-            break;
+            return Ok(());
         };
         let mut watch = backend
             .watch(&pred.key, false, r.revision + 1, timeout)
             .await?;
-        let sleep_until =
-            deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         loop {
-            tokio::select! {
-                biased;
-                e = session.ended() => return Err(e),
-                _ = cancelled(opts.cancel.as_ref()) => {
-                    return Err(Error::new(ErrorKind::Cancelled, format!("{what} cancelled while waiting")));
-                }
-                _ = tokio::time::sleep_until(sleep_until) => return Err(timed_out()),
-                ev = watch.next() => match ev {
-                    Some(Ok(events)) => {
-                        if events.iter().any(|e| e.kind == EventKind::Delete) {
-                            WAKEUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            break;
-                        }
+            match watch.next().await {
+                Some(Ok(events)) => {
+                    if events.iter().any(|e| e.kind == EventKind::Delete) {
+                        WAKEUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        break;
                     }
-                    // History we asked for was compacted, or the stream
-                    // closed: read the queue again and watch afresh; the
-                    // wait is not lost with the watch.
-                    Some(Err(e)) if e.kind() == ErrorKind::Compacted => break,
-                    None => break,
-                    Some(Err(e)) => return Err(e),
-                },
+                }
+                // History we asked for was compacted, or the stream closed:
+                // read the queue again and watch afresh; the wait is not
+                // lost with the watch.
+                Some(Err(e)) if e.kind() == ErrorKind::Compacted => break,
+                None => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    break;
+                }
+                Some(Err(e)) => return Err(e),
             }
         }
     }
-    check_own_key(session, place, what).await
 }
 
 /// Confirms our key still exists with our revision.
@@ -235,13 +249,24 @@ pub(crate) async fn leave(session: &Session, place: &Place) {
     session.delete_own_key(&place.key, place.revision).await;
 }
 
-/// Arms cleanup for a dropped (cancelled) acquire future: if the future is
-/// dropped between enqueue and success, the key is deleted in the background.
+/// Cleanup for a dropped future: if an acquire (or release) future is
+/// dropped while its key may exist, the key is queued for deletion at once
+/// (synchronously, no runtime needed) and a delete is started when a runtime
+/// is at hand.
 pub(crate) struct LeaveOnDrop {
     pub(crate) session: Session,
     pub(crate) key: Vec<u8>,
-    pub(crate) revision: i64,
     pub(crate) armed: bool,
+}
+
+impl LeaveOnDrop {
+    pub(crate) fn new(session: &Session, key: &[u8]) -> LeaveOnDrop {
+        LeaveOnDrop {
+            session: session.clone(),
+            key: key.to_vec(),
+            armed: true,
+        }
+    }
 }
 
 impl Drop for LeaveOnDrop {
@@ -249,11 +274,11 @@ impl Drop for LeaveOnDrop {
         if !self.armed {
             return;
         }
+        self.session.forget_later(&self.key);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let session = self.session.clone();
             let key = std::mem::take(&mut self.key);
-            let rev = self.revision;
-            handle.spawn(async move { session.delete_own_key(&key, rev).await });
+            handle.spawn(async move { session.delete_own_key(&key, 0).await });
         }
     }
 }
@@ -276,12 +301,14 @@ pub(crate) async fn acquire(
     }
     let started = Instant::now();
     let key = session.unique_key(prefix);
+    let mut guard = LeaveOnDrop::new(session, &key);
     let enq = enqueue(session, prefix, key.clone(), value);
     let place = match opts.timeout {
         Some(t) => match tokio::time::timeout(t, enq).await {
-            Ok(r) => r?,
+            Ok(r) => r,
             Err(_) => {
                 // The request may be applied after we stopped waiting.
+                guard.armed = false;
                 session.abandon_key(&key).await;
                 return Err(Error::new(
                     ErrorKind::Timeout,
@@ -289,37 +316,39 @@ pub(crate) async fn acquire(
                 ));
             }
         },
-        None => enq.await?,
+        None => enq.await,
     };
-    if place.first {
-        return Ok(place);
-    }
-    let mut guard = LeaveOnDrop {
-        session: session.clone(),
-        key: place.key.clone(),
-        revision: place.revision,
-        armed: true,
+    let place = match place {
+        Ok(p) => p,
+        Err(e) => {
+            guard.armed = false; // enqueue abandoned the key itself
+            return Err(e);
+        }
     };
-    let rest = WaitOptions {
-        timeout: opts.timeout.map(|t| t.saturating_sub(started.elapsed())),
-        cancel: opts.cancel.clone(),
-    };
-    let waited = wait_first(session, prefix, &place, what, &rest).await;
-    guard.armed = false;
-    match waited {
-        Ok(()) => Ok(place),
-        Err(mut e) => {
+    if !place.first {
+        let rest = WaitOptions {
+            timeout: opts.timeout.map(|t| t.saturating_sub(started.elapsed())),
+            cancel: opts.cancel.clone(),
+        };
+        if let Err(e) = wait_first(session, prefix, &place, what, &rest).await {
+            // Stays armed until the delete is done: a drop mid-delete still
+            // leaves the key queued for cleanup.
             leave(session, &place).await;
-            if e.kind() == ErrorKind::Timeout && opts.timeout.is_some() {
-                e = Error::new(
+            guard.armed = false;
+            let e = if e.kind() == ErrorKind::Timeout && opts.timeout.is_some() {
+                Error::new(
                     ErrorKind::Timeout,
                     format!(
                         "{what} not acquired within {} ms",
                         opts.timeout.unwrap_or_default().as_millis()
                     ),
-                );
-            }
-            Err(e)
+                )
+            } else {
+                e
+            };
+            return Err(e);
         }
     }
+    guard.armed = false;
+    Ok(place)
 }

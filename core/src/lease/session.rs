@@ -10,16 +10,75 @@
 //! as gone. A paused process (SIGSTOP, a long GC) finds on waking that its
 //! deadline has passed before it can act on a stale belief.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::backend::Backend;
-use super::kv::{Cmp, CmpOp, LeaseId, Op, Txn};
+use super::kv::{Cmp, CmpOp, CmpTarget, LeaseId, Op, Txn};
 use crate::error::{Error, ErrorKind, Result};
+
+/// The local deadline on two clocks. The monotonic clock is what timers use,
+/// but it stops while the machine is suspended (and may in a frozen VM); the
+/// wall clock keeps running. The deadline has passed when either says so,
+/// so a host that wakes from suspend does not believe in a lease the server
+/// expired meanwhile. A wall clock stepped forward can only end the session
+/// early, the safe direction.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    mono: Instant,
+    wall: SystemTime,
+}
+
+impl Deadline {
+    /// `after` past the moment `at` (taken with [`stamp`]).
+    fn after(at: (Instant, SystemTime), after: Duration) -> Deadline {
+        Deadline {
+            mono: at.0 + after,
+            wall: at.1 + after,
+        }
+    }
+
+    /// Time left on the stricter clock (zero once passed).
+    fn left(&self) -> Duration {
+        let mono = self.mono.saturating_duration_since(Instant::now());
+        let wall = self
+            .wall
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        mono.min(wall)
+    }
+
+    fn passed(&self) -> bool {
+        self.left().is_zero()
+    }
+}
+
+/// Both clocks, read together.
+fn stamp() -> (Instant, SystemTime) {
+    (Instant::now(), SystemTime::now())
+}
+
+/// A process-random number, so keys made by a resumed session never collide
+/// with the keys of the incarnation it resumed.
+fn session_nonce() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish() as u32
+}
+
+/// A key written by this session that must go: deleted on every keepalive
+/// round until `until`, by which time any request that could still create
+/// it has been answered or dropped.
+#[derive(Debug)]
+struct Orphan {
+    key: Vec<u8>,
+    until: Instant,
+}
 
 /// Longest TTL etcd accepts (its `MaxLeaseTTL`).
 pub const MAX_TTL_SECS: u64 = 9_000_000_000;
@@ -117,16 +176,25 @@ pub(crate) struct SessionInner {
     ttl: Duration,
     margin: Duration,
     rpc_timeout: Duration,
-    deadline: Mutex<Instant>,
+    deadline: Mutex<Deadline>,
     state: watch::Sender<State>,
     callbacks: Mutex<Vec<LostCallback>>,
-    /// Keys this session wrote but could not delete (a request timed out
-    /// after the server may have applied it); retried on every keepalive, so
-    /// no stale key outlives the error that left it.
-    orphans: Mutex<Vec<Vec<u8>>>,
+    /// Keys this session wrote but could not be sure are gone (a request
+    /// timed out after the server may have applied it, a future dropped
+    /// mid-request); deleted on keepalive rounds, so no stale key outlives
+    /// the error that left it.
+    orphans: Mutex<Vec<Orphan>>,
+    cleaning: AtomicBool,
+    /// Run by `close` before the revoke, so holders (shard owners) report
+    /// their losses before anyone else can take over.
+    close_hooks: Mutex<Vec<(u64, CloseHook)>>,
+    nonce: u32,
     seq: AtomicU64,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// A hook `close` runs before revoking.
+pub(crate) type CloseHook = Arc<dyn Fn() + Send + Sync>;
 
 impl Drop for SessionInner {
     fn drop(&mut self) {
@@ -140,7 +208,7 @@ impl Session {
     /// Grants a lease and starts keeping it alive.
     pub(crate) async fn start(backend: Backend, opts: SessionOptions) -> Result<Session> {
         let (ttl_secs, margin) = opts.validate()?;
-        let sent = Instant::now();
+        let sent = stamp();
         let (lease, granted) = backend.grant(ttl_secs, opts.rpc_timeout).await?;
         if granted > ttl_secs {
             // The server raised the TTL to its minimum: our deadline would be
@@ -158,7 +226,7 @@ impl Session {
             ttl,
             margin,
             opts.rpc_timeout,
-            sent + ttl - margin,
+            Deadline::after(sent, ttl - margin),
         ))
     }
 
@@ -176,7 +244,7 @@ impl Session {
                 format!("lease {lease:x} ({lease}) not found: it expired or was revoked"),
             ));
         };
-        let sent = Instant::now();
+        let sent = stamp();
         let ttl_left = backend.keep_alive(lease, opts.rpc_timeout).await?;
         if ttl_left <= 0 {
             return Err(Error::new(
@@ -197,7 +265,7 @@ impl Session {
             ttl,
             margin,
             opts.rpc_timeout,
-            sent + ttl - margin,
+            Deadline::after(sent, ttl - margin),
         ))
     }
 
@@ -207,7 +275,7 @@ impl Session {
         ttl: Duration,
         margin: Duration,
         rpc_timeout: Duration,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Session {
         let inner = Arc::new(SessionInner {
             backend,
@@ -219,6 +287,9 @@ impl Session {
             state: watch::Sender::new(State::Alive),
             callbacks: Mutex::new(Vec::new()),
             orphans: Mutex::new(Vec::new()),
+            cleaning: AtomicBool::new(false),
+            close_hooks: Mutex::new(Vec::new()),
+            nonce: session_nonce(),
             seq: AtomicU64::new(0),
             task: Mutex::new(None),
         });
@@ -247,7 +318,7 @@ impl Session {
         if !matches!(*self.inner.state.borrow(), State::Alive) {
             return Duration::ZERO;
         }
-        lock(&self.inner.deadline).saturating_duration_since(Instant::now())
+        lock(&self.inner.deadline).left()
     }
 
     /// Whether the session has been declared lost (not merely closed).
@@ -295,13 +366,19 @@ impl Session {
     /// session that is closed.
     pub fn on_lost(&self, callback: impl FnOnce(&Error) + Send + 'static) {
         let mut cbs = lock(&self.inner.callbacks);
-        if let State::Lost(e) = &*self.inner.state.borrow() {
-            let e = e.clone();
-            drop(cbs);
-            callback(&e);
-            return;
+        // Clone the reason out so neither lock is held while the callback
+        // runs: it may well call `close`, which needs both.
+        let lost = match &*self.inner.state.borrow() {
+            State::Lost(e) => Some(e.clone()),
+            _ => None,
+        };
+        match lost {
+            Some(e) => {
+                drop(cbs);
+                callback(&e);
+            }
+            None => cbs.push(Box::new(callback)),
         }
-        cbs.push(Box::new(callback));
     }
 
     /// Ok while the session may still act; the loss reason otherwise. Also
@@ -315,7 +392,7 @@ impl Session {
     /// time the lease has left. Errors when nothing is left.
     pub(crate) fn rpc_timeout(&self) -> Result<Duration> {
         self.inner.check()?;
-        let left = lock(&self.inner.deadline).saturating_duration_since(Instant::now());
+        let left = lock(&self.inner.deadline).left();
         Ok(self.inner.rpc_timeout.min(left))
     }
 
@@ -324,28 +401,60 @@ impl Session {
     pub(crate) fn unique_key(&self, prefix: &[u8]) -> Vec<u8> {
         let n = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let mut k = prefix.to_vec();
-        k.extend_from_slice(format!("{:016x}.{n}", self.inner.lease).as_bytes());
+        k.extend_from_slice(
+            format!("{:016x}.{:08x}.{n}", self.inner.lease, self.inner.nonce).as_bytes(),
+        );
         k
     }
 
-    /// Deletes `key` if it still has `create_revision` (0: unconditionally);
-    /// on failure remembers it so the keepalive loop retries.
+    /// Deletes our `key` if it still has `create_revision` (0: if it is
+    /// still under our lease); when that fails, leaves it to the keepalive
+    /// rounds to retry.
     pub(crate) async fn delete_own_key(&self, key: &[u8], create_revision: i64) {
         let timeout = self.inner.rpc_timeout;
-        if delete_key(&self.inner.backend, key, create_revision, timeout)
-            .await
-            .is_err()
+        if delete_key(
+            &self.inner.backend,
+            key,
+            create_revision,
+            self.inner.lease,
+            timeout,
+        )
+        .await
+        .is_err()
         {
-            lock(&self.inner.orphans).push(key.to_vec());
+            self.forget_later(key);
         }
     }
 
-    /// Deletes `key` now and once more on the next keepalive round: a write
-    /// whose answer we stopped waiting for may still land after the first
-    /// delete, and must not outlive the error that abandoned it.
+    /// Deletes `key` now and on the keepalive rounds of the next request
+    /// timeout: a write whose answer we stopped waiting for may still land
+    /// after the first delete, and must not outlive the error that
+    /// abandoned it.
     pub(crate) async fn abandon_key(&self, key: &[u8]) {
+        self.forget_later(key);
         self.delete_own_key(key, 0).await;
-        lock(&self.inner.orphans).push(key.to_vec());
+    }
+
+    /// Queues `key` for deletion by the keepalive rounds. Synchronous and
+    /// runtime-free, so `Drop` impls can use it.
+    pub(crate) fn forget_later(&self, key: &[u8]) {
+        let until = Instant::now() + self.inner.rpc_timeout + self.inner.ttl / 3;
+        lock(&self.inner.orphans).push(Orphan {
+            key: key.to_vec(),
+            until,
+        });
+    }
+
+    /// Registers a hook `close` runs before it revokes; returns its id.
+    pub(crate) fn add_close_hook(&self, hook: CloseHook) -> u64 {
+        let id = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner.close_hooks).push((id, hook));
+        id
+    }
+
+    /// Removes a hook added by [`add_close_hook`](Session::add_close_hook).
+    pub(crate) fn remove_close_hook(&self, id: u64) {
+        lock(&self.inner.close_hooks).retain(|(i, _)| *i != id);
     }
 
     /// Stops keeping the lease alive and revokes it, deleting every key held
@@ -363,6 +472,13 @@ impl Session {
             t.abort();
         }
         lock(&self.inner.callbacks).clear();
+        let hooks: Vec<CloseHook> = std::mem::take(&mut *lock(&self.inner.close_hooks))
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect();
+        for hook in hooks {
+            hook();
+        }
         if !was_alive && self.is_lost() {
             // Best effort: the lease is probably gone already.
             let _ = self
@@ -393,14 +509,19 @@ impl SessionInner {
             State::Closed => return Err(closed_error(self.lease)),
             State::Alive => {}
         }
-        let deadline = *lock(&self.deadline);
-        if Instant::now() >= deadline {
-            return Err(self.declare_lost(format!(
-                "no keepalive of lease {:x} acknowledged within ttl {:?} - margin {:?}",
-                self.lease, self.ttl, self.margin
-            )));
+        if lock(&self.deadline).passed() {
+            return Err(self.declare_lost(self.deadline_message()));
         }
         Ok(())
+    }
+
+    fn deadline_message(&self) -> String {
+        format!(
+            "no keepalive of lease {:x} acknowledged within ttl {}s - margin {} ms",
+            self.lease,
+            self.ttl.as_secs(),
+            self.margin.as_millis()
+        )
     }
 
     fn declare_lost(&self, why: String) -> Error {
@@ -431,36 +552,34 @@ impl SessionInner {
 /// Renews the lease every TTL/3 and wakes at the deadline to declare the
 /// session lost if no renewal was acknowledged. Holds only a weak reference,
 /// so dropping every `Session` handle stops it (the lease then expires).
+/// Nothing else runs in this loop: orphan cleanup has its own task, so a
+/// slow delete can never hold up a renewal or the loss notice.
 async fn keepalive_loop(weak: Weak<SessionInner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
         if !matches!(*inner.state.borrow(), State::Alive) {
             return;
         }
-        let now = Instant::now();
         let deadline = *lock(&inner.deadline);
-        if now >= deadline {
-            inner.declare_lost(format!(
-                "no keepalive of lease {:x} acknowledged within ttl {:?} - margin {:?}",
-                inner.lease, inner.ttl, inner.margin
-            ));
+        if deadline.passed() {
+            inner.declare_lost(inner.deadline_message());
             return;
         }
         let interval = inner.ttl / 3;
-        let sent = now;
-        let timeout = inner.rpc_timeout.min(deadline - now);
+        let sent = stamp();
+        let timeout = inner.rpc_timeout.min(deadline.left());
         let next = match inner.backend.keep_alive(inner.lease, timeout).await {
             Ok(ttl) if ttl > 0 => {
                 let ttl = Duration::from_secs(ttl as u64).min(inner.ttl);
-                let fresh = sent + ttl - inner.margin;
+                let fresh = Deadline::after(sent, ttl - inner.margin);
                 {
                     let mut d = lock(&inner.deadline);
-                    if fresh > *d {
+                    if fresh.mono > d.mono {
                         *d = fresh;
                     }
                 }
-                retry_orphans(&inner).await;
-                sent + interval
+                spawn_orphan_cleanup(&inner);
+                sent.0 + interval
             }
             Ok(_) => {
                 inner.declare_lost(format!("lease {:x} expired on the server", inner.lease));
@@ -472,41 +591,55 @@ async fn keepalive_loop(weak: Weak<SessionInner>) {
                 Instant::now() + (interval / 4).max(Duration::from_millis(50))
             }
         };
-        let deadline = *lock(&inner.deadline);
+        let wake = Instant::now() + lock(&inner.deadline).left();
         drop(inner);
-        tokio::time::sleep_until(next.min(deadline)).await;
+        tokio::time::sleep_until(next.min(wake)).await;
     }
 }
 
-async fn retry_orphans(inner: &SessionInner) {
-    let keys = std::mem::take(&mut *lock(&inner.orphans));
-    for key in keys {
-        if delete_key(&inner.backend, &key, 0, inner.rpc_timeout)
-            .await
-            .is_err()
-        {
-            lock(&inner.orphans).push(key);
+/// Deletes orphaned keys in a task of its own (one at a time per session),
+/// each delete bounded by the configured request timeout.
+fn spawn_orphan_cleanup(inner: &Arc<SessionInner>) {
+    if lock(&inner.orphans).is_empty() || inner.cleaning.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let orphans = std::mem::take(&mut *lock(&inner.orphans));
+        let mut keep = Vec::new();
+        for o in orphans {
+            let deleted =
+                delete_key(&inner.backend, &o.key, 0, inner.lease, inner.rpc_timeout).await;
+            if deleted.is_err() || Instant::now() < o.until {
+                keep.push(o);
+            }
         }
-    }
+        lock(&inner.orphans).extend(keep);
+        inner.cleaning.store(false, Ordering::SeqCst);
+    });
 }
 
+/// Deletes `key` if it still has `create_revision`, or, when that is 0, if
+/// it is still attached to `lease`: a cleanup must never remove a key that
+/// meanwhile belongs to someone else (a shard taken over, say).
 async fn delete_key(
     backend: &Backend,
     key: &[u8],
     create_revision: i64,
+    lease: LeaseId,
     timeout: Duration,
 ) -> Result<()> {
-    let compare = if create_revision > 0 {
-        vec![Cmp::create_revision(
-            key.to_vec(),
-            CmpOp::Equal,
-            create_revision,
-        )]
+    let guard = if create_revision > 0 {
+        Cmp::create_revision(key.to_vec(), CmpOp::Equal, create_revision)
     } else {
-        Vec::new()
+        Cmp {
+            key: key.to_vec(),
+            op: CmpOp::Equal,
+            target: CmpTarget::Lease(lease),
+        }
     };
     let txn = Txn {
-        compare,
+        compare: vec![guard],
         success: vec![Op::delete(key.to_vec())],
         failure: vec![],
     };

@@ -63,6 +63,8 @@ pub struct EtcdProcess {
     /// The member id etcd chose (learned once it answers), to find the leader
     /// even when the leader itself cannot be asked.
     member_id: Option<String>,
+    /// `--heartbeat-interval` and `--election-timeout`, in ms.
+    timing: (u32, u32),
 }
 
 impl EtcdProcess {
@@ -139,7 +141,10 @@ impl EtcdProcess {
             .args(["--initial-cluster-token", token])
             // Fast elections keep failover tests short; loopback is quick
             // enough for these to be stable.
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .arg("--heartbeat-interval")
+            .arg(self.timing.0.to_string())
+            .arg("--election-timeout")
+            .arg(self.timing.1.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -244,6 +249,19 @@ impl EtcdCluster {
 
     /// Starts `n` members and waits until every one is healthy.
     pub fn start(n: usize) -> io::Result<EtcdCluster> {
+        EtcdCluster::start_with_timing(n, 50, 500)
+    }
+
+    /// [`start`](EtcdCluster::start) with etcd's `--heartbeat-interval` and
+    /// `--election-timeout` (ms). They also set etcd's minimum lease TTL,
+    /// `1.5 × election timeout` rounded up to whole seconds, so slow timings
+    /// let tests ask for a TTL below the server's minimum.
+    pub fn start_with_timing(
+        n: usize,
+        heartbeat_ms: u32,
+        election_ms: u32,
+    ) -> io::Result<EtcdCluster> {
+        let timing = (heartbeat_ms, election_ms);
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -258,7 +276,7 @@ impl EtcdCluster {
         })?;
         let mut attempt = 1;
         loop {
-            match EtcdCluster::try_start(&bin, n) {
+            match EtcdCluster::try_start(&bin, n, timing) {
                 Ok(c) => return Ok(c),
                 // Only a lost port race is worth another try.
                 Err(e)
@@ -272,7 +290,7 @@ impl EtcdCluster {
         }
     }
 
-    fn try_start(bin: &Path, n: usize) -> io::Result<EtcdCluster> {
+    fn try_start(bin: &Path, n: usize, timing: (u32, u32)) -> io::Result<EtcdCluster> {
         let seq = CLUSTER_SEQ.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -292,6 +310,7 @@ impl EtcdCluster {
                 child: None,
                 paused: false,
                 member_id: None,
+                timing,
             })
             .collect();
         let initial_cluster = members
