@@ -51,6 +51,9 @@ pub enum OwnershipEvent {
 pub type OwnershipHandler = Arc<dyn Fn(&OwnershipEvent) + Send + Sync>;
 
 struct Shared {
+    /// Dropped when the worker stops, so bindings that feed a queue from it
+    /// see the queue end.
+    handler: Option<OwnershipHandler>,
     owned: BTreeMap<String, FencingToken>,
     stopped: bool,
     error: Option<Error>,
@@ -64,7 +67,6 @@ pub struct ShardOwner {
     worker: String,
     session: Session,
     member_key: Vec<u8>,
-    handler: OwnershipHandler,
     shared: Arc<Mutex<Shared>>,
     stop: Cancel,
     close_hook: u64,
@@ -83,8 +85,14 @@ impl std::fmt::Debug for ShardOwner {
 /// Reports every owned shard lost, once: the owned set is emptied under its
 /// lock, so whichever path gets there first (session lost, close, drop)
 /// reports each shard, and the others find nothing left.
-fn lose_all(shared: &Mutex<Shared>, handler: &OwnershipHandler, reason: &str) -> Vec<FencingToken> {
-    let owned = std::mem::take(&mut lock(shared).owned);
+fn lose_all(shared: &Mutex<Shared>, reason: &str) -> Vec<FencingToken> {
+    let (owned, handler) = {
+        let mut s = lock(shared);
+        (std::mem::take(&mut s.owned), s.handler.clone())
+    };
+    let Some(handler) = handler else {
+        return Vec::new();
+    };
     let mut tokens = Vec::with_capacity(owned.len());
     for (shard, token) in owned {
         handler(&OwnershipEvent::Lost {
@@ -105,10 +113,11 @@ impl Drop for ShardOwner {
             // Hand the shards back: reported lost first, then their keys go
             // (in the background; queued synchronously, so no runtime is
             // needed here).
-            for token in lose_all(&self.shared, &self.handler, "shard owner dropped") {
+            for token in lose_all(&self.shared, "shard owner dropped") {
                 self.session.forget_later(&token.key);
             }
             self.session.forget_later(&self.member_key);
+            lock(&self.shared).handler = None;
         }
     }
 }
@@ -122,7 +131,6 @@ struct Worker {
     members_prefix: Vec<u8>,
     owners_prefix: Vec<u8>,
     group_prefix: Vec<u8>,
-    handler: OwnershipHandler,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -175,8 +183,8 @@ impl ShardOwner {
             members_prefix: [group_prefix.as_slice(), b"members/"].concat(),
             owners_prefix: [group_prefix.as_slice(), b"owners/"].concat(),
             group_prefix,
-            handler: handler.clone(),
             shared: Arc::new(Mutex::new(Shared {
+                handler: Some(handler),
                 owned: BTreeMap::new(),
                 stopped: false,
                 error: None,
@@ -188,9 +196,9 @@ impl ShardOwner {
         // Closing the session revokes the lease, which frees every shard at
         // once: the owner must hear "lost" before that, not after.
         let hook = {
-            let (shared, handler) = (shared.clone(), handler.clone());
+            let shared = shared.clone();
             Arc::new(move || {
-                lose_all(&shared, &handler, "session closed");
+                lose_all(&shared, "session closed");
             })
         };
         let close_hook = session.add_close_hook(hook);
@@ -201,7 +209,6 @@ impl ShardOwner {
             worker: worker.to_string(),
             session: session.clone(),
             member_key,
-            handler,
             shared,
             stop,
             close_hook,
@@ -277,11 +284,14 @@ impl Worker {
     }
 
     fn emit(&self, ev: OwnershipEvent) {
-        (self.handler)(&ev);
+        let handler = lock(&self.shared).handler.clone();
+        if let Some(h) = handler {
+            h(&ev);
+        }
     }
 
     fn lose_all(&self, reason: &str) {
-        lose_all(&self.shared, &self.handler, reason);
+        lose_all(&self.shared, reason);
     }
 
     async fn run(self, stop: Cancel) {
@@ -310,11 +320,14 @@ impl Worker {
                     let mut s = lock(&self.shared);
                     s.stopped = true;
                     s.error = Some(e);
+                    s.handler = None;
                     return;
                 }
                 _ = stop.cancelled() => {
                     self.leave().await;
-                    lock(&self.shared).stopped = true;
+                    let mut s = lock(&self.shared);
+                    s.stopped = true;
+                    s.handler = None;
                     return;
                 }
                 r = step => r,
