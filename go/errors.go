@@ -22,6 +22,11 @@ const (
 	KindBufferTooSmall  Kind = 9
 	KindPanic           Kind = 10
 	KindUnavailable     Kind = 11
+	KindTimeout         Kind = 12
+	KindSessionLost     Kind = 13
+	KindCancelled       Kind = 14
+	KindFenced          Kind = 15
+	KindCompacted       Kind = 16
 )
 
 var kindNames = map[Kind]string{
@@ -36,6 +41,11 @@ var kindNames = map[Kind]string{
 	KindBufferTooSmall:  "buffer too small",
 	KindPanic:           "panic caught at FFI boundary",
 	KindUnavailable:     "unavailable",
+	KindTimeout:         "timed out",
+	KindSessionLost:     "session lost",
+	KindCancelled:       "cancelled",
+	KindFenced:          "fencing token no longer current",
+	KindCompacted:       "revision compacted",
 }
 
 // String is the kind's short description, as core words it.
@@ -90,12 +100,29 @@ var (
 	ErrBufferTooSmall  = &Error{Kind: KindBufferTooSmall}
 	ErrPanic           = &Error{Kind: KindPanic}
 	ErrUnavailable     = &Error{Kind: KindUnavailable}
+	// ErrTimeout: a wait ended at its deadline. Waits driven by a
+	// context.Context return an error that also matches
+	// context.DeadlineExceeded (see ContextError).
+	ErrTimeout = &Error{Kind: KindTimeout}
+	// ErrSessionLost: the session's lease is gone (expired, revoked, or its
+	// local deadline passed) or the session was closed; nothing held under
+	// it may be used.
+	ErrSessionLost = &Error{Kind: KindSessionLost}
+	// ErrCancelled: a wait was cancelled. Waits driven by a context.Context
+	// return an error that also matches context.Canceled.
+	ErrCancelled = &Error{Kind: KindCancelled}
+	// ErrFenced: a fencing token is no longer current (the lock or
+	// leadership passed on, or a newer token reached a FenceGate).
+	ErrFenced = &Error{Kind: KindFenced}
+	// ErrCompacted: a watch asked for history the store compacted away.
+	ErrCompacted = &Error{Kind: KindCompacted}
 )
 
-// ErrClosed is returned by every method of a Sharder (or Live) after Close.
-// It is a Go-side condition, not one of the engine's kinds, so it is a plain
-// error value rather than an *Error.
-var ErrClosed = errors.New("shardkit: use of a closed Sharder")
+// ErrClosed is returned by every method of a Sharder, Live, Coordinator,
+// Session, Lock, Election, FenceGate or ShardOwner after its Close, and by a
+// wait that Close interrupted. It is a Go-side condition, not one of the
+// engine's kinds, so it is a plain error value rather than an *Error.
+var ErrClosed = errors.New("shardkit: use of a closed object")
 
 // newError builds the *Error for a non-OK status, keeping core's message. The
 // C side may prefix the message with the kind's description (core's Display
@@ -117,3 +144,28 @@ func newError(code uint32, message string) error {
 func invalidArgf(format string, args ...any) error {
 	return &Error{Kind: KindInvalidArgument, Message: fmt.Sprintf(format, args...)}
 }
+
+// ContextError is what a call returns when its context.Context ended the
+// wait: it matches both the context's error and shardkit's own kind, so
+// either style of check works:
+//
+//	errors.Is(err, context.DeadlineExceeded) && errors.Is(err, shardkit.ErrTimeout)
+//	errors.Is(err, context.Canceled) && errors.Is(err, shardkit.ErrCancelled)
+//
+// ErrTimeout itself deliberately does not match context.DeadlineExceeded:
+// only errors caused by a context carry both, through Unwrap.
+type ContextError struct {
+	// Err is the engine-side error: Kind is KindTimeout for a deadline,
+	// KindCancelled for a cancellation.
+	Err *Error
+	// Context is ctx.Err(): context.DeadlineExceeded or context.Canceled
+	// (or a cause-less equivalent).
+	Context error
+}
+
+func (e *ContextError) Error() string {
+	return e.Err.Error() + " (" + e.Context.Error() + ")"
+}
+
+// Unwrap exposes both errors to errors.Is and errors.As.
+func (e *ContextError) Unwrap() []error { return []error{e.Err, e.Context} }

@@ -10,13 +10,28 @@ root="$(cd "$here/.." && pwd)"
 
 cd "$here"
 export CGO_ENABLED=1
-go vet ./...
-go test -race -count=1 ./...
+
+# The default build links ../target/debug/libshardkit.a. When cargo built
+# into another CARGO_TARGET_DIR, link that library instead, through the
+# shardkit_system tag and a directory holding only the static library (so
+# the linker cannot pick the shared one).
+tags=()
+target="$(cd "$root" && realpath -m "${CARGO_TARGET_DIR:-target}")"
+if [ "$target" != "$(realpath -m "$root/target")" ]; then
+  libdir="$(mktemp -d)"
+  trap 'rm -rf "$libdir"' EXIT
+  ln -s "$target/debug/libshardkit.a" "$libdir/libshardkit.a"
+  export CGO_LDFLAGS="-L$libdir ${CGO_LDFLAGS:-}"
+  tags=(-tags shardkit_system)
+fi
+
+go vet ${tags[@]+"${tags[@]}"} ./...
+go test ${tags[@]+"${tags[@]}"} -race -count=1 ./...
 
 # An unknown GOEXPERIMENT makes `go env` fail, which tells us whether this
 # toolchain has cgocheck2.
 if GOEXPERIMENT=cgocheck2 go env GOEXPERIMENT >/dev/null 2>&1; then
-  GOEXPERIMENT=cgocheck2 go test -count=1 ./...
+  GOEXPERIMENT=cgocheck2 go test ${tags[@]+"${tags[@]}"} -count=1 ./...
 else
   echo "go/run_tests.sh: this Go toolchain has no cgocheck2 experiment; skipped that run"
 fi

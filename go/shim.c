@@ -190,3 +190,198 @@ shardkit_status sk_apply(const shardkit_sharder *s, const shardkit_change *chang
 shardkit_status sk_is_down(const shardkit_sharder *s, uint32_t slot, bool *out, char **err) {
 	SK_RETURN(shardkit_sharder_is_down(s, slot, out));
 }
+
+// ---- ownership election (leases) -------------------------------------------
+
+#include "_cgo_export.h"
+
+// The trampolines: C callbacks whose userdata is a cgo.Handle value, handed
+// to the Go exports in callbacks.go (the casts only drop const: Go reads).
+static void sk_lost_trampoline(void *ud, shardkit_status code, const char *msg, size_t len) {
+	skGoSessionLost((uintptr_t)ud, code, (char *)msg, len);
+}
+
+static void sk_leader_trampoline(void *ud, bool has_leader, const uint8_t *value,
+		size_t len, int64_t revision) {
+	skGoLeader((uintptr_t)ud, has_leader, (uint8_t *)value, len, revision);
+}
+
+static void sk_ownership_trampoline(void *ud, bool gained, const char *shard, size_t len,
+		int64_t token) {
+	skGoOwnership((uintptr_t)ud, gained, (char *)shard, len, token);
+}
+
+shardkit_status sk_cancel_new(shardkit_cancel **out, char **err) {
+	SK_RETURN(shardkit_cancel_new(out));
+}
+
+shardkit_status sk_coordinator_new_embedded(shardkit_coordinator **out, char **err) {
+	SK_RETURN(shardkit_coordinator_new_embedded(out));
+}
+
+shardkit_status sk_coordinator_connect(const uint8_t *endpoints, size_t endpoints_len,
+		uint64_t timeout_ms, shardkit_coordinator **out, char **err) {
+	SK_RETURN(shardkit_coordinator_connect(endpoints, endpoints_len, timeout_ms, out));
+}
+
+shardkit_status sk_coordinator_describe(const shardkit_coordinator *c, char **out,
+		char **err) {
+	size_t len = 0;
+	*out = NULL;
+	shardkit_status st = shardkit_coordinator_describe(c, NULL, 0, &len);
+	if (st != SHARDKIT_STATUS_OK && st != SHARDKIT_STATUS_BUFFER_TOO_SMALL) {
+		*err = sk_take_error();
+		return st;
+	}
+	char *m = malloc(len + 1);
+	if (m == NULL) return SHARDKIT_STATUS_PANIC;
+	st = shardkit_coordinator_describe(c, (uint8_t *)m, len, &len);
+	if (st != SHARDKIT_STATUS_OK) {
+		// The description of a handle never changes, so a second size
+		// error cannot happen; report whatever did.
+		*err = sk_take_error();
+		free(m);
+		return st;
+	}
+	m[len] = '\0';
+	*out = m;
+	return SHARDKIT_STATUS_OK;
+}
+
+shardkit_status sk_coordinator_leader(const shardkit_coordinator *c, const uint8_t *name,
+		size_t name_len, bool *found, uint8_t **value, size_t *value_len,
+		shardkit_fencing_token *token, char **err) {
+	*value = NULL;
+	*value_len = 0;
+	size_t cap = 256;
+	// The value may grow between two calls (a new proclamation); each retry
+	// asks for at least what the last one needed, and a few are plenty.
+	for (int attempt = 0; attempt < 8; attempt++) {
+		uint8_t *buf = malloc(cap);
+		if (buf == NULL) return SHARDKIT_STATUS_PANIC;
+		size_t len = 0;
+		shardkit_status st = shardkit_coordinator_leader(c, name, name_len, buf, cap, found,
+				&len, token);
+		if (st == SHARDKIT_STATUS_OK) {
+			if (*found) {
+				*value = buf;
+				*value_len = len;
+			} else {
+				free(buf);
+			}
+			return st;
+		}
+		free(buf);
+		if (st != SHARDKIT_STATUS_BUFFER_TOO_SMALL) {
+			*err = sk_take_error();
+			return st;
+		}
+		cap = len > cap * 2 ? len : cap * 2;
+	}
+	*err = sk_take_error();
+	return SHARDKIT_STATUS_BUFFER_TOO_SMALL;
+}
+
+shardkit_status sk_coordinator_revoke(const shardkit_coordinator *c, int64_t lease,
+		char **err) {
+	SK_RETURN(shardkit_coordinator_revoke(c, lease));
+}
+
+shardkit_status sk_session_new_with(const shardkit_coordinator *c, uint64_t ttl_secs,
+		uint64_t margin_ms, uint64_t rpc_timeout_ms, shardkit_session **out, char **err) {
+	SK_RETURN(shardkit_session_new_with(c, ttl_secs, margin_ms, rpc_timeout_ms, out));
+}
+
+shardkit_status sk_session_resume(const shardkit_coordinator *c, int64_t lease,
+		shardkit_session **out, char **err) {
+	SK_RETURN(shardkit_session_resume(c, lease, out));
+}
+
+shardkit_status sk_session_check(const shardkit_session *s, char **err) {
+	SK_RETURN(shardkit_session_check(s));
+}
+
+shardkit_status sk_session_on_lost(const shardkit_session *s, uintptr_t handle, char **err) {
+	SK_RETURN(shardkit_session_on_lost(s, sk_lost_trampoline, (void *)handle));
+}
+
+shardkit_status sk_session_close(const shardkit_session *s, char **err) {
+	SK_RETURN(shardkit_session_close(s));
+}
+
+shardkit_status sk_lock_new(const shardkit_session *s, const uint8_t *name, size_t name_len,
+		shardkit_lock **out, char **err) {
+	SK_RETURN(shardkit_lock_new(s, name, name_len, out));
+}
+
+shardkit_status sk_lock_acquire(const shardkit_lock *l, int64_t timeout_ms,
+		const shardkit_cancel *cancel, shardkit_fencing_token *token, char **err) {
+	SK_RETURN(shardkit_lock_acquire(l, timeout_ms, cancel, token));
+}
+
+shardkit_status sk_lock_try_acquire(const shardkit_lock *l, bool *acquired,
+		shardkit_fencing_token *token, char **err) {
+	SK_RETURN(shardkit_lock_try_acquire(l, acquired, token));
+}
+
+shardkit_status sk_lock_release(const shardkit_lock *l, char **err) {
+	SK_RETURN(shardkit_lock_release(l));
+}
+
+shardkit_status sk_lock_put(const shardkit_lock *l, const uint8_t *key, size_t key_len,
+		const uint8_t *value, size_t value_len, int64_t *revision, char **err) {
+	SK_RETURN(shardkit_lock_put(l, key, key_len, value, value_len, revision));
+}
+
+shardkit_status sk_election_new(const shardkit_session *s, const uint8_t *name,
+		size_t name_len, shardkit_election **out, char **err) {
+	SK_RETURN(shardkit_election_new(s, name, name_len, out));
+}
+
+shardkit_status sk_election_campaign(const shardkit_election *e, const uint8_t *value,
+		size_t value_len, int64_t timeout_ms, const shardkit_cancel *cancel,
+		shardkit_fencing_token *token, char **err) {
+	SK_RETURN(shardkit_election_campaign(e, value, value_len, timeout_ms, cancel, token));
+}
+
+shardkit_status sk_election_proclaim(const shardkit_election *e, const uint8_t *value,
+		size_t value_len, char **err) {
+	SK_RETURN(shardkit_election_proclaim(e, value, value_len));
+}
+
+shardkit_status sk_election_resign(const shardkit_election *e, char **err) {
+	SK_RETURN(shardkit_election_resign(e));
+}
+
+shardkit_status sk_observer_start(const shardkit_coordinator *c, const uint8_t *name,
+		size_t name_len, uintptr_t handle, shardkit_observer **out, char **err) {
+	SK_RETURN(shardkit_observer_start(c, name, name_len, sk_leader_trampoline,
+			(void *)handle, out));
+}
+
+shardkit_status sk_fence_gate_new(const uint8_t *name, size_t name_len,
+		shardkit_fence_gate **out, char **err) {
+	SK_RETURN(shardkit_fence_gate_new(name, name_len, out));
+}
+
+shardkit_status sk_fence_gate_admit(const shardkit_fence_gate *g, const uint8_t *resource,
+		size_t resource_len, int64_t token, char **err) {
+	SK_RETURN(shardkit_fence_gate_admit(g, resource, resource_len, token));
+}
+
+shardkit_status sk_shard_owner_start(const shardkit_session *s, const uint8_t *group,
+		size_t group_len, const uint8_t *worker, size_t worker_len,
+		const char *const *shards, const size_t *shard_lens, size_t n_shards,
+		uintptr_t handle, shardkit_shard_owner **out, char **err) {
+	SK_RETURN(shardkit_shard_owner_start(s, group, group_len, worker, worker_len, shards,
+			shard_lens, n_shards, sk_ownership_trampoline, (void *)handle, out));
+}
+
+shardkit_status sk_shard_owner_owns(const shardkit_shard_owner *o, const uint8_t *shard,
+		size_t shard_len, bool *owned, int64_t *token, char **err) {
+	SK_RETURN(shardkit_shard_owner_owns(o, shard, shard_len, owned, token));
+}
+
+shardkit_status sk_shard_owner_close(const shardkit_shard_owner *o, char **err) {
+	SK_RETURN(shardkit_shard_owner_close(o));
+}

@@ -59,4 +59,64 @@ shardkit_status sk_movement(const shardkit_sharder *from, const shardkit_sharder
 shardkit_status sk_balance(const shardkit_sharder *s, size_t samples,
 		double *peak_to_mean, double *stddev, char **err);
 
+// ---- ownership election (leases) -------------------------------------------
+//
+// Wrappers over the shardkit_coordinator_*, shardkit_session_*, ... calls,
+// with the error copied as above. Callbacks are registered with a cgo.Handle
+// value as userdata (a uintptr_t, so Go never converts an integer to a
+// pointer); the trampolines in shim.c hand it back to the Go exports in
+// callbacks.go.
+
+shardkit_status sk_cancel_new(shardkit_cancel **out, char **err);
+shardkit_status sk_coordinator_new_embedded(shardkit_coordinator **out, char **err);
+shardkit_status sk_coordinator_connect(const uint8_t *endpoints, size_t endpoints_len,
+		uint64_t timeout_ms, shardkit_coordinator **out, char **err);
+// The description in malloc'd, NUL-terminated text (*out), freed by the caller.
+shardkit_status sk_coordinator_describe(const shardkit_coordinator *c, char **out,
+		char **err);
+// The leader's value in malloc'd memory (*value, *value_len bytes; NULL when
+// there is no leader), freed by the caller.
+shardkit_status sk_coordinator_leader(const shardkit_coordinator *c, const uint8_t *name,
+		size_t name_len, bool *found, uint8_t **value, size_t *value_len,
+		shardkit_fencing_token *token, char **err);
+shardkit_status sk_coordinator_revoke(const shardkit_coordinator *c, int64_t lease,
+		char **err);
+shardkit_status sk_session_new_with(const shardkit_coordinator *c, uint64_t ttl_secs,
+		uint64_t margin_ms, uint64_t rpc_timeout_ms, shardkit_session **out, char **err);
+shardkit_status sk_session_resume(const shardkit_coordinator *c, int64_t lease,
+		shardkit_session **out, char **err);
+shardkit_status sk_session_check(const shardkit_session *s, char **err);
+shardkit_status sk_session_on_lost(const shardkit_session *s, uintptr_t handle, char **err);
+shardkit_status sk_session_close(const shardkit_session *s, char **err);
+shardkit_status sk_lock_new(const shardkit_session *s, const uint8_t *name, size_t name_len,
+		shardkit_lock **out, char **err);
+shardkit_status sk_lock_acquire(const shardkit_lock *l, int64_t timeout_ms,
+		const shardkit_cancel *cancel, shardkit_fencing_token *token, char **err);
+shardkit_status sk_lock_try_acquire(const shardkit_lock *l, bool *acquired,
+		shardkit_fencing_token *token, char **err);
+shardkit_status sk_lock_release(const shardkit_lock *l, char **err);
+shardkit_status sk_lock_put(const shardkit_lock *l, const uint8_t *key, size_t key_len,
+		const uint8_t *value, size_t value_len, int64_t *revision, char **err);
+shardkit_status sk_election_new(const shardkit_session *s, const uint8_t *name,
+		size_t name_len, shardkit_election **out, char **err);
+shardkit_status sk_election_campaign(const shardkit_election *e, const uint8_t *value,
+		size_t value_len, int64_t timeout_ms, const shardkit_cancel *cancel,
+		shardkit_fencing_token *token, char **err);
+shardkit_status sk_election_proclaim(const shardkit_election *e, const uint8_t *value,
+		size_t value_len, char **err);
+shardkit_status sk_election_resign(const shardkit_election *e, char **err);
+shardkit_status sk_observer_start(const shardkit_coordinator *c, const uint8_t *name,
+		size_t name_len, uintptr_t handle, shardkit_observer **out, char **err);
+shardkit_status sk_fence_gate_new(const uint8_t *name, size_t name_len,
+		shardkit_fence_gate **out, char **err);
+shardkit_status sk_fence_gate_admit(const shardkit_fence_gate *g, const uint8_t *resource,
+		size_t resource_len, int64_t token, char **err);
+shardkit_status sk_shard_owner_start(const shardkit_session *s, const uint8_t *group,
+		size_t group_len, const uint8_t *worker, size_t worker_len,
+		const char *const *shards, const size_t *shard_lens, size_t n_shards,
+		uintptr_t handle, shardkit_shard_owner **out, char **err);
+shardkit_status sk_shard_owner_owns(const shardkit_shard_owner *o, const uint8_t *shard,
+		size_t shard_len, bool *owned, int64_t *token, char **err);
+shardkit_status sk_shard_owner_close(const shardkit_shard_owner *o, char **err);
+
 #endif
