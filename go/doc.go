@@ -17,6 +17,23 @@
 // Sharder; the old one keeps answering until it is closed. Live holds the
 // current snapshot of a changing set and swaps it atomically for readers.
 //
+// # Leases, locks and elections
+//
+// A Coordinator reaches etcd (Connect) or an embedded in-process store
+// (NewEmbeddedCoordinator). A Session is a lease kept alive in the
+// background; its Lost channel closes when the lease can no longer be
+// trusted, strictly before the server can expire it. Locks and elections
+// return fencing tokens; Lock.Put writes only while the lock is held, and a
+// FenceGate refuses writes carrying an older token. Every blocking call takes
+// a context: its deadline bounds the wait and cancelling it withdraws the
+// waiter.
+//
+//	coord, err := shardkit.Connect(ctx, "127.0.0.1:2379")
+//	sess, err := coord.Session(ctx, 10*time.Second)
+//	lock, err := sess.Lock("jobs")
+//	token, err := lock.Lock(ctx)
+//	defer lock.Unlock(ctx)
+//
 // # Errors
 //
 // Every engine error is an *Error whose Kind is one of shardkit's stable
