@@ -305,6 +305,9 @@ func TestGuardedPutAndFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if _, err := NewFenceGate(""); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("empty fence gate name: %v", err)
+	}
 	g, err := NewFenceGate("jobs")
 	if err != nil {
 		t.Fatal(err)

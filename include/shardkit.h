@@ -833,7 +833,8 @@ void shardkit_observer_free(struct shardkit_observer *observer);
 
 /**
  * A gate for the tokens of lock `name`: tokens of one lock are comparable
- * with each other only, so use one gate per lock.
+ * with each other only, so use one gate per lock. Errors:
+ * `INVALID_ARGUMENT` for an empty name or one with control characters.
  *
  * # Safety
  * `name` NULL or `name_len` readable bytes; `out` a writable pointer.

@@ -43,7 +43,7 @@ async fn main() -> shardkit::Result<()> {
 
     // An external resource (say, a job table in another database) that
     // remembers the newest leader token it has seen.
-    let jobs = Arc::new(FenceGate::new(TokenKind::Leader, "scheduler"));
+    let jobs = Arc::new(FenceGate::new(TokenKind::Leader, "scheduler")?);
 
     let mut candidates = Vec::new();
     for name in ["candidate-a", "candidate-b", "candidate-c"] {

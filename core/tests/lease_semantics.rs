@@ -538,7 +538,7 @@ async fn guarded_writes_apply_only_while_current(env: Env) {
 }
 
 async fn fence_gate_rejects_older_tokens(env: Env) {
-    let gate = FenceGate::for_lock("fence");
+    let gate = FenceGate::for_lock("fence").unwrap();
     let a = env.session(5).await;
     let b = env.session(5).await;
     let la = a.lock("fence").unwrap();
@@ -798,6 +798,10 @@ async fn bad_input_is_named(env: Env) {
         assert!(c.observe(bad).is_err());
     }
     assert!(s.lock("").unwrap_err().message().contains("empty"));
+    assert!(FenceGate::for_lock("")
+        .unwrap_err()
+        .message()
+        .contains("empty"));
     let e = ShardOwner::start(
         &s,
         "g",
@@ -873,7 +877,10 @@ async fn nested_names_do_not_collide(env: Env) {
     let e = a.election("svc/x").unwrap();
     e.campaign(b"x").await.unwrap();
     assert_eq!(env.coord.leader("svc").await.unwrap(), None);
-    assert_eq!(env.coord.leader("svc/x").await.unwrap().unwrap().value, b"x");
+    assert_eq!(
+        env.coord.leader("svc/x").await.unwrap().unwrap().value,
+        b"x"
+    );
     let pct = b.lock("100%").unwrap();
     assert!(pct.try_lock().await.unwrap().is_some());
 }
@@ -881,7 +888,9 @@ async fn nested_names_do_not_collide(env: Env) {
 async fn on_lost_callback_may_close(env: Env) {
     let s = env.session(2).await;
     env.coord.revoke(s.lease_id()).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(3), s.lost()).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(3), s.lost())
+        .await
+        .unwrap();
     assert_eq!(e.kind(), ErrorKind::SessionLost);
     // Registered after the loss, the callback runs at once on this thread;
     // it may call back into the session (here: close it) without deadlock.
@@ -904,9 +913,17 @@ async fn resumed_session_never_reuses_a_waiter_key(env: Env) {
     let t_old = old.lock().await.unwrap();
     // The same lease taken over by a new incarnation (the old one is still
     // alive: paused, say). Its lock must not adopt the old waiter key.
-    let r = env.client().await.resume(s.lease_id(), SessionOptions::default()).await.unwrap();
+    let r = env
+        .client()
+        .await
+        .resume(s.lease_id(), SessionOptions::default())
+        .await
+        .unwrap();
     let new = r.lock("reuse").unwrap();
-    assert!(new.try_lock().await.unwrap().is_none(), "the lease's old hold is not ours to reuse");
+    assert!(
+        new.try_lock().await.unwrap().is_none(),
+        "the lease's old hold is not ours to reuse"
+    );
     old.unlock().await.unwrap();
     let t_new = new.try_lock().await.unwrap().unwrap();
     assert!(t_new.revision > t_old.revision && t_new.key != t_old.key);
@@ -917,8 +934,12 @@ async fn session_close_reports_shards_lost_before_release(env: Env) {
     let log: Log = Arc::new(Mutex::new(Vec::new()));
     let s1 = env.session(5).await;
     let s2 = env.session(5).await;
-    let _h1 = ShardOwner::start(&s1, "closing", "w1", shards.clone(), recorder("w1", &log)).await.unwrap();
-    let h2 = ShardOwner::start(&s2, "closing", "w2", shards.clone(), recorder("w2", &log)).await.unwrap();
+    let _h1 = ShardOwner::start(&s1, "closing", "w1", shards.clone(), recorder("w1", &log))
+        .await
+        .unwrap();
+    let h2 = ShardOwner::start(&s2, "closing", "w2", shards.clone(), recorder("w2", &log))
+        .await
+        .unwrap();
     settle(&log, 16, 2).await;
     // Closing w1's session directly (not its owner) revokes the lease; w1
     // must hear "lost" before w2 can take its shards. owners() panics on any

@@ -1268,7 +1268,8 @@ pub unsafe extern "C" fn shardkit_observer_free(observer: *mut shardkit_observer
 // ---- fence gate ------------------------------------------------------------
 
 /// A gate for the tokens of lock `name`: tokens of one lock are comparable
-/// with each other only, so use one gate per lock.
+/// with each other only, so use one gate per lock. Errors:
+/// `INVALID_ARGUMENT` for an empty name or one with control characters.
 ///
 /// # Safety
 /// `name` NULL or `name_len` readable bytes; `out` a writable pointer.
@@ -1283,7 +1284,7 @@ pub unsafe extern "C" fn shardkit_fence_gate_new(
         let name = unsafe { text(name, name_len, "name")? };
         let out = out_ptr(out, "out")?;
         // SAFETY: checked by out_ptr above.
-        unsafe { write(out, into_c(FenceGate::for_lock(name))) };
+        unsafe { write(out, into_c(FenceGate::for_lock(name)?)) };
         Ok(())
     })
 }

@@ -564,6 +564,8 @@ def test_fence_gate(session: shardkit.Session) -> None:
         gate.admit(b"row", "12")  # type: ignore[arg-type]
     with pytest.raises(shardkit.InvalidArgumentError, match='"queue"'):
         shardkit.FenceGate("db", kind="queue")  # type: ignore[arg-type]
+    with pytest.raises(shardkit.InvalidArgumentError, match="empty"):
+        shardkit.FenceGate("")
     leader_gate = shardkit.FenceGate("db", kind="leader")
     with pytest.raises(shardkit.InvalidArgumentError):
         leader_gate.admit(b"row", t2)

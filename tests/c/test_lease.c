@@ -252,6 +252,7 @@ static void test_bad_input(void) {
   CHECK_ERR(shardkit_observer_start(c, S("e"), NULL, NULL, &o), SHARDKIT_STATUS_NULL_POINTER,
             "callback");
   CHECK_ERR(shardkit_fence_gate_new(NULL, 3, &g), SHARDKIT_STATUS_NULL_POINTER, "name");
+  CHECK_ERR(shardkit_fence_gate_new(S(""), &g), SHARDKIT_STATUS_INVALID_ARGUMENT, "empty");
   CHECK(l == NULL && e == NULL && o == NULL && g == NULL);
 
   /* Lock misuse: release or put while not held, token text while not held. */

@@ -25,17 +25,19 @@ pub struct FenceGate {
 
 impl FenceGate {
     /// A gate for tokens of the lock `name`.
-    pub fn for_lock(name: &str) -> FenceGate {
+    pub fn for_lock(name: &str) -> Result<FenceGate> {
         FenceGate::new(TokenKind::Lock, name)
     }
 
-    /// A gate for tokens of `kind` named `name`.
-    pub fn new(kind: TokenKind, name: &str) -> FenceGate {
-        FenceGate {
+    /// A gate for tokens of `kind` named `name`; the name follows the rules
+    /// of lock and election names (non-empty, no control characters).
+    pub fn new(kind: TokenKind, name: &str) -> Result<FenceGate> {
+        super::queue::validate_name("fence gate", name)?;
+        Ok(FenceGate {
             kind,
             name: name.to_string(),
             newest: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Admits a write to `resource` carrying `token`: records it as the

@@ -480,18 +480,18 @@ impl Session {
             hook();
         }
         if !was_alive && self.is_lost() {
-            // Best effort: the lease is probably gone already.
-            let _ = self
-                .inner
-                .backend
-                .revoke(self.inner.lease, self.inner.rpc_timeout)
-                .await;
+            // Declaring the loss already started revoking in the background.
             return Ok(());
         }
-        self.inner
+        let r = self
+            .inner
             .backend
             .revoke(self.inner.lease, self.inner.rpc_timeout)
-            .await
+            .await;
+        if r.is_err() {
+            revoke_in_background(&self.inner);
+        }
+        r
     }
 }
 
@@ -535,6 +535,7 @@ impl SessionInner {
             }
         });
         if first {
+            revoke_in_background(self);
             let cbs = std::mem::take(&mut *lock(&self.callbacks));
             for cb in cbs {
                 cb(&err);
@@ -595,6 +596,36 @@ async fn keepalive_loop(weak: Weak<SessionInner>) {
         drop(inner);
         tokio::time::sleep_until(next.min(wake)).await;
     }
+}
+
+/// How long a lost or closed session keeps trying to revoke its lease.
+const REVOKE_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Revokes the lease in the background, retrying while the store is
+/// unreachable. A lost session's keys would otherwise wait out the TTL, and
+/// etcd restarts its lease timers when it recovers from an outage, so after
+/// a long outage the waiters behind a dead session would wait a whole TTL
+/// more. Needs a runtime; without one the server's expiry does the work.
+fn revoke_in_background(inner: &SessionInner) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let (backend, lease, timeout) = (inner.backend.clone(), inner.lease, inner.rpc_timeout);
+    handle.spawn(async move {
+        let until = Instant::now() + REVOKE_RETRY_FOR;
+        let mut pause = Duration::from_millis(100);
+        while Instant::now() < until {
+            if backend
+                .revoke(lease, timeout.min(Duration::from_secs(2)))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    });
 }
 
 /// Deletes orphaned keys in a task of its own (one at a time per session),

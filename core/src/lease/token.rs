@@ -87,7 +87,8 @@ impl Session {
     /// holds; `failure` runs otherwise.
     ///
     /// Errors: `Fenced` when the token is no longer current (nothing was
-    /// written), `InvalidArgument` for a token of another session,
+    /// written); `Timeout` or `Unavailable` mean the outcome is unknown (the
+    /// store may have applied the write after the client stopped waiting), `InvalidArgument` for a token of another session,
     /// `SessionLost` once the session is lost. When only an extra compare
     /// fails, the result has `succeeded == false` and the `failure` results.
     pub async fn guarded_txn(

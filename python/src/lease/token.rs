@@ -141,7 +141,7 @@ impl PyFenceGate {
             }
         };
         Ok(PyFenceGate {
-            inner: FenceGate::new(kind, name),
+            inner: FenceGate::new(kind, name).map_err(|e| crate::errors::to_py(py, e))?,
             name: name.to_string(),
             kind,
         })
