@@ -133,6 +133,27 @@ impl Child {
         cmd.args(rest)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
+        // If shardkit itself dies (kill -9), nothing is left to stop CMD when
+        // the lock passes on: have the kernel kill CMD with it. The death
+        // signal is tied to the forking thread, which is the main thread
+        // (the CLI runs its future with `block_on` there) and lives as long
+        // as the process. Only CMD itself gets the signal, not processes it
+        // started in turn: a shell CMD should `exec` its worker.
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the child between fork and exec and
+        // calls only async-signal-safe functions (prctl, getppid, _exit).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // shardkit died between fork and prctl: nobody will stop us.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(EXIT_CANNOT_RUN as i32);
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn().map_err(|e| {
             let code = if e.kind() == io::ErrorKind::NotFound {
                 EXIT_NOT_FOUND

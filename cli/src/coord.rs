@@ -49,8 +49,10 @@ the terminal: give it input from a file or a pipe.
 If the lock is lost while CMD runs (no keepalive acknowledged in time, or the
 lock's key deleted), the whole group gets SIGTERM and then SIGKILL after
 min(--grace, margin/2), so it is dead before the server frees the lock for
-another holder. A shardkit that is itself stopped (SIGSTOP, Ctrl-Z) cannot
-do this: CMD runs on unsupervised until shardkit resumes.
+another holder. If shardkit itself is killed (kill -9), the kernel kills CMD
+with it (SIGKILL); processes CMD started in turn are not reached, so a shell
+CMD should `exec` its worker. A shardkit that is stopped (SIGSTOP, Ctrl-Z)
+cannot supervise: CMD runs on unsupervised until shardkit resumes.
 
 Exit status:
   CMD's status  CMD finished while the lock was held (128+N: signal N ended it)

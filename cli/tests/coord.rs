@@ -359,6 +359,16 @@ fn a_killed_holder_frees_the_lock_within_ttl() {
     let killed = Instant::now();
     holder.kill().unwrap();
     holder.wait().unwrap();
+    // CMD dies with its shardkit (the kernel's parent-death signal), long
+    // before the lock can pass on.
+    let until = Instant::now() + Duration::from_secs(2);
+    while alive(cmd_pid) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !alive(cmd_pid),
+        "CMD {cmd_pid} outlived its kill -9'd shardkit"
+    );
     wait_file(&second_ran, Duration::from_secs(10));
     let took = killed.elapsed();
     // The lease outlives its holder by up to the TTL, never much longer.
@@ -374,7 +384,7 @@ fn a_killed_holder_frees_the_lock_within_ttl() {
     );
     let o = wait_output(contender, Duration::from_secs(5));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    // kill -9 leaves CMD behind, by nature; clean it up.
+    // Belt and braces: never leave a stray process behind a failed run.
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{cmd_pid}")])
         .status();
