@@ -136,6 +136,7 @@ fi
 
 part build-python build_python
 ok build-python && part python run_python
+part lease bash "$root/bench/lease.sh" # its own report: bench/results/lease.md
 
 cat /proc/loadavg >"$build/loadavg-end.txt"
 "$py" "$root/bench/report.py" --build "$build" --out "$root/bench/results/sharding"
