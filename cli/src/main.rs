@@ -6,6 +6,7 @@
 mod child;
 #[cfg(unix)]
 mod coord;
+mod leaves;
 mod plan;
 mod route;
 
@@ -35,6 +36,8 @@ enum Command {
     Route(route::RouteArgs),
     /// Compare every algorithm's balance and key movement for a planned membership change.
     Plan(plan::PlanArgs),
+    /// Predict gather latency percentiles for 1..N leaves, with and without hedging, from a leaf's p50 and p99.
+    Leaves(leaves::LeavesArgs),
     #[cfg(unix)]
     /// Run a command while holding a distributed lock on etcd; its fencing token is in SHARDKIT_FENCING_TOKEN.
     Lock(coord::LockArgs),
@@ -64,6 +67,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Route(args) => route::run(args),
         Command::Plan(args) => plan::run(args),
+        // Exits 2 on bad input, like a usage error (see its --help).
+        Command::Leaves(args) => return leaves::run(args),
         // These choose their own exit statuses (see their --help).
         #[cfg(unix)]
         Command::Lock(args) => return coord::lock(args),

@@ -27,11 +27,14 @@
 
 pub mod config;
 pub mod error;
+pub mod fanout;
 pub mod hash;
 pub mod keysel;
 pub mod lease;
+pub mod merge;
 pub mod node;
 pub mod runtime;
+pub mod scatter;
 pub mod shard;
 
 pub use error::{Error, ErrorKind, Result};
