@@ -9,6 +9,11 @@
 //! - [`config`]: twemproxy YAML pools and nginx upstream lists;
 //! - [`lease`]: sessions, locks with fencing tokens, elections and shard
 //!   ownership on etcd or an embedded store;
+//! - [`scatter`]: fan-out to leaves with deadlines, hedging, coverage
+//!   policies and replica choice;
+//! - [`merge`]: top-k k-way merge, posting-list intersection and union;
+//! - [`fanout`]: predicted gather latency for n leaves, with and without
+//!   hedging;
 //! - [`runtime`]: the one tokio runtime the bindings share.
 //!
 //! ```
