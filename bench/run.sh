@@ -137,6 +137,7 @@ fi
 part build-python build_python
 ok build-python && part python run_python
 part lease bash "$root/bench/lease.sh" # its own report: bench/results/lease.md
+part scatter bash "$root/bench/scatter.sh" # its own report: bench/results/scatter.md
 
 cat /proc/loadavg >"$build/loadavg-end.txt"
 "$py" "$root/bench/report.py" --build "$build" --out "$root/bench/results/sharding"

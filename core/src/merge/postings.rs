@@ -163,6 +163,7 @@ pub(crate) fn union_valid<T: DocId>(lists: &[&[T]]) -> Vec<T> {
     match nonempty.len() {
         0 => return Vec::new(),
         1 => return nonempty[0].to_vec(),
+        2 => return union_two(nonempty[0], nonempty[1]),
         _ => {}
     }
     let longest = nonempty.iter().map(|l| l.len()).max().unwrap_or(0);
@@ -179,6 +180,30 @@ pub(crate) fn union_valid<T: DocId>(lists: &[&[T]]) -> Vec<T> {
         pos[w] += 1;
         tree.replace_winner(list.get(pos[w]).map_or(EXHAUSTED, |v| v.key()));
     }
+    out
+}
+
+/// Two validated lists: a plain two-pointer merge beats the tree here (the
+/// common case of OR over two terms).
+fn union_two<T: DocId>(a: &[T], b: &[T]) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        if x < y {
+            out.push(x);
+            i += 1;
+        } else if y < x {
+            out.push(y);
+            j += 1;
+        } else {
+            out.push(x);
+            i += 1;
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
     out
 }
 
