@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use shardkit::lease::{
-    parse_endpoints, Coordinator, EventKind, FencingToken, LeaderInfo, Session, SessionOptions,
-    WaitOptions, Watch, ENDPOINTS_ENV, MAX_NAME_LEN,
+    parse_endpoints, validate_name, Coordinator, EventKind, FencingToken, LeaderInfo, Session,
+    SessionOptions, WaitOptions, Watch, ENDPOINTS_ENV,
 };
 use shardkit::{Error, ErrorKind};
 
@@ -263,23 +263,11 @@ fn finish(fut: impl std::future::Future<Output = Outcome>) -> ExitCode {
 
 /// The rules core applies to names, checked before any connection is made
 /// so a typo costs no round trip.
+/// Core's name rules, checked before connecting so a bad name is a usage
+/// error (exit 2) rather than a store error.
 fn check_name(what: &str, name: &str) -> Result<(), Failure> {
-    let bad = if name.is_empty() {
-        Some(format!("{what} name is empty"))
-    } else if name.len() > MAX_NAME_LEN {
-        Some(format!(
-            "{what} name is {} bytes; at most {MAX_NAME_LEN}",
-            name.len()
-        ))
-    } else if name.chars().any(char::is_control) {
-        Some(format!("{what} name {name:?} contains control characters"))
-    } else {
-        None
-    };
-    match bad {
-        Some(m) => Err(Failure::new(EXIT_USAGE, format!("error: {m}"))),
-        None => Ok(()),
-    }
+    validate_name(what, name)
+        .map_err(|e| Failure::new(EXIT_USAGE, format!("error: {}", e.message())))
 }
 
 impl StoreArgs {

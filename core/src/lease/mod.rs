@@ -45,6 +45,6 @@ pub use kv::{
 };
 pub use lock::{Lock, LOCK_PREFIX};
 pub use ownership::{OwnershipEvent, OwnershipHandler, ShardOwner, SHARDS_PREFIX};
-pub use queue::{waiter_wakeups, WaitOptions, MAX_NAME_LEN};
+pub use queue::{validate_name, waiter_wakeups, WaitOptions, MAX_NAME_LEN};
 pub use session::{Session, SessionOptions, MAX_TTL_SECS};
 pub use token::{FencingToken, TokenKind};

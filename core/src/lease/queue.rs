@@ -26,7 +26,8 @@ pub const MAX_NAME_LEN: usize = 512;
 
 /// Checks a lock/election/group name: non-empty text without control
 /// characters, so it can be written in keys, logs and environment variables.
-pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
+/// `what` names the kind of name in the message ("lock", "election").
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::invalid(format!("{what} name is empty")));
     }
