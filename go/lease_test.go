@@ -395,10 +395,12 @@ func TestSessionCloseReleasesAndClosesLost(t *testing.T) {
 	if err != nil || r.LeaseID() != s.LeaseID() {
 		t.Fatalf("resume: %v", err)
 	}
-	r.Close(context.Background())
+	// Close s first: closing r first would revoke the shared lease, and s
+	// could then rightly report it lost (not closed) before its own Close.
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	r.Close(context.Background())
 	select {
 	case <-s.Lost():
 	default:
