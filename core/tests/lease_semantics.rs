@@ -674,15 +674,23 @@ fn owners(log: &Log) -> BTreeMap<String, String> {
     held
 }
 
+/// Waits until every shard is owned by `want_workers` workers AND no event
+/// has been reported for 500 ms: "all owned" alone can hold mid-rebalance,
+/// while a shard still sits with a worker that has yet to hand it on.
 async fn settle(log: &Log, n: usize, want_workers: usize) -> BTreeMap<String, String> {
-    let until = Instant::now() + Duration::from_secs(8);
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut seen = (usize::MAX, Instant::now());
     loop {
+        let len = log.lock().unwrap().len();
+        if len != seen.0 {
+            seen = (len, Instant::now());
+        }
         let o = owners(log);
         let workers: BTreeSet<&String> = o.values().collect();
-        if (o.len() == n && workers.len() == want_workers) || Instant::now() > until {
-            // Let any last moves land, then read again.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return owners(log);
+        let done = o.len() == n && workers.len() == want_workers;
+        let quiet = seen.1.elapsed() >= Duration::from_millis(500);
+        if (done && quiet) || Instant::now() > until {
+            return o;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

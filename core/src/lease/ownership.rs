@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::cancel::Cancel;
 use super::kv::{Cmp, CmpOp, Op, RangeOpts, Txn};
-use super::queue::{key_segment, validate_name};
+use super::queue::{key_segment, validate_name, LeaveOnDrop};
 use super::session::{lock, Session};
 use super::token::{FencingToken, TokenKind};
 use crate::error::{Error, ErrorKind, Result};
@@ -419,7 +419,10 @@ impl Worker {
                 (None, false) => {}
             }
         }
-        Ok(members.revision.max(owners.revision))
+        // Watch from the EARLIER of the two reads: a member leaving between
+        // them is not in the assignment computed above, and must still wake
+        // us. Replaying a few events already seen costs one more reconcile.
+        Ok(members.revision.min(owners.revision))
     }
 
     async fn take(&self, shard: &str) -> Result<()> {
@@ -434,13 +437,19 @@ impl Worker {
             }],
             failure: vec![],
         };
+        // A close or a lost session cancels this future mid-request; the
+        // server may still apply the put, leaving a shard key nobody owns
+        // under a live lease. The guard queues it for deletion on drop.
+        let mut guard = LeaveOnDrop::new(&self.session, &key);
         let r = match self.session.inner.backend.txn(txn, timeout).await {
             Ok(r) => r,
             Err(e) => {
+                guard.armed = false;
                 self.session.abandon_key(&key).await;
                 return Err(e);
             }
         };
+        guard.armed = false;
         if r.succeeded {
             let token = FencingToken {
                 kind: TokenKind::Shard,
