@@ -27,6 +27,7 @@ const (
 	KindCancelled       Kind = 14
 	KindFenced          Kind = 15
 	KindCompacted       Kind = 16
+	KindBadResponse     Kind = 17
 )
 
 var kindNames = map[Kind]string{
@@ -46,6 +47,7 @@ var kindNames = map[Kind]string{
 	KindCancelled:       "cancelled",
 	KindFenced:          "fencing token no longer current",
 	KindCompacted:       "revision compacted",
+	KindBadResponse:     "bad response from a remote peer",
 }
 
 // String is the kind's short description, as core words it.
@@ -116,6 +118,9 @@ var (
 	ErrFenced = &Error{Kind: KindFenced}
 	// ErrCompacted: a watch asked for history the store compacted away.
 	ErrCompacted = &Error{Kind: KindCompacted}
+	// ErrBadResponse: a scatter leaf answered with a non-2xx status or a
+	// body that is not the JSON the protocol asks for.
+	ErrBadResponse = &Error{Kind: KindBadResponse}
 )
 
 // ErrClosed is returned by every method of a Sharder, Live, Coordinator,

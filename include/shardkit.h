@@ -114,6 +114,11 @@ enum shardkit_status
    * A watch asked for history the store has already compacted away.
    */
   SHARDKIT_STATUS_COMPACTED = 16,
+  /**
+   * A remote peer (a scatter leaf) answered with a non-2xx status or a
+   * body that is not the JSON the protocol asks for.
+   */
+  SHARDKIT_STATUS_BAD_RESPONSE = 17,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

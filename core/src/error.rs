@@ -42,6 +42,10 @@ pub enum ErrorKind {
     Fenced,
     /// A watch asked for history the store has already compacted away.
     Compacted,
+    /// A remote peer (a scatter leaf) answered, but not with what the
+    /// protocol asks for: a non-2xx status or a body that is not valid JSON
+    /// of the expected shape.
+    BadResponse,
 }
 
 impl ErrorKind {
@@ -64,6 +68,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => 14,
             ErrorKind::Fenced => 15,
             ErrorKind::Compacted => 16,
+            ErrorKind::BadResponse => 17,
         }
     }
 
@@ -86,11 +91,12 @@ impl ErrorKind {
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Fenced => "fencing token no longer current",
             ErrorKind::Compacted => "revision compacted",
+            ErrorKind::BadResponse => "bad response from a remote peer",
         }
     }
 
     /// Every kind, in code order (bindings generate their tables from this).
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::InvalidArgument,
         ErrorKind::EmptyNodeSet,
         ErrorKind::DuplicateNode,
@@ -107,6 +113,7 @@ impl ErrorKind {
         ErrorKind::Cancelled,
         ErrorKind::Fenced,
         ErrorKind::Compacted,
+        ErrorKind::BadResponse,
     ];
 }
 

@@ -49,6 +49,9 @@ pub enum shardkit_status {
     Fenced = 15,
     /// A watch asked for history the store has already compacted away.
     Compacted = 16,
+    /// A remote peer (a scatter leaf) answered with a non-2xx status or a
+    /// body that is not the JSON the protocol asks for.
+    BadResponse = 17,
 }
 
 impl shardkit_status {
@@ -73,6 +76,7 @@ impl shardkit_status {
             ErrorKind::Cancelled => shardkit_status::Cancelled,
             ErrorKind::Fenced => shardkit_status::Fenced,
             ErrorKind::Compacted => shardkit_status::Compacted,
+            ErrorKind::BadResponse => shardkit_status::BadResponse,
             _ => shardkit_status::InvalidArgument,
         }
     }
@@ -424,6 +428,7 @@ mod tests {
             (ErrorKind::Cancelled, shardkit_status::Cancelled, 14),
             (ErrorKind::Fenced, shardkit_status::Fenced, 15),
             (ErrorKind::Compacted, shardkit_status::Compacted, 16),
+            (ErrorKind::BadResponse, shardkit_status::BadResponse, 17),
         ];
         for (kind, status, code) in pinned {
             assert_eq!(shardkit_status::from_kind(kind), status, "{kind:?}");

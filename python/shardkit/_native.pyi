@@ -13,6 +13,7 @@ __all__ = [
     "Balance",
     "CancelledError",
     "CompactedError",
+    "BadResponseError",
     "ConfigError",
     "Coordinator",
     "DEFAULT_ALGORITHM",
@@ -106,6 +107,9 @@ class FencedError(ShardkitError, RuntimeError):
     code: int
 
 class CompactedError(ShardkitError, LookupError):
+    code: int
+
+class BadResponseError(ShardkitError, ConnectionError):
     code: int
 
 @final

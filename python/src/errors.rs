@@ -89,6 +89,12 @@ const SPECS: &[ClassSpec] = &[
         name: "CompactedError",
         doc: "History was asked for that the store has already compacted away.",
     },
+    ClassSpec {
+        kind: ErrorKind::BadResponse,
+        name: "BadResponseError",
+        doc: "A remote peer (a scatter leaf) answered with a non-2xx status or a body \
+              that is not the JSON the protocol asks for.",
+    },
 ];
 
 /// The classes, created once at module import.
@@ -112,6 +118,9 @@ fn builtin_base(py: Python<'_>, kind: ErrorKind) -> Bound<'_, PyType> {
         }
         // The revision asked for is no longer there to look up.
         ErrorKind::Compacted => py.get_type::<PyLookupError>(),
+        // The peer was reached and answered wrongly: a connection-level
+        // failure of the exchange, as ConnectionError's users expect.
+        ErrorKind::BadResponse => py.get_type::<PyConnectionError>(),
         _ => py.get_type::<PyValueError>(),
     }
 }

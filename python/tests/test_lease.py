@@ -68,6 +68,7 @@ NEW_CLASSES = {
     "CancelledError": (RuntimeError, 14),
     "FencedError": (RuntimeError, 15),
     "CompactedError": (LookupError, 16),
+    "BadResponseError": (ConnectionError, 17),
 }
 
 

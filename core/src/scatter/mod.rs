@@ -64,6 +64,7 @@
 mod gather;
 mod hedge;
 mod histogram;
+pub mod http;
 mod metrics;
 mod replica;
 
