@@ -203,6 +203,7 @@ async fn hedging_lowers_the_tail_within_budget() {
         budget_ratio: 0.15,
         budget_burst: 5.0,
         window: Duration::from_secs(10),
+        max_hedges: 1,
     };
     let hedged_probe = Probe::default();
     let hedged = Scatter::new(
@@ -236,6 +237,67 @@ async fn hedging_lowers_the_tail_within_budget() {
     assert_eq!(plain.metrics()[0].hedges_sent, 0);
 }
 
+/// Two replicas; the first copy and the first hedge of call 31 are both
+/// slow. One hedge waits for one of them; a second hedge (back to the first
+/// replica, as a new request) answers at once.
+async fn both_first_copies_slow(max_hedges: u32) -> (Duration, u64, u64) {
+    let probe = Probe::default();
+    let global = Arc::new(AtomicU64::new(0));
+    let replicas = (0..2)
+        .map(|r| {
+            let g = global.clone();
+            sim(&probe, r, move |_| {
+                let n = g.fetch_add(1, Ordering::SeqCst);
+                Ok(if n == 30 || n == 31 { ms(1000) } else { ms(2) })
+            })
+        })
+        .collect();
+    let hedge = HedgeConfig {
+        min_delay: ms(50),
+        budget_ratio: 1.0,
+        max_hedges,
+        ..HedgeConfig::default()
+    };
+    let s = Scatter::new(
+        vec![Leaf::new("l", replicas).unwrap()],
+        ScatterConfig {
+            hedge: Some(hedge),
+            ..ScatterConfig::default()
+        },
+    )
+    .unwrap();
+    run_first(&s, 30).await;
+    assert_eq!(
+        s.metrics()[0].hedges_sent,
+        0,
+        "warm-up calls are far under 50 ms"
+    );
+    let t = Instant::now();
+    s.first(&0, Instant::now() + Duration::from_secs(3))
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    let m = &s.metrics()[0];
+    (took, m.hedges_sent, m.hedges_won)
+}
+
+#[tokio::test]
+async fn a_second_hedge_covers_two_slow_copies() {
+    let (took, sent, won) = both_first_copies_slow(2).await;
+    assert!(took >= ms(100) && took < ms(600), "took {took:?}");
+    assert_eq!((sent, won), (2, 1));
+    let (took, sent, won) = both_first_copies_slow(1).await;
+    assert!(
+        took >= ms(1000),
+        "one hedge waits for a slow copy, took {took:?}"
+    );
+    assert_eq!(sent, 1);
+    assert_eq!(
+        won, 0,
+        "the first copy (1000 ms) beats the hedge sent at 50 ms"
+    );
+}
+
 #[tokio::test]
 async fn hedge_budget_caps_extra_calls() {
     let probe = Probe::default();
@@ -253,6 +315,7 @@ async fn hedge_budget_caps_extra_calls() {
         budget_ratio: 0.05,
         budget_burst: 2.0,
         window: Duration::from_secs(10),
+        max_hedges: 1,
     };
     let s = Scatter::new(
         vec![leaf],
@@ -547,6 +610,14 @@ async fn bad_input_gets_clear_errors() {
         ..HedgeConfig::default()
     });
     assert!(err.message().contains("-0.1"), "{err}");
+    let err = bad(HedgeConfig {
+        max_hedges: 0,
+        ..HedgeConfig::default()
+    });
+    assert!(
+        err.message().contains("max_hedges") && err.message().contains("got 0"),
+        "{err}"
+    );
     let err = Scatter::new(
         vec![Leaf::new("r", vec![sim(&probe, 1, fixed(1))]).unwrap()],
         ScatterConfig {

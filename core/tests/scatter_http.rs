@@ -80,6 +80,13 @@ async fn connection(mut sock: TcpStream, seen: Arc<Seen>, slow: Duration) {
                 "200 OK",
                 json!({"echo": serde_json::from_str::<Value>(&body).ok()}).to_string(),
             ),
+            "/echo50" => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                (
+                    "200 OK",
+                    json!({"echo": serde_json::from_str::<Value>(&body).ok()}).to_string(),
+                )
+            }
             "/malformed" => ("200 OK", "{\"hits\": [1, 2".to_string()),
             "/status500" => (
                 "500 Internal Server Error",
@@ -301,7 +308,7 @@ fn tied_requests_drop_the_losing_copy_over_http() {
         let seen = Arc::new(Seen::default());
         let base = serve(seen.clone(), Duration::from_secs(3)).await;
         let leaves = HttpTransport::new()
-            .leaves::<Value>(&[vec![format!("{base}/echo"), format!("{base}/slow")]])
+            .leaves::<Value>(&[vec![format!("{base}/echo50"), format!("{base}/slow")]])
             .unwrap();
         let config = ScatterConfig {
             tied: true,
@@ -309,8 +316,9 @@ fn tied_requests_drop_the_losing_copy_over_http() {
             ..ScatterConfig::default()
         };
         let s = Scatter::new(leaves, config).unwrap();
-        // Both copies go at once; the fast replica's answer wins and the
-        // slow copy's connection is closed, never answered.
+        // Both copies go at once; the fast replica's answer (50 ms: time
+        // for the other copy to connect and be sent) wins and the slow
+        // copy's connection is closed, never answered.
         for _ in 0..10 {
             let t0 = Instant::now();
             let got = s

@@ -12,6 +12,7 @@ use crate::{Error, ErrorKind, Result};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 
 /// Waits for the first of `futs` to finish; returns its index and output.
@@ -204,6 +205,8 @@ impl<Req: Sync, Resp: Send> Scatter<Req, Resp> {
             }
         };
         let mut hedge_at = None;
+        let mut hedge_delay = Duration::ZERO;
+        let mut hedges_left = 0;
         if let Some(first) = pick(&leaf.slots, &tried, &self.rng) {
             launch(first, false, &mut tried, &mut calls, &mut meta);
         }
@@ -212,10 +215,11 @@ impl<Req: Sync, Resp: Send> Scatter<Req, Resp> {
                 launch(second, true, &mut tried, &mut calls, &mut meta);
             }
         } else if let Some(h) = &self.config.hedge {
-            hedge_at = stats
-                .latency
-                .percentile(h.percentile, h.min_samples)
-                .map(|p| started + p.max(h.min_delay));
+            if let Some(p) = stats.latency.percentile(h.percentile, h.min_samples) {
+                hedge_delay = p.max(h.min_delay);
+                hedge_at = Some(started + hedge_delay);
+                hedges_left = h.max_hedges;
+            }
         }
         let mut last_err = None;
         loop {
@@ -263,9 +267,24 @@ impl<Req: Sync, Resp: Send> Scatter<Req, Resp> {
                 }
                 _ = hedge_timer => {
                     hedge_at = None;
-                    if let Some(next) = pick(&leaf.slots, &tried, &self.rng) {
+                    // An untried replica first; past those, any but the
+                    // one that got the last copy (slowness is often per
+                    // call: a GC pause, a queue, a lost packet).
+                    let last = tried.last().copied();
+                    let next = pick(&leaf.slots, &tried, &self.rng).or_else(|| {
+                        let exclude: Vec<usize> = last.into_iter().collect();
+                        pick(&leaf.slots, &exclude, &self.rng)
+                    });
+                    if let Some(next) = next {
                         if self.budget.try_withdraw() {
                             launch(next, true, &mut tried, &mut calls, &mut meta);
+                            hedges_left -= 1;
+                        }
+                        // Refused by the budget: look again after another
+                        // wait, when tokens may have come in (a call still
+                        // running then is even likelier the straggler).
+                        if hedges_left > 0 {
+                            hedge_at = Some(Instant::now() + hedge_delay);
                         }
                     }
                 }

@@ -27,10 +27,18 @@ pub struct HedgeConfig {
     /// The latency histograms rotate every `window`, so a percentile reflects
     /// the last one to two windows.
     pub window: Duration,
+    /// Copies a call may get beyond the first, each after another
+    /// `percentile` wait: to an untried replica while there is one, then to
+    /// any replica but the one that got the last copy. One hedge leaves a
+    /// floor at "both copies slow" (probability p^2 per leaf call, which a
+    /// 16-leaf gather meets 16 times); a second brings it to p^3. The
+    /// budget caps the total either way.
+    pub max_hedges: u32,
 }
 
 impl Default for HedgeConfig {
-    /// p95, after 20 samples, at most 5% extra calls, 10-second windows.
+    /// p95, after 20 samples, at most 5% extra calls, 10-second windows,
+    /// up to 2 hedges per call.
     fn default() -> Self {
         HedgeConfig {
             percentile: 0.95,
@@ -39,6 +47,7 @@ impl Default for HedgeConfig {
             budget_ratio: 0.05,
             budget_burst: 10.0,
             window: Duration::from_secs(10),
+            max_hedges: 2,
         }
     }
 }
@@ -65,6 +74,12 @@ impl HedgeConfig {
         }
         if self.window.is_zero() {
             return Err(Error::invalid("hedge window must be positive, got 0s"));
+        }
+        if !(1..=8).contains(&self.max_hedges) {
+            return Err(Error::invalid(format!(
+                "hedge max_hedges must be in 1..=8, got {}",
+                self.max_hedges
+            )));
         }
         Ok(())
     }
