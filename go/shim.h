@@ -119,4 +119,26 @@ shardkit_status sk_shard_owner_owns(const shardkit_shard_owner *o, const uint8_t
 		size_t shard_len, bool *owned, int64_t *token, char **err);
 shardkit_status sk_shard_owner_close(const shardkit_shard_owner *o, char **err);
 
+// ---- merge and the HTTP scatter client -------------------------------------
+
+shardkit_status sk_top_k(const shardkit_hit *const *lists, const size_t *lens, size_t nlists,
+		size_t offset, size_t size, shardkit_hit *out, size_t out_cap, size_t *out_len,
+		char **err);
+shardkit_status sk_intersect_u32(const uint32_t *const *lists, const size_t *lens,
+		size_t nlists, uint32_t *out, size_t out_cap, size_t *out_len, char **err);
+shardkit_status sk_intersect_u64(const uint64_t *const *lists, const size_t *lens,
+		size_t nlists, uint64_t *out, size_t out_cap, size_t *out_len, char **err);
+shardkit_status sk_union_u32(const uint32_t *const *lists, const size_t *lens,
+		size_t nlists, uint32_t *out, size_t out_cap, size_t *out_len, char **err);
+shardkit_status sk_union_u64(const uint64_t *const *lists, const size_t *lens,
+		size_t nlists, uint64_t *out, size_t out_cap, size_t *out_len, char **err);
+shardkit_status sk_http_scatter_new(const char *const *leaves, size_t nleaves,
+		const shardkit_scatter_options *opts, shardkit_http_scatter **out, char **err);
+// *out_json is the library's string: free it with shardkit_string_free.
+shardkit_status sk_http_scatter_gather(const shardkit_http_scatter *s, const char *body,
+		size_t body_len, uint32_t timeout_ms, int32_t min_answers, char **out_json,
+		char **err);
+shardkit_status sk_http_scatter_first(const shardkit_http_scatter *s, const char *body,
+		size_t body_len, uint32_t timeout_ms, char **out_json, char **err);
+
 #endif

@@ -193,6 +193,13 @@ typedef struct shardkit_election shardkit_election;
 typedef struct shardkit_fence_gate shardkit_fence_gate;
 
 /**
+ * A scatter over HTTP/JSON leaves with a pooled keep-alive client. Make
+ * one with `shardkit_http_scatter_new`, free it with
+ * `shardkit_http_scatter_free` once no call on it is running.
+ */
+typedef struct shardkit_http_scatter shardkit_http_scatter;
+
+/**
  * One contender for a named lock under a session. Each handle is its own
  * waiter: two handles exclude each other even under one session.
  */
@@ -274,6 +281,61 @@ typedef void (*shardkit_ownership_callback)(void *userdata,
                                             const char *shard,
                                             size_t shard_len,
                                             int64_t token);
+
+/**
+ * One scored hit, as `shardkit_top_k` takes and returns it.
+ *
+ * Layout: `score` at offset 0, `shard` at 4, `doc` at 8; 16 bytes, aligned
+ * to 8, no padding (the two 4-byte fields fill the first 8 bytes), so an
+ * array of hits is a packed array of 16-byte records on every platform
+ * with an 8-byte-aligned `uint64_t`.
+ */
+typedef struct shardkit_hit {
+  /**
+   * Relevance; higher ranks first. NaN is rejected (`INVALID_ARGUMENT`).
+   */
+  float score;
+  /**
+   * The shard (leaf) the hit came from; breaks score ties, lower first.
+   */
+  uint32_t shard;
+  /**
+   * Document id within its shard; breaks remaining ties, lower first.
+   */
+  uint64_t doc;
+} shardkit_hit;
+
+/**
+ * How a scatter treats slow calls. Pass NULL for the defaults (no
+ * hedging, no tied requests), or fill one with
+ * `shardkit_scatter_options_default` and change what you need.
+ */
+typedef struct shardkit_scatter_options {
+  /**
+   * Send a second copy of a leaf call that outlives the leaf's recent
+   * `hedge_percentile` latency to another replica; first answer wins.
+   */
+  bool hedge;
+  /**
+   * The latency quantile after which a call is hedged, in (0, 1]
+   * (default 0.95).
+   */
+  double hedge_percentile;
+  /**
+   * Hedges allowed per leaf call, in [0, 1] (default 0.05: at most 5%
+   * extra calls).
+   */
+  double hedge_budget;
+  /**
+   * Latency samples a leaf needs before its calls are hedged (default 20).
+   */
+  uint64_t hedge_min_samples;
+  /**
+   * Send every leaf call to two replicas at once (where the leaf has
+   * two); the loser is dropped when the winner answers.
+   */
+  bool tied;
+} shardkit_scatter_options;
 
 /**
  * A node as C describes it.
@@ -949,6 +1011,205 @@ shardkit_status shardkit_shard_owner_close(const struct shardkit_shard_owner *ow
  * `owner` must be NULL or a live handle, not used again afterwards.
  */
 void shardkit_shard_owner_free(struct shardkit_shard_owner *owner);
+
+/**
+ * The hits at ranks `offset .. offset + size` of the merged order of the
+ * `nlists` hit lists (score descending, then shard ascending, then doc
+ * ascending), fewer when the lists hold fewer. Each list must already be in
+ * that order.
+ *
+ * Every list is validated in full: an out-of-order list or a NaN score is
+ * `INVALID_ARGUMENT` naming the list and position. Also `INVALID_ARGUMENT`
+ * for `size` 0, `NULL_POINTER` for a NULL array with a nonzero length, and
+ * `BUFFER_TOO_SMALL` (with `*out_len` set) when `out_cap` is below the
+ * result length; `out_cap >= size` always suffices.
+ *
+ * # Safety
+ * `lists` and `lens` NULL (`nlists` 0) or `nlists` readable entries, each
+ * list valid for its length; `out` NULL (`out_cap` 0) or `out_cap` writable
+ * hits not overlapping the inputs; `out_len` a writable `size_t`.
+ */
+shardkit_status shardkit_top_k(const struct shardkit_hit *const *lists,
+                               const size_t *lens,
+                               size_t nlists,
+                               size_t offset,
+                               size_t size,
+                               struct shardkit_hit *out,
+                               size_t out_cap,
+                               size_t *out_len);
+
+/**
+ * The ids present in every one of the `nlists` posting lists, ascending.
+ * Each list must be strictly increasing (`INVALID_ARGUMENT` naming the
+ * list and position otherwise); no lists at all is `INVALID_ARGUMENT` (the
+ * intersection of nothing is undefined). `out_cap` at least the shortest
+ * list's length always suffices; below the result length the result is
+ * `BUFFER_TOO_SMALL` with `*out_len` set.
+ *
+ * # Safety
+ * `lists` and `lens` NULL (`nlists` 0) or `nlists` readable entries, each
+ * list valid for its length; `out` NULL (`out_cap` 0) or `out_cap` writable
+ * ids not overlapping the inputs; `out_len` a writable `size_t`.
+ */
+shardkit_status shardkit_intersect_u32(const uint32_t *const *lists,
+                                       const size_t *lens,
+                                       size_t nlists,
+                                       uint32_t *out,
+                                       size_t out_cap,
+                                       size_t *out_len);
+
+/**
+ * `shardkit_intersect_u32` over 64-bit ids.
+ *
+ * # Safety
+ * As for `shardkit_intersect_u32`.
+ */
+shardkit_status shardkit_intersect_u64(const uint64_t *const *lists,
+                                       const size_t *lens,
+                                       size_t nlists,
+                                       uint64_t *out,
+                                       size_t out_cap,
+                                       size_t *out_len);
+
+/**
+ * The ids present in any of the `nlists` posting lists, ascending, each
+ * once. Each list must be strictly increasing (`INVALID_ARGUMENT` naming
+ * the list and position otherwise); no lists gives an empty result.
+ * `out_cap` at least the sum of the lengths always suffices; below the
+ * result length the result is `BUFFER_TOO_SMALL` with `*out_len` set.
+ *
+ * # Safety
+ * As for `shardkit_intersect_u32`.
+ */
+shardkit_status shardkit_union_u32(const uint32_t *const *lists,
+                                   const size_t *lens,
+                                   size_t nlists,
+                                   uint32_t *out,
+                                   size_t out_cap,
+                                   size_t *out_len);
+
+/**
+ * `shardkit_union_u32` over 64-bit ids.
+ *
+ * # Safety
+ * As for `shardkit_intersect_u32`.
+ */
+shardkit_status shardkit_union_u64(const uint64_t *const *lists,
+                                   const size_t *lens,
+                                   size_t nlists,
+                                   uint64_t *out,
+                                   size_t out_cap,
+                                   size_t *out_len);
+
+/**
+ * Writes the default options (no hedging; hedge settings at their
+ * defaults for when `hedge` is turned on) into `*out`.
+ *
+ * # Safety
+ * `out` must point to a writable `shardkit_scatter_options`.
+ */
+shardkit_status shardkit_scatter_options_default(struct shardkit_scatter_options *out);
+
+/**
+ * A scatter over `nleaves` leaves: `leaves[i]` is shard `i`'s replica URLs
+ * separated by `|` (see the module docs), each `http://host:port/path`.
+ * `opts` NULL means the defaults (no hedging). Sends nothing yet.
+ *
+ * Errors: `EMPTY_NODE_SET` for no leaves, `INVALID_ARGUMENT` naming a bad
+ * URL (unparsable, not `http://`, no host), an empty leaf or URL, or a bad
+ * option (percentile outside (0, 1], budget outside [0, 1]),
+ * `INVALID_UTF8`, `NULL_POINTER` (`leaves` NULL with `nleaves` > 0, a NULL
+ * entry, `out`).
+ *
+ * # Safety
+ * `leaves` NULL (`nleaves` 0) or `nleaves` readable pointers, each NULL or
+ * a NUL-terminated string; `opts` NULL or readable; `out` a writable
+ * pointer.
+ */
+shardkit_status shardkit_http_scatter_new(const char *const *leaves,
+                                          size_t nleaves,
+                                          const struct shardkit_scatter_options *opts,
+                                          struct shardkit_http_scatter **out);
+
+/**
+ * Leaf sharding: POSTs `body` (`body_len` bytes; NULL with 0 sends an
+ * empty body) to every leaf and gathers the answers for up to
+ * `timeout_ms` (above 0) milliseconds. `min_answers` is the coverage
+ * policy: -1 every leaf must answer, 0 best effort (whatever arrived, at
+ * least one), k >= 1 at least k leaves. Blocking.
+ *
+ * On success `*out_json` receives the gathered document:
+ * `{"answers":[{"leaf":0,"answer":<the leaf's JSON>}],
+ * "missing":[{"leaf":1,"code":12,"kind":"timed out","error":"..."}],
+ * "answered":1,"total":2,"degraded":true}`; `code` is the status code of
+ * why that leaf is missing (`BAD_RESPONSE` for a non-2xx status or
+ * malformed JSON, `UNAVAILABLE` for a refused connection, `TIMEOUT`,
+ * `CANCELLED` once the policy was met or could no longer be). Free it with
+ * `shardkit_string_free`.
+ *
+ * Errors (nothing written): when the policy is not met, `TIMEOUT` if a
+ * leaf was cut off by the deadline, else `UNAVAILABLE`, the message naming
+ * every missing leaf and why; `INVALID_ARGUMENT` for `timeout_ms` 0, a bad
+ * `min_answers` (below -1, or above the leaf count), or a call from a
+ * runtime thread; `NULL_POINTER`.
+ *
+ * # Safety
+ * `s` a live handle; `body` NULL or `body_len` readable bytes; `out_json`
+ * a writable pointer.
+ */
+shardkit_status shardkit_http_scatter_gather(const struct shardkit_http_scatter *s,
+                                             const char *body,
+                                             size_t body_len,
+                                             uint32_t timeout_ms,
+                                             int32_t min_answers,
+                                             char **out_json);
+
+/**
+ * Root distribution: POSTs `body` to one replica of the single leaf
+ * (hedged as configured, failing over to another replica on error) and
+ * writes that replica's JSON answer to `*out_json` (free it with
+ * `shardkit_string_free`). Blocking.
+ *
+ * Errors: `INVALID_ARGUMENT` when the scatter has more than one leaf,
+ * `timeout_ms` is 0, or on a runtime thread; `TIMEOUT` when no replica
+ * answered in `timeout_ms`; otherwise the last replica's error
+ * (`BAD_RESPONSE`, `UNAVAILABLE`, `IO`); `NULL_POINTER`.
+ *
+ * # Safety
+ * As for `shardkit_http_scatter_gather`.
+ */
+shardkit_status shardkit_http_scatter_first(const struct shardkit_http_scatter *s,
+                                            const char *body,
+                                            size_t body_len,
+                                            uint32_t timeout_ms,
+                                            char **out_json);
+
+/**
+ * The number of leaves (0 for NULL).
+ *
+ * # Safety
+ * `s` NULL or a live handle.
+ */
+size_t shardkit_http_scatter_len(const struct shardkit_http_scatter *s);
+
+/**
+ * Frees the handle and closes its idle connections; NULL is a no-op.
+ *
+ * # Safety
+ * `s` NULL or a live handle, not used again afterwards (no call on it may
+ * still be running).
+ */
+void shardkit_http_scatter_free(struct shardkit_http_scatter *s);
+
+/**
+ * Frees a string this library returned through a `char **` out-param
+ * (`shardkit_http_scatter_gather`, `shardkit_http_scatter_first`); NULL is
+ * a no-op. Never pass it other memory, or a string twice.
+ *
+ * # Safety
+ * `s` NULL or a string from this library not freed before.
+ */
+void shardkit_string_free(char *s);
 
 /**
  * Builds a snapshot over `n_nodes` nodes (in order) with `config` (NULL for

@@ -22,12 +22,16 @@
 #[macro_use]
 mod boundary;
 mod lease;
+mod merge;
+mod scatter;
 mod sharder;
 
 pub use boundary::{
     shardkit_last_error, shardkit_status, shardkit_status_message, shardkit_version,
 };
 pub use lease::*;
+pub use merge::*;
+pub use scatter::*;
 pub use sharder::*;
 
 /// Major version of the library this header belongs to (Cargo.toml's).

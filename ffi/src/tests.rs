@@ -76,7 +76,7 @@ fn status_codes_are_core_codes() {
     // SAFETY: static NUL-terminated text.
     let ok = unsafe { CStr::from_ptr(shardkit_status_message(0)) };
     assert_eq!(ok.to_str().unwrap(), "ok");
-    for bad in [17, 999, u32::MAX] {
+    for bad in [18, 999, u32::MAX] {
         // SAFETY: static NUL-terminated text.
         let t = unsafe { CStr::from_ptr(shardkit_status_message(bad)) };
         assert_eq!(t.to_str().unwrap(), "unknown status code");

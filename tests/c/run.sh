@@ -10,6 +10,9 @@
 # etcd: $SHARDKIT_TEST_ETCD when set, else one started here from
 # /usr/bin/etcd on free loopback ports in a temporary directory (stopped on
 # exit). Without an etcd binary that part is skipped with a notice.
+#
+# test_scatter.c (merge ABI and the HTTP scatter client) runs its own HTTP
+# leaves on loopback in all three modes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -36,7 +39,7 @@ CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -g -O1 -Iinclude
 LIBS=("$LIB" -lpthread -ldl -lm)
 
 step "compile (plain, ASan+UBSan, C++)"
-for t in test_shardkit test_lease; do
+for t in test_shardkit test_lease test_scatter; do
   gcc "${CFLAGS[@]}" "$HERE/$t.c" "${LIBS[@]}" -o "$BUILD/$t"
   gcc "${CFLAGS[@]}" -fsanitize=address,undefined -fno-sanitize-recover=undefined \
     -fno-omit-frame-pointer "$HERE/$t.c" "${LIBS[@]}" -o "$BUILD/${t}_asan"
@@ -104,6 +107,7 @@ fi
 step "plain"
 "$BUILD/test_shardkit" "$VECTORS"
 SHARDKIT_TEST_ETCD=${SHARDKIT_TEST_ETCD:-} "$BUILD/test_lease"
+"$BUILD/test_scatter"
 
 # Only the plain run talks to etcd; the sanitizer and valgrind runs use the
 # embedded store, with time bounds stretched for their slowdown.
@@ -115,6 +119,10 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 SHARDKIT_TEST_ETCD= SHARDKIT_TEST_SLOW=3 \
   "$BUILD/test_lease_asan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+SHARDKIT_TEST_SLOW=3 \
+  "$BUILD/test_scatter_asan"
 
 step "valgrind"
 VALGRIND=(valgrind --quiet --leak-check=full
@@ -124,6 +132,8 @@ VALGRIND=(valgrind --quiet --leak-check=full
 "${VALGRIND[@]}" "$BUILD/test_shardkit" "$VECTORS"
 SHARDKIT_TEST_ETCD= SHARDKIT_TEST_SLOW=10 \
   "${VALGRIND[@]}" --suppressions="$HERE/valgrind_lease.supp" "$BUILD/test_lease"
+SHARDKIT_TEST_SLOW=10 \
+  "${VALGRIND[@]}" --suppressions="$HERE/valgrind_lease.supp" "$BUILD/test_scatter"
 
 echo
 echo "tests/c: plain, ASan+UBSan, valgrind and C++ all passed"

@@ -158,7 +158,9 @@ static void test_status_codes(void) {
   CHECK(strcmp(shardkit_status_message(SHARDKIT_STATUS_FENCED),
                "fencing token no longer current") == 0);
   CHECK(strcmp(shardkit_status_message(SHARDKIT_STATUS_COMPACTED), "revision compacted") == 0);
-  CHECK(strcmp(shardkit_status_message((shardkit_status)17), "unknown status code") == 0);
+  CHECK(strcmp(shardkit_status_message(SHARDKIT_STATUS_BAD_RESPONSE),
+               "bad response from a remote peer") == 0);
+  CHECK(strcmp(shardkit_status_message((shardkit_status)18), "unknown status code") == 0);
 }
 
 static void test_free_null(void) {
