@@ -120,6 +120,52 @@ fn merge_top_k_equals_naive_at_every_offset_and_size() {
     }
 }
 
+/// Lists as leaves answer them: list `i` holds only shard `shards[i]`'s hits.
+/// With distinct shards the merge takes its 64-bit path; with a shard
+/// repeated across lists it must fall back to the full key, where the doc
+/// id decides ties between lists.
+#[test]
+fn merge_top_k_of_one_shard_per_list_equals_naive() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for case in 0..300 {
+        let n = 1 + rng.below(12) as usize;
+        let repeat = case % 3 == 0;
+        let lists: Vec<Vec<Hit>> = (0..n)
+            .map(|i| {
+                let shard = if repeat {
+                    (i % 3) as u32
+                } else {
+                    (n - i) as u32 * 7
+                };
+                let mut l: Vec<Hit> = random_hits(&mut rng)
+                    .into_iter()
+                    .map(|h| Hit::new(h.score, shard, h.doc))
+                    .collect();
+                l.sort_by(order);
+                l
+            })
+            .collect();
+        let refs: Vec<&[Hit]> = lists.iter().map(|l| l.as_slice()).collect();
+        let total: usize = lists.iter().map(|l| l.len()).sum();
+        let full = bits(&naive(&lists, 0, usize::MAX));
+        assert_eq!(
+            bits(&top_k(&refs, 0, usize::MAX).unwrap()),
+            full,
+            "case {case}"
+        );
+        for _ in 0..10 {
+            let offset = rng.below(total as u64 + 2) as usize;
+            let size = 1 + rng.below(total as u64 + 2) as usize;
+            let want = &full[offset.min(total)..offset.saturating_add(size).min(total)];
+            assert_eq!(
+                bits(&top_k(&refs, offset, size).unwrap()),
+                want,
+                "case {case}"
+            );
+        }
+    }
+}
+
 #[test]
 fn merge_top_k_rejects_bad_input_with_clear_errors() {
     let mut rng = Rng(7);

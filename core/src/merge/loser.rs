@@ -3,22 +3,33 @@
 //! down compares both children); a loser tree replays one leaf-to-root path,
 //! log2(k) comparisons, and never moves the keys themselves.
 
-/// Key of an exhausted input. Callers guarantee no real key equals it.
+/// Key of an exhausted input in a `u128` tree. Callers guarantee no real
+/// key equals it.
 pub(crate) const EXHAUSTED: u128 = u128::MAX;
+
+/// A key the tree can order: 128 bits for the general merge, 64 when the
+/// merge can pack its order into one machine word (a single-instruction
+/// compare and conditional move per match instead of a two-word one).
+/// Callers mark an exhausted input with the type's `MAX`.
+pub(crate) trait TreeKey: Copy + Ord {}
+
+impl TreeKey for u128 {}
+
+impl TreeKey for u64 {}
 
 /// Tournament over `keys.len()` inputs. `loser[n]` for internal node `n`
 /// (1..k) holds the input that lost the match at `n`; `loser[0]` holds the
 /// overall winner. Input `i` sits at virtual node `k + i`, so any `k`, not
 /// only powers of two, gives a complete tree.
-pub(crate) struct LoserTree {
-    keys: Vec<u128>,
+pub(crate) struct LoserTree<K: TreeKey = u128> {
+    keys: Vec<K>,
     loser: Vec<u32>,
 }
 
-impl LoserTree {
+impl<K: TreeKey> LoserTree<K> {
     /// Builds the tree over the current key of every input (use
     /// [`EXHAUSTED`] for an empty one). `keys` must not be empty.
-    pub(crate) fn new(keys: Vec<u128>) -> Self {
+    pub(crate) fn new(keys: Vec<K>) -> Self {
         debug_assert!(!keys.is_empty());
         let k = keys.len();
         let mut tree = LoserTree {
@@ -62,14 +73,14 @@ impl LoserTree {
 
     /// The smallest current key ([`EXHAUSTED`] once every input is).
     #[inline(always)]
-    pub(crate) fn winner_key(&self) -> u128 {
+    pub(crate) fn winner_key(&self) -> K {
         self.keys[self.loser[0] as usize]
     }
 
     /// Replaces the winner's key (its next element, or [`EXHAUSTED`]) and
     /// replays its path to the root.
     #[inline(always)]
-    pub(crate) fn replace_winner(&mut self, key: u128) {
+    pub(crate) fn replace_winner(&mut self, key: K) {
         let k = self.keys.len();
         let mut w = self.loser[0];
         let mut kw = key;

@@ -52,7 +52,7 @@ pub(crate) fn top_k_par_with(
     if total < threshold || lists.len() < 4 || threads < 2 {
         return top_k(lists, offset, size);
     }
-    validate_all(lists, |i, l| validate_list(i, l))?;
+    validate_all(lists, |i, l| validate_list(i, l).map(|_| ()))?;
     let groups = threads.min(lists.len() / 2);
     let per = lists.len().div_ceil(groups);
     let need = offset.saturating_add(size);

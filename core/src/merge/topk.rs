@@ -31,6 +31,12 @@ impl Hit {
     /// non-NaN score (only the NaN bit pattern 0xFFFF_FFFF maps there).
     #[inline(always)]
     pub(crate) fn key(&self) -> u128 {
+        ((self.score_key() as u128) << 96) | ((self.shard as u128) << 64) | self.doc as u128
+    }
+
+    /// The score part of [`Hit::key`]: ascending = score descending.
+    #[inline(always)]
+    pub(crate) fn score_key(&self) -> u32 {
         // -0.0 becomes 0.0, as float comparison has it (done on the bits:
         // a float add would lengthen the merge's critical path).
         let raw = self.score.to_bits();
@@ -42,8 +48,7 @@ impl Hit {
         } else {
             bits | 0x8000_0000
         };
-        let desc = !asc;
-        ((desc as u128) << 96) | ((self.shard as u128) << 64) | self.doc as u128
+        !asc
     }
 }
 
@@ -63,10 +68,69 @@ impl Hit {
 /// Errors: `size == 0` (k = 0), a NaN score, a list out of order.
 pub fn top_k(lists: &[&[Hit]], offset: usize, size: usize) -> Result<Vec<Hit>> {
     check_size(size)?;
+    let mut pure = true;
     for (i, list) in lists.iter().enumerate() {
-        validate_list(i, list)?;
+        pure &= validate_list(i, list)?;
+    }
+    if pure {
+        if let Some(ranks) = shard_ranks(lists) {
+            return Ok(merge_by_shard(lists, &ranks, offset, size));
+        }
     }
     merge::<false>(lists, offset, size)
+}
+
+/// When every list holds one shard's hits and no two lists hold the same
+/// shard (what leaves answer), the merge order across lists is (score,
+/// shard) and within a list it is the list's own order: the doc id never
+/// decides between lists. Then a list's key packs into 64 bits: the score
+/// key and the rank of its shard. Returns those ranks, or `None` when a
+/// shard repeats across lists.
+fn shard_ranks(lists: &[&[Hit]]) -> Option<Vec<u32>> {
+    let mut shards: Vec<(u32, usize)> = lists
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.first().map(|h| (h.shard, i)))
+        .collect();
+    shards.sort_unstable();
+    if shards.windows(2).any(|w| w[0].0 == w[1].0) {
+        return None;
+    }
+    let mut ranks = vec![0u32; lists.len()];
+    for (rank, &(_, i)) in shards.iter().enumerate() {
+        ranks[i] = rank as u32;
+    }
+    Some(ranks)
+}
+
+/// The merge over 64-bit keys (see [`shard_ranks`]); input already valid.
+fn merge_by_shard(lists: &[&[Hit]], ranks: &[u32], offset: usize, size: usize) -> Vec<Hit> {
+    let total: usize = lists.iter().map(|l| l.len()).sum();
+    let end = offset.saturating_add(size).min(total);
+    if offset >= end {
+        return Vec::new();
+    }
+    let key = |h: &Hit, list: usize| ((h.score_key() as u64) << 32) | ranks[list] as u64;
+    // u64::MAX needs score key 0xFFFF_FFFF, which only NaN maps to.
+    let keys = lists
+        .iter()
+        .enumerate()
+        .map(|(i, l)| l.first().map_or(u64::MAX, |h| key(h, i)))
+        .collect();
+    let mut tree = LoserTree::<u64>::new(keys);
+    let mut pos = vec![0usize; lists.len()];
+    let mut out = Vec::with_capacity(end - offset);
+    for rank in 0..end {
+        let w = tree.winner();
+        let list = lists[w];
+        let p = pos[w];
+        if rank >= offset {
+            out.push(list[p]);
+        }
+        pos[w] = p + 1;
+        tree.replace_winner(list.get(p + 1).map_or(u64::MAX, |h| key(h, w)));
+    }
+    out
 }
 
 /// Like [`top_k`], but checks order and NaN only on the hits the merge
@@ -91,11 +155,14 @@ pub(crate) fn check_size(size: usize) -> Result<()> {
     Ok(())
 }
 
-/// Checks that `list` (input number `index`) has no NaN and is in merge order.
-pub(crate) fn validate_list(index: usize, list: &[Hit]) -> Result<()> {
+/// Checks that `list` (input number `index`) has no NaN and is in merge
+/// order; returns whether all its hits share one shard.
+pub(crate) fn validate_list(index: usize, list: &[Hit]) -> Result<bool> {
     // One fused pass: NaN first (it would make the key comparison
     // meaningless), then order against the previous key.
     let mut prev = 0u128;
+    let shard = list.first().map_or(0, |h| h.shard);
+    let mut pure = true;
     for (p, h) in list.iter().enumerate() {
         if h.score.is_nan() {
             return Err(nan_error(index, p, h));
@@ -104,9 +171,10 @@ pub(crate) fn validate_list(index: usize, list: &[Hit]) -> Result<()> {
         if key < prev {
             return Err(order_error(index, p, &list[p - 1], h));
         }
+        pure &= h.shard == shard;
         prev = key;
     }
-    Ok(())
+    Ok(pure)
 }
 
 fn nan_error(index: usize, pos: usize, h: &Hit) -> Error {
