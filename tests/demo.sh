@@ -41,5 +41,8 @@ else
   echo "MISMATCH between languages" >&2; exit 1
 fi
 
+step "distributed search: 4 leaves over the KJV corpus, one fails"
+bash tests/demo/search.sh "$SHARDKIT"
+
 step "ownership election: three candidates on the embedded store; the leader crashes"
 cargo run -q -p shardkit --example election

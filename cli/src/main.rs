@@ -9,6 +9,8 @@ mod coord;
 mod leaves;
 mod plan;
 mod route;
+mod search_leaf;
+mod search_root;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use shardkit::config::{nginx, twemproxy};
@@ -38,6 +40,10 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Predict gather latency percentiles for 1..N leaves, with and without hedging, from a leaf's p50 and p99.
     Leaves(leaves::LeavesArgs),
+    /// Serve one shard of a document corpus for distributed search (POST /search).
+    SearchLeaf(search_leaf::SearchLeafArgs),
+    /// Scatter a search to the shards' leaves, merge their top hits, print (or serve) JSON.
+    SearchRoot(search_root::SearchRootArgs),
     #[cfg(unix)]
     /// Run a command while holding a distributed lock on etcd; its fencing token is in SHARDKIT_FENCING_TOKEN.
     Lock(coord::LockArgs),
@@ -69,6 +75,8 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args),
         // Exits 2 on bad input, like a usage error (see its --help).
         Command::Leaves(args) => return leaves::run(args),
+        Command::SearchLeaf(args) => return search_leaf::run(args),
+        Command::SearchRoot(args) => return search_root::run(args),
         // These choose their own exit statuses (see their --help).
         #[cfg(unix)]
         Command::Lock(args) => return coord::lock(args),

@@ -12,6 +12,8 @@
 //! - [`scatter`]: fan-out to leaves with deadlines, hedging, coverage
 //!   policies and replica choice;
 //! - [`merge`]: top-k k-way merge, posting-list intersection and union;
+//! - [`search`]: sharded document search (corpus, placement, BM25 inverted
+//!   index, the leaf/root JSON protocol);
 //! - [`fanout`]: predicted gather latency for n leaves, with and without
 //!   hedging;
 //! - [`runtime`]: the one tokio runtime the bindings share.
@@ -40,6 +42,7 @@ pub mod merge;
 pub mod node;
 pub mod runtime;
 pub mod scatter;
+pub mod search;
 pub mod shard;
 
 pub use error::{Error, ErrorKind, Result};
