@@ -80,9 +80,7 @@ if [[ -x "$venv/bin/maturin" ]]; then
   echo "== bench scatter: Python (release build of the extension into $venv)"
   (cd "$root/python" && "$venv/bin/maturin" develop --release --quiet) >"$build/maturin.log" 2>&1 ||
     fail "the release build of the Python extension failed" "$build/maturin.log"
-  py_args=()
-  if [[ "${BENCH_QUICK:-0}" == 1 ]]; then py_args=(--quick); fi
-  "$venv/bin/python" "$here/python/bench_merge.py" "${py_args[@]}" --out "$build/python.md" \
+  "$venv/bin/python" "$here/python/bench_merge.py" --out "$build/python.md" \
     2>&1 | tee "$build/python.log" || fail "the Python bench failed" "$build/python.log"
   { echo; cat "$build/python.md"; } >>"$results/scatter.md"
 else

@@ -27,6 +27,20 @@ ownership) runs on a real etcd or on an embedded in-process store::
 Every blocking method releases the GIL; each has an ``*_async`` twin
 returning an awaitable, and locks, sessions and shard owners work with
 ``async with``.
+
+Scatter/gather fans a request out to shards (HTTP/JSON URLs, callables or
+coroutine functions) and gathers the answers under a deadline::
+
+    s = shardkit.Scatter(["http://10.0.0.1:8080/search", "http://10.0.0.2:8080/search"])
+    got = s.gather({"q": "tail latency"}, timeout=0.5, coverage="best_effort")
+    got.answers, got.missing, got.degraded
+
+Merging what the shards answered: :func:`top_k` (a k-way merge of per-shard
+hit lists, ``(score, doc)`` pairs or numpy/array buffers), :func:`intersect`
+and :func:`union` of sorted posting lists; all release the GIL::
+
+    shardkit.top_k([[(2.5, 7), (1.0, 3)], [(2.0, 9)]], 2)   # -> [(2.5, 0, 7), (2.0, 1, 9)]
+    shardkit.intersect([[1, 4, 9], [4, 9, 12]])              # -> [4, 9]
 """
 
 from shardkit._native import (
@@ -46,6 +60,7 @@ from shardkit._native import (
     FenceGate,
     FencedError,
     FencingToken,
+    Gathered,
     InvalidArgumentError,
     InvalidUtf8Error,
     Leader,
@@ -54,6 +69,7 @@ from shardkit._native import (
     NotFoundError,
     Observer,
     OwnershipEvent,
+    Scatter,
     ScopedLock,
     Session,
     SessionLostError,
@@ -64,6 +80,10 @@ from shardkit._native import (
     ShardkitTimeoutError,
     UnavailableError,
     __version__,
+    intersect,
+    top_k,
+    top_k_arrays,
+    union,
 )
 
 __all__ = [
@@ -83,6 +103,7 @@ __all__ = [
     "FenceGate",
     "FencedError",
     "FencingToken",
+    "Gathered",
     "InvalidArgumentError",
     "InvalidUtf8Error",
     "Leader",
@@ -91,6 +112,7 @@ __all__ = [
     "NotFoundError",
     "Observer",
     "OwnershipEvent",
+    "Scatter",
     "ScopedLock",
     "Session",
     "SessionLostError",
@@ -101,4 +123,8 @@ __all__ = [
     "ShardkitTimeoutError",
     "UnavailableError",
     "__version__",
+    "intersect",
+    "top_k",
+    "top_k_arrays",
+    "union",
 ]

@@ -4,9 +4,9 @@ import os
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Final, Literal, Union, final
+from typing import Any, Final, Literal, Protocol, TypedDict, Union, final, overload
 
-from typing_extensions import TypeAlias
+from typing_extensions import Buffer, TypeAlias
 
 __all__ = [
     "ALGORITHMS",
@@ -23,6 +23,7 @@ __all__ = [
     "FencedError",
     "FenceGate",
     "FencingToken",
+    "Gathered",
     "HASHES",
     "InvalidArgumentError",
     "InvalidUtf8Error",
@@ -33,6 +34,7 @@ __all__ = [
     "Observer",
     "OwnershipEvent",
     "PARALLEL_BATCH_THRESHOLD",
+    "Scatter",
     "ScopedLock",
     "Session",
     "SessionLostError",
@@ -43,6 +45,10 @@ __all__ = [
     "ShardOwner",
     "UnavailableError",
     "__version__",
+    "intersect",
+    "top_k",
+    "top_k_arrays",
+    "union",
 ]
 
 __version__: Final[str]
@@ -66,6 +72,65 @@ _Change: TypeAlias = Union[
     tuple[Literal["up"], str],
 ]
 """One membership change for :meth:`Sharder.apply`."""
+
+class _ArrayInterface(Protocol):
+    """A numpy array. At run time it is a buffer; numpy's stubs declare
+    ``__buffer__`` only for Python 3.12+, so it is matched by this instead."""
+
+    @property
+    def __array_interface__(self) -> dict[str, Any]: ...
+
+_BufferLike: TypeAlias = Union[Buffer, _ArrayInterface]
+"""An object exporting the buffer protocol: array.array, numpy array, memoryview."""
+
+_Hits: TypeAlias = Union[Sequence[tuple[float, int]], tuple[_BufferLike, _BufferLike]]
+"""One shard's hits in merge order (score descending, then doc ascending):
+``(score, doc)`` pairs, or a ``(scores, docs)`` pair of equal-length 1-D
+contiguous buffers (scores float32/float64: array 'f'/'d', numpy; docs 32- or
+64-bit integers, non-negative: array 'I'/'L'/'Q'/'i'/'l'/'q', numpy
+uint32/uint64/int32/int64). Scores are rounded to float32 (core's hit score)
+before the order is checked: scores that round alike are ties, ordered by doc."""
+
+_Postings: TypeAlias = Union[Sequence[int], _BufferLike]
+"""A strictly increasing list of ids: ints in [0, 2**64), or a 1-D contiguous
+integer buffer (array 'I'/'L'/'Q'/'i'/'l'/'q', numpy uint32/uint64/int32/int64;
+signed ones must hold no negative id)."""
+
+def top_k(
+    lists: Sequence[_Hits], size: int, offset: int = 0, *, trusted: bool = False
+) -> list[tuple[float, int, int]]:
+    """The hits at ranks ``offset .. offset + size`` of the merged lists, as
+    ``(score, shard, doc)`` tuples; ``lists[i]`` is shard ``i``'s hits.
+
+    Every hit is read and checked (NaN, order) unless ``trusted``: then only
+    the first ``offset + size`` of each list are read, and order is checked
+    only on the hits the merge consumes (for lists from a source you trust).
+    The GIL is released while merging. Errors: ``size`` 0, a NaN score, a
+    list out of order (naming list and position), bad buffers."""
+
+def top_k_arrays(
+    lists: Sequence[_Hits], size: int, offset: int = 0, *, trusted: bool = False
+) -> tuple[array[float], array[int], array[int]]:
+    """:func:`top_k` as three arrays: scores ('f'), shards ('I'), docs ('Q')."""
+
+# intersect / union: the ids present in every list / in any list, ascending,
+# each once. When every list is a buffer the result is an array.array, 'I' if
+# every list is 32-bit and 'Q' otherwise (wrap it with numpy.frombuffer
+# without a copy); when any list is a Python sequence, a list of ints. The GIL
+# is released while they run. Errors: a list not strictly increasing (naming
+# list and position), a negative id, a bad buffer, and intersect([]).
+@overload
+def intersect(lists: Sequence[_BufferLike]) -> array[int]: ...
+@overload
+def intersect(lists: Sequence[Sequence[int]]) -> list[int]: ...
+@overload
+def intersect(lists: Sequence[_Postings]) -> Union[array[int], list[int]]: ...
+@overload
+def union(lists: Sequence[_BufferLike]) -> array[int]: ...
+@overload
+def union(lists: Sequence[Sequence[int]]) -> list[int]: ...
+@overload
+def union(lists: Sequence[_Postings]) -> Union[array[int], list[int]]: ...
 
 class ShardkitError(Exception):
     """Base class of every error shardkit raises."""
@@ -448,3 +513,65 @@ class Coordinator:
     def revoke_async(self, lease_id: int) -> Awaitable[None]: ...
     def lease_ttl(self, lease_id: int) -> tuple[int, int] | None: ...
     def lock(self, name: str, ttl: int = 10, timeout: float | None = None) -> ScopedLock: ...
+
+_Replica: TypeAlias = Union[str, Callable[[Any], Any]]
+"""A leaf replica: an ``http://host:port/path`` URL, a callable, or a coroutine function."""
+
+_LeafSpec: TypeAlias = Union[_Replica, Sequence[_Replica]]
+"""One shard: a replica, or a list of interchangeable replicas."""
+
+_Coverage: TypeAlias = Union[Literal["all", "best_effort"], int]
+"""How many shards must answer: all, at least one, or at least k."""
+
+class _ReplicaMetrics(TypedDict):
+    calls: int
+    outstanding: int
+    ewma: float | None
+
+class _LeafMetrics(TypedDict):
+    name: str
+    calls: int
+    hedges_sent: int
+    hedges_won: int
+    timeouts: int
+    errors: int
+    samples: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    replicas: list[_ReplicaMetrics]
+
+@final
+class Gathered:
+    """What a gather returned: the answers that arrived and the leaves that did not answer."""
+
+    @property
+    def answers(self) -> list[tuple[int, Any]]: ...
+    @property
+    def missing(self) -> list[tuple[int, ShardkitError]]: ...
+    @property
+    def answered(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def degraded(self) -> bool: ...
+
+@final
+class Scatter:
+    """A fan-out over leaves (one per shard), each served by one or more replicas."""
+
+    def __new__(
+        cls,
+        leaves: Sequence[_LeafSpec],
+        *,
+        hedge: bool = False,
+        hedge_percentile: float = 0.95,
+        hedge_budget: float = 0.05,
+        tied: bool = False,
+    ) -> Scatter: ...
+    def __len__(self) -> int: ...
+    def gather(self, request: Any, *, timeout: float, coverage: _Coverage = "all") -> Gathered: ...
+    def gather_async(self, request: Any, *, timeout: float, coverage: _Coverage = "all") -> Awaitable[Gathered]: ...
+    def first(self, request: Any, *, timeout: float) -> Any: ...
+    def first_async(self, request: Any, *, timeout: float) -> Awaitable[Any]: ...
+    def metrics(self) -> list[_LeafMetrics]: ...

@@ -6,6 +6,8 @@
 mod errors;
 mod keys;
 mod lease;
+mod merge;
+mod scatter;
 mod sharder;
 
 use pyo3::prelude::*;
@@ -19,6 +21,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sharder::Movement>()?;
     m.add_class::<sharder::Balance>()?;
     lease::register(m)?;
+    scatter::register(m)?;
+    merge::register(m)?;
     m.add("__version__", shardkit::VERSION)?;
     m.add(
         "ALGORITHMS",
