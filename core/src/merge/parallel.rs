@@ -4,7 +4,7 @@
 //! total elements, where splitting costs more than it saves.
 
 use super::postings::{intersect_valid, union_valid, validate_postings, DocId};
-use super::topk::{check_size, top_k, top_k_trusted, validate_list, Hit};
+use super::topk::{check_size, merge_validated, top_k, validate_list, Hit};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -52,19 +52,34 @@ pub(crate) fn top_k_par_with(
     if total < threshold || lists.len() < 4 || threads < 2 {
         return top_k(lists, offset, size);
     }
-    validate_all(lists, |i, l| validate_list(i, l).map(|_| ()))?;
+    // Validate in parallel; the first error in list order wins, as in a
+    // sequential pass.
+    let checked: Vec<Result<bool>> = lists
+        .par_iter()
+        .enumerate()
+        .map(|(i, l)| validate_list(i, l))
+        .collect();
+    let mut pure = true;
+    for c in checked {
+        pure &= c?;
+    }
+    let need = offset.saturating_add(size);
+    // When the page is most of the input, group merges would only be
+    // merged again in full: one sequential merge is cheaper.
+    if need.saturating_mul(2) >= total {
+        return Ok(merge_validated(lists, offset, size, pure));
+    }
     let groups = threads.min(lists.len() / 2);
     let per = lists.len().div_ceil(groups);
-    let need = offset.saturating_add(size);
     // Everything was validated above and group results are sorted by
     // construction: checking again would double the cost of a page, which
     // is mostly the check.
     let partial: Vec<Vec<Hit>> = lists
         .par_chunks(per)
-        .map(|g| top_k_trusted(g, 0, need))
-        .collect::<Result<_>>()?;
+        .map(|g| merge_validated(g, 0, need, pure))
+        .collect();
     let refs: Vec<&[Hit]> = partial.iter().map(|v| v.as_slice()).collect();
-    top_k_trusted(&refs, offset, size)
+    Ok(merge_validated(&refs, offset, size, false))
 }
 
 /// The value-range cuts that split `lists` into about `parts` independent
@@ -161,7 +176,7 @@ mod tests {
     fn hits(rng: &mut Rng, shard: u32) -> Vec<Hit> {
         let n = rng.below(120) as usize;
         let mut v: Vec<Hit> = (0..n)
-            .map(|_| Hit::new(rng.below(6) as f32 * 0.5, shard % 3, rng.below(40)))
+            .map(|_| Hit::new(rng.below(6) as f32 * 0.5, shard, rng.below(40)))
             .collect();
         v.sort_by_key(|h| h.key());
         v
@@ -186,7 +201,10 @@ mod tests {
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
             for case in 0..150 {
                 let n = rng.below(12) as u32;
-                let lists: Vec<Vec<Hit>> = (0..n).map(|s| hits(&mut rng, s)).collect();
+                // Shards distinct across lists (the 64-bit path) in half
+                // the cases, repeated in the other half.
+                let shard = |s: u32| if case % 2 == 0 { s } else { s % 3 };
+                let lists: Vec<Vec<Hit>> = (0..n).map(|s| hits(&mut rng, shard(s))).collect();
                 let refs: Vec<&[Hit]> = lists.iter().map(|l| l.as_slice()).collect();
                 let offset = rng.below(200) as usize;
                 let size = 1 + rng.below(200) as usize;

@@ -72,12 +72,23 @@ pub fn top_k(lists: &[&[Hit]], offset: usize, size: usize) -> Result<Vec<Hit>> {
     for (i, list) in lists.iter().enumerate() {
         pure &= validate_list(i, list)?;
     }
+    Ok(merge_validated(lists, offset, size, pure))
+}
+
+/// The merge of lists already validated (sorted, no NaN); `pure` when
+/// every list holds one shard's hits, which may allow 64-bit keys.
+pub(crate) fn merge_validated(
+    lists: &[&[Hit]],
+    offset: usize,
+    size: usize,
+    pure: bool,
+) -> Vec<Hit> {
     if pure {
         if let Some(ranks) = shard_ranks(lists) {
-            return Ok(merge_by_shard(lists, &ranks, offset, size));
+            return merge_by_shard(lists, &ranks, offset, size);
         }
     }
-    merge::<false>(lists, offset, size)
+    merge::<false>(lists, offset, size).expect("an unchecked merge has no error to report")
 }
 
 /// When every list holds one shard's hits and no two lists hold the same
