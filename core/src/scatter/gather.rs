@@ -162,19 +162,32 @@ impl<Req: Sync, Resp: Send> Scatter<Req, Resp> {
             Coverage::AtLeast(k) => format!("at least {k} of {total}"),
             Coverage::BestEffort => "best effort (at least 1)".to_string(),
         };
+        // The leaves that failed or timed out first: they are the reason.
+        // Those cancelled because the policy had already failed go last,
+        // by name only.
         let detail: Vec<String> = missing
             .iter()
+            .filter(|(i, _)| !index.contains(i))
             .map(|(i, e)| format!("{}: {}", self.leaves[*i].name, e))
             .collect();
-        Err(Error::new(
-            kind,
-            format!(
-                "coverage {}/{} does not meet policy {policy}; missing: {}",
-                answers.len(),
-                total,
-                detail.join("; ")
-            ),
-        ))
+        index.sort_unstable();
+        let cancelled: Vec<&str> = index
+            .iter()
+            .map(|&i| self.leaves[i].name.as_str())
+            .collect();
+        let mut msg = format!(
+            "coverage {}/{} does not meet policy {policy}; missing: {}",
+            answers.len(),
+            total,
+            detail.join("; ")
+        );
+        if !cancelled.is_empty() {
+            msg.push_str(&format!(
+                "; cancelled once the policy could not be met: {}",
+                cancelled.join(", ")
+            ));
+        }
+        Err(Error::new(kind, msg))
     }
 
     /// One leaf call: a first replica by power of two choices, a hedge (or a
