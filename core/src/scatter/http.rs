@@ -93,7 +93,7 @@ impl HttpTransport {
     }
 
     /// One leaf per entry of `shards`, each served by the replica URLs in
-    /// it, named `shard-<i>`. Errors: `EmptyNodeSet` for no shards,
+    /// it, named `shard-<i> (<url>|<url>...)`. Errors: `EmptyNodeSet` for no shards,
     /// `InvalidArgument` for a shard with no URLs or a bad URL.
     pub fn leaves<T>(&self, shards: &[Vec<String>]) -> Result<Vec<Leaf<Bytes, T>>>
     where
@@ -118,7 +118,9 @@ impl HttpTransport {
                     .iter()
                     .map(|u| Ok(Arc::new(self.replica::<T>(u)?) as Arc<dyn Replica<Bytes, T>>))
                     .collect::<Result<Vec<_>>>()?;
-                Leaf::new(format!("shard-{i}"), replicas)
+                // The URLs in the name: a timeout or a metrics row then says
+                // which servers it means, not only a position.
+                Leaf::new(format!("shard-{i} ({})", urls.join("|")), replicas)
             })
             .collect()
     }

@@ -181,7 +181,9 @@ pub enum Coverage {
 }
 
 impl Coverage {
-    fn needed(self, total: usize) -> Result<usize> {
+    /// How many of `total` leaves this policy needs. Errors: `AtLeast(0)`,
+    /// or `AtLeast(k)` with more than `total`.
+    pub fn needed(self, total: usize) -> Result<usize> {
         match self {
             Coverage::RequireAll => Ok(total),
             Coverage::BestEffort => Ok(1),

@@ -16,6 +16,8 @@
 //!   takes.
 //! - [`SearchRequest`] / [`LeafAnswer`]: the JSON protocol between root
 //!   and leaves.
+//! - [`SearchRoot`]: the root: scatter over HTTP leaves, merge, and a
+//!   [`SearchPage`] with the hits and the coverage.
 //!
 //! ```
 //! use shardkit::search::{Corpus, Index, Op, SearchRequest, ShardSpec};
@@ -30,9 +32,11 @@
 mod corpus;
 mod index;
 mod protocol;
+mod root;
 mod tokenize;
 
 pub use corpus::{Corpus, Document, Placement, ShardSpec};
 pub use index::{Index, IndexStats, Matches, Op, Query, BM25_B, BM25_K1};
 pub use protocol::{LeafAnswer, LeafHit, SearchRequest, MAX_WINDOW};
+pub use root::{parse_leaves, PageCoverage, PageHit, PageMissing, SearchPage, SearchRoot};
 pub use tokenize::tokenize;
