@@ -162,6 +162,27 @@ fn merge_top_k_of_one_shard_per_list_equals_naive() {
                 want,
                 "case {case}"
             );
+            assert_eq!(
+                bits(&top_k_trusted(&refs, offset, size).unwrap()),
+                want,
+                "case {case} trusted"
+            );
+        }
+        // A hit of another shard deep in a list sends the trusted merge
+        // back to full keys, with the same answer.
+        let mut lists = lists;
+        if let Some(l) = lists.iter_mut().find(|l| l.len() > 2) {
+            let last = l.len() - 1;
+            let h = l[last];
+            l[last] = Hit::new(h.score, h.shard + 1, h.doc);
+            l.sort_by(order);
+            let refs: Vec<&[Hit]> = lists.iter().map(|l| l.as_slice()).collect();
+            let full = bits(&naive(&lists, 0, usize::MAX));
+            assert_eq!(
+                bits(&top_k_trusted(&refs, 0, usize::MAX).unwrap()),
+                full,
+                "case {case} mixed"
+            );
         }
     }
 }

@@ -116,32 +116,84 @@ fn shard_ranks(lists: &[&[Hit]]) -> Option<Vec<u32>> {
 
 /// The merge over 64-bit keys (see [`shard_ranks`]); input already valid.
 fn merge_by_shard(lists: &[&[Hit]], ranks: &[u32], offset: usize, size: usize) -> Vec<Hit> {
+    match merge_by_shard_with::<false>(lists, ranks, offset, size) {
+        Ok(Some(out)) => out,
+        _ => unreachable!("an unchecked merge neither fails nor gives up"),
+    }
+}
+
+/// The 64-bit merge. With `CHECK` (trusted input), every hit it consumes
+/// is checked: NaN or disorder is the same error [`top_k`] gives, and a
+/// hit of another shard than its list's first means the 64-bit order does
+/// not hold: `Ok(None)`, and the caller merges on full keys instead.
+fn merge_by_shard_with<const CHECK: bool>(
+    lists: &[&[Hit]],
+    ranks: &[u32],
+    offset: usize,
+    size: usize,
+) -> Result<Option<Vec<Hit>>> {
     let total: usize = lists.iter().map(|l| l.len()).sum();
     let end = offset.saturating_add(size).min(total);
     if offset >= end {
-        return Vec::new();
+        return Ok(Some(Vec::new()));
     }
-    let key = |h: &Hit, list: usize| ((h.score_key() as u64) << 32) | ranks[list] as u64;
+    if CHECK {
+        for (i, l) in lists.iter().enumerate() {
+            if let Some(h) = l.first().filter(|h| h.score.is_nan()) {
+                return Err(nan_error(i, 0, h));
+            }
+        }
+    }
+    let key = |h: &Hit, rank: u64| ((h.score_key() as u64) << 32) | rank;
     // u64::MAX needs score key 0xFFFF_FFFF, which only NaN maps to.
-    let keys = lists
+    let mut tree = LoserTree::<u64>::new(
+        lists
+            .iter()
+            .zip(ranks)
+            .map(|(l, &r)| l.first().map_or(u64::MAX, |h| key(h, r as u64)))
+            .collect(),
+    );
+    // One remaining slice per list: the winner's next hit is one load of
+    // its cursor away (a list index and a position were two).
+    let mut rest: Vec<(&[Hit], u64)> = lists
         .iter()
-        .enumerate()
-        .map(|(i, l)| l.first().map_or(u64::MAX, |h| key(h, i)))
+        .zip(ranks)
+        .map(|(l, &r)| (*l, r as u64))
         .collect();
-    let mut tree = LoserTree::<u64>::new(keys);
-    let mut pos = vec![0usize; lists.len()];
     let mut out = Vec::with_capacity(end - offset);
     for rank in 0..end {
         let w = tree.winner();
-        let list = lists[w];
-        let p = pos[w];
+        let (list, r) = &mut rest[w];
+        // Every list the tree names while hits remain has a head.
+        let (head, tail) = list
+            .split_first()
+            .expect("the winner's list is not exhausted");
+        *list = tail;
+        let next = match tail.first() {
+            Some(h) => {
+                if CHECK {
+                    let pos = lists[w].len() - tail.len();
+                    if h.score.is_nan() {
+                        return Err(nan_error(w, pos, h));
+                    }
+                    if h.key() < head.key() {
+                        return Err(order_error(w, pos, head, h));
+                    }
+                    if h.shard != head.shard {
+                        return Ok(None);
+                    }
+                }
+                key(h, *r)
+            }
+            None => u64::MAX,
+        };
+        // Keys of distinct lists never tie: their shard ranks differ.
+        tree.replace_winner_distinct(next);
         if rank >= offset {
-            out.push(list[p]);
+            out.push(*head);
         }
-        pos[w] = p + 1;
-        tree.replace_winner(list.get(p + 1).map_or(u64::MAX, |h| key(h, w)));
     }
-    out
+    Ok(Some(out))
 }
 
 /// Like [`top_k`], but checks order and NaN only on the hits the merge
@@ -154,6 +206,16 @@ fn merge_by_shard(lists: &[&[Hit]], ranks: &[u32], offset: usize, size: usize) -
 /// [`top_k`]'s do.
 pub fn top_k_trusted(lists: &[&[Hit]], offset: usize, size: usize) -> Result<Vec<Hit>> {
     check_size(size)?;
+    // Leaves' lists (one shard each, shards distinct) merge on 64-bit
+    // keys; the first consumed hit that breaks that sends the merge to
+    // the general path, from the start.
+    if lists.len() > 1 {
+        if let Some(ranks) = shard_ranks(lists) {
+            if let Some(out) = merge_by_shard_with::<true>(lists, &ranks, offset, size)? {
+                return Ok(out);
+            }
+        }
+    }
     merge::<true>(lists, offset, size)
 }
 
