@@ -27,7 +27,7 @@ echo "== mypy.stubtest shardkit"
 "$PY" -m mypy.stubtest shardkit
 
 echo "== mypy --strict: typed usage examples"
-"$PY" -m mypy --strict --no-incremental tests/typing/usage.py tests/test_lease_typing.py
+"$PY" -m mypy --strict --no-incremental tests/typing/usage.py tests/test_lease_typing.py tests/test_scatter.py
 
 echo "== mypy: misuse example must be rejected on each '# E' line"
 expected=$(grep -n '# E$' tests/typing/misuse.py | cut -d: -f1 | sort -n | tr '\n' ' ')
