@@ -306,19 +306,24 @@ async fn herd_one_release_wakes_one(env: Env) {
             .await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = waiter_wakeups();
+    let before = s.waiter_wakeups();
+    let before_all = waiter_wakeups();
     lh.unlock().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let woken = waiter_wakeups() - before;
+    // Counted on this test's session: the process-wide count also takes in
+    // the waiters other tests wake meanwhile (this test's twin on the other
+    // store wakes 49 in a row when it releases its queue).
+    let woken = s.waiter_wakeups() - before;
     assert_eq!(acquired.lock().unwrap().len(), 1);
-    // Other tests in this process may wake their own waiters meanwhile, but
-    // never 49 of them: a herd would wake every waiter here.
-    assert!((1..=3).contains(&woken), "one release woke {woken} waiters");
+    assert_eq!(woken, 1, "one release woke {woken} waiters");
+    assert!(waiter_wakeups() - before_all >= 1);
     // Release the rest one by one: each release wakes the next in order.
     for _ in 0..49 {
         let (i, _) = *acquired.lock().unwrap().last().unwrap();
-        locks[i].unlock().await.unwrap();
+        // Counted before the unlock: the next waiter may acquire before
+        // the unlock call returns.
         let n = acquired.lock().unwrap().len();
+        locks[i].unlock().await.unwrap();
         let until = Instant::now() + Duration::from_secs(5);
         while acquired.lock().unwrap().len() == n && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(2)).await;

@@ -206,6 +206,10 @@ async fn wait_predecessors(session: &Session, prefix: &[u8], place: &Place) -> R
                 Some(Ok(events)) => {
                     if events.iter().any(|e| e.kind == EventKind::Delete) {
                         WAKEUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        session
+                            .inner
+                            .wakeups
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         break;
                     }
                 }

@@ -190,6 +190,9 @@ pub(crate) struct SessionInner {
     close_hooks: Mutex<Vec<(u64, CloseHook)>>,
     nonce: u32,
     seq: AtomicU64,
+    /// Times this session's lock and election waiters were woken by their
+    /// predecessor's delete (see [`Session::waiter_wakeups`]).
+    pub(crate) wakeups: AtomicU64,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -291,11 +294,19 @@ impl Session {
             close_hooks: Mutex::new(Vec::new()),
             nonce: session_nonce(),
             seq: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
             task: Mutex::new(None),
         });
         let task = tokio::spawn(keepalive_loop(Arc::downgrade(&inner)));
         *lock(&inner.task) = Some(task);
         Session { inner }
+    }
+
+    /// How many times this session's lock and election waiters were woken
+    /// by their predecessor's delete. One release should wake one waiter;
+    /// a count that jumps by the queue length on one release is a herd.
+    pub fn waiter_wakeups(&self) -> u64 {
+        self.inner.wakeups.load(Ordering::Relaxed)
     }
 
     /// The lease id (for resuming after a restart, and in fencing tokens).
