@@ -116,10 +116,44 @@ fn shard_ranks(lists: &[&[Hit]]) -> Option<Vec<u32>> {
 
 /// The merge over 64-bit keys (see [`shard_ranks`]); input already valid.
 fn merge_by_shard(lists: &[&[Hit]], ranks: &[u32], offset: usize, size: usize) -> Vec<Hit> {
-    match merge_by_shard_with::<false>(lists, ranks, offset, size) {
-        Ok(Some(out)) => out,
-        _ => unreachable!("an unchecked merge neither fails nor gives up"),
+    let total: usize = lists.iter().map(|l| l.len()).sum();
+    let end = offset.saturating_add(size).min(total);
+    if offset >= end {
+        return Vec::new();
     }
+    let key =
+        |h: Option<&Hit>, rank: u64| h.map_or(u64::MAX, |h| ((h.score_key() as u64) << 32) | rank);
+    // Per list: what is left, its rank, and the key of the hit *after* its
+    // head, computed one step early. When a list wins, its new head's key
+    // is then one small load away: the hit load and the key arithmetic
+    // move off the merge's critical path (winner -> next key -> replay).
+    let mut rest: Vec<(&[Hit], u64, u64)> = lists
+        .iter()
+        .zip(ranks)
+        .map(|(l, &r)| (*l, r as u64, key(l.get(1), r as u64)))
+        .collect();
+    let first: Vec<u64> = lists
+        .iter()
+        .zip(ranks)
+        .map(|(l, &r)| key(l.first(), r as u64))
+        .collect();
+    let mut tree = LoserTree::<u64>::new(first);
+    let mut out = Vec::with_capacity(end - offset);
+    for rank in 0..end {
+        let (list, r, next) = &mut rest[tree.winner()];
+        // Every list the tree names while hits remain has a head.
+        let (head, tail) = list
+            .split_first()
+            .expect("the winner's list is not exhausted");
+        *list = tail;
+        // Keys of distinct lists never tie: their shard ranks differ.
+        tree.replace_winner_distinct(*next);
+        *next = key(tail.get(1), *r);
+        if rank >= offset {
+            out.push(*head);
+        }
+    }
+    out
 }
 
 /// The 64-bit merge. With `CHECK` (trusted input), every hit it consumes
