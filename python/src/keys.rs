@@ -43,28 +43,11 @@ fn not_utf8(what: &str, s: &Bound<'_, PyString>, cause: PyErr) -> PyErr {
 
 /// The UTF-8 bytes of a str, in place: CPython keeps a UTF-8 copy inside
 /// the str object (for ASCII strings, the text itself), so no allocation per
-/// key. `PyUnicode_AsUTF8AndSize` joined the stable ABI only in 3.10, but
-/// every CPython 3 interpreter binary on ELF and Mach-O platforms exports it;
-/// only Windows' `python3.dll` for 3.9 lacks it, hence the fallback there.
-#[cfg(not(windows))]
+/// key (`PyUnicode_AsUTF8AndSize`, in the stable ABI since 3.10).
 fn str_utf8<'a>(what: &str, s: &'a Bound<'_, PyString>) -> PyResult<&'a [u8]> {
-    extern "C" {
-        fn PyUnicode_AsUTF8AndSize(
-            unicode: *mut pyo3::ffi::PyObject,
-            size: *mut pyo3::ffi::Py_ssize_t,
-        ) -> *const std::os::raw::c_char;
-    }
-    let mut len: pyo3::ffi::Py_ssize_t = 0;
-    // SAFETY: `s` is a live str and the GIL is held (it is a `Bound`); `len`
-    // is a valid out-pointer. The declaration matches CPython's prototype.
-    let p = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut len) };
-    if p.is_null() {
-        return Err(not_utf8(what, s, PyErr::fetch(s.py())));
-    }
-    // SAFETY: on success `p` points at `len` bytes of UTF-8 owned by `s`,
-    // which are never modified and live as long as `s` (str is immutable),
-    // and the returned borrow is tied to `s`.
-    Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) })
+    s.to_str()
+        .map(str::as_bytes)
+        .map_err(|e| not_utf8(what, s, e))
 }
 
 /// A key's bytes kept alive for a batch: a strong reference to the Python
@@ -123,20 +106,10 @@ impl HeldKey {
             return Ok(HeldKey::object(key, unsafe { &*data }));
         }
         if let Ok(s) = key.cast::<PyString>() {
-            #[cfg(not(windows))]
-            {
-                let data: *const [u8] = str_utf8(&what(), s)?;
-                // SAFETY: `data` is the UTF-8 buffer cached inside the str
-                // `key`, which the HeldKey owns from here on.
-                return Ok(HeldKey::object(key, unsafe { &*data }));
-            }
-            #[cfg(windows)]
-            {
-                let b = s.encode_utf8().map_err(|e| not_utf8(&what(), s, e))?;
-                let data: *const [u8] = b.as_bytes();
-                // SAFETY: as for bytes above.
-                return Ok(HeldKey::object(b.into_any(), unsafe { &*data }));
-            }
+            let data: *const [u8] = str_utf8(&what(), s)?;
+            // SAFETY: `data` is the UTF-8 buffer cached inside the str
+            // `key`, which the HeldKey owns from here on.
+            return Ok(HeldKey::object(key, unsafe { &*data }));
         }
         Ok(HeldKey::copy(copied_key(&what(), &key)?))
     }
@@ -150,13 +123,7 @@ pub(crate) fn with_key<R>(key: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) ->
         return Ok(f(b.as_bytes()));
     }
     if let Ok(s) = key.cast::<PyString>() {
-        #[cfg(not(windows))]
         return Ok(f(str_utf8("key", s)?));
-        #[cfg(windows)]
-        return Ok(f(s
-            .encode_utf8()
-            .map_err(|e| not_utf8("key", s, e))?
-            .as_bytes()));
     }
     Ok(f(&copied_key("key", key)?))
 }
@@ -167,8 +134,7 @@ fn copied_key(what: &str, key: &Bound<'_, PyAny>) -> PyResult<Box<[u8]>> {
         return Ok(b.to_vec().into_boxed_slice());
     }
     if key.cast::<PyMemoryView>().is_ok() {
-        // The buffer protocol is not in the 3.9 stable ABI; tobytes() also
-        // flattens non-contiguous views.
+        // tobytes() flattens non-contiguous views too.
         let b = key.call_method0("tobytes")?.cast_into::<PyBytes>()?;
         return Ok(b.as_bytes().into());
     }

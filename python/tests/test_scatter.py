@@ -273,7 +273,11 @@ def test_metrics_count_calls_errors_and_timeouts(leaves: Leaves) -> None:
     for _ in range(3):
         s.gather("q", timeout=0.15, coverage="best_effort")
     m = s.metrics()
-    assert [x["name"] for x in m] == ["shard-0", "shard-1", "shard-2"]
+    assert [x["name"] for x in m] == [
+        f"shard-0 ({leaves.url('/echo/0')})",
+        f"shard-1 ({leaves.url('/status500')})",
+        f"shard-2 ({leaves.url('/slow')})",
+    ]
     assert [x["calls"] for x in m] == [3, 3, 3]
     assert [x["errors"] for x in m] == [0, 3, 0]
     assert [x["timeouts"] for x in m] == [0, 0, 3]

@@ -156,11 +156,11 @@ fn merge_by_shard(lists: &[&[Hit]], ranks: &[u32], offset: usize, size: usize) -
     out
 }
 
-/// The 64-bit merge. With `CHECK` (trusted input), every hit it consumes
-/// is checked: NaN or disorder is the same error [`top_k`] gives, and a
-/// hit of another shard than its list's first means the 64-bit order does
-/// not hold: `Ok(None)`, and the caller merges on full keys instead.
-fn merge_by_shard_with<const CHECK: bool>(
+/// The 64-bit merge of trusted input: every hit it consumes is checked.
+/// NaN or disorder is the same error [`top_k`] gives, and a hit of another
+/// shard than its list's first means the 64-bit order does not hold:
+/// `Ok(None)`, and the caller merges on full keys instead.
+fn merge_by_shard_checked(
     lists: &[&[Hit]],
     ranks: &[u32],
     offset: usize,
@@ -171,11 +171,9 @@ fn merge_by_shard_with<const CHECK: bool>(
     if offset >= end {
         return Ok(Some(Vec::new()));
     }
-    if CHECK {
-        for (i, l) in lists.iter().enumerate() {
-            if let Some(h) = l.first().filter(|h| h.score.is_nan()) {
-                return Err(nan_error(i, 0, h));
-            }
+    for (i, l) in lists.iter().enumerate() {
+        if let Some(h) = l.first().filter(|h| h.score.is_nan()) {
+            return Err(nan_error(i, 0, h));
         }
     }
     let key = |h: &Hit, rank: u64| ((h.score_key() as u64) << 32) | rank;
@@ -205,17 +203,15 @@ fn merge_by_shard_with<const CHECK: bool>(
         *list = tail;
         let next = match tail.first() {
             Some(h) => {
-                if CHECK {
-                    let pos = lists[w].len() - tail.len();
-                    if h.score.is_nan() {
-                        return Err(nan_error(w, pos, h));
-                    }
-                    if h.key() < head.key() {
-                        return Err(order_error(w, pos, head, h));
-                    }
-                    if h.shard != head.shard {
-                        return Ok(None);
-                    }
+                let pos = lists[w].len() - tail.len();
+                if h.score.is_nan() {
+                    return Err(nan_error(w, pos, h));
+                }
+                if h.key() < head.key() {
+                    return Err(order_error(w, pos, head, h));
+                }
+                if h.shard != head.shard {
+                    return Ok(None);
                 }
                 key(h, *r)
             }
@@ -245,7 +241,7 @@ pub fn top_k_trusted(lists: &[&[Hit]], offset: usize, size: usize) -> Result<Vec
     // the general path, from the start.
     if lists.len() > 1 {
         if let Some(ranks) = shard_ranks(lists) {
-            if let Some(out) = merge_by_shard_with::<true>(lists, &ranks, offset, size)? {
+            if let Some(out) = merge_by_shard_checked(lists, &ranks, offset, size)? {
                 return Ok(out);
             }
         }

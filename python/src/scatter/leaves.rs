@@ -109,9 +109,13 @@ pub(crate) fn build(list: &Bound<'_, PyAny>) -> PyResult<Built> {
             vec![entry]
         };
         let mut replicas: Vec<Arc<dyn Replica<Request, Answer>>> = Vec::with_capacity(items.len());
+        // Named as core names HTTP leaves, `shard-<i> (<replica>|...)`, so
+        // errors and metrics say which servers or functions they mean.
+        let mut names: Vec<String> = Vec::with_capacity(items.len());
         for item in &items {
             if let Ok(url) = item.cast::<PyString>() {
                 let url = url.to_str()?;
+                names.push(url.to_string());
                 let t = transport.get_or_insert_with(HttpTransport::new);
                 let http = t.replica::<serde_json::Value>(url).or_raise(py)?;
                 built.http = true;
@@ -121,6 +125,7 @@ pub(crate) fn build(list: &Bound<'_, PyAny>) -> PyResult<Built> {
                 }));
             } else if item.is_callable() {
                 let what = describe(item);
+                names.push(what.to_string());
                 let func = Arc::new(item.clone().unbind());
                 let is_coro = inspect
                     .call_method1("iscoroutinefunction", (item,))?
@@ -144,7 +149,7 @@ pub(crate) fn build(list: &Bound<'_, PyAny>) -> PyResult<Built> {
         }
         built
             .leaves
-            .push(Leaf::new(format!("shard-{i}"), replicas).or_raise(py)?);
+            .push(Leaf::new(format!("shard-{i} ({})", names.join("|")), replicas).or_raise(py)?);
     }
     Ok(built)
 }
