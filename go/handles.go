@@ -2,12 +2,13 @@ package shardkit
 
 import "sync/atomic"
 
-// cref guards one C handle of the lease API against use after free, the way
-// Sharder's state word does: every C call is bracketed by acquire and
-// release, Close marks the handle closed, and the C object is freed by
-// whoever sees "closed and no call in flight", exactly once. The C ABI
-// forbids freeing a lock, election or owner while a call on it runs; this
-// is what makes Close safe while another goroutine is inside Lock(ctx).
+// cref guards one C handle (a sharder, a lock, a session, ...) against use
+// after free: every C call is bracketed by acquire and release, Close marks
+// the handle closed, and the C object is freed by whoever sees "closed and
+// no call in flight", exactly once. The C ABI forbids freeing an object while
+// a call on it runs; this is what makes Close safe while another goroutine
+// is inside Lookup or Lock(ctx). acquire and release are one atomic add
+// each, cheap enough for the lookup hot path.
 //
 // closing is closed by Close so that waits in flight end at once (see
 // waitCall) instead of holding the handle until their own deadline.
@@ -16,10 +17,17 @@ import "sync/atomic"
 // carries a finalizer, and a finalizer on an object in a reference cycle
 // never runs. It captures the C pointer (and cgo.Handle) only.
 type cref struct {
+	// state counts calls in flight in its low bits, with stateClosed set by
+	// close and stateFreed set by whoever frees, exactly once.
 	state   atomic.Uint64
 	closing chan struct{}
 	free    func()
 }
+
+const (
+	stateClosed = 1 << 62
+	stateFreed  = 1 << 61
+)
 
 func newCref(free func()) *cref {
 	return &cref{closing: make(chan struct{}), free: free}
@@ -47,6 +55,10 @@ func (r *cref) release() {
 	}
 }
 
+// doFree is kept out of line so that release, which every call runs,
+// inlines into its callers.
+//
+//go:noinline
 func (r *cref) doFree() {
 	if r.state.CompareAndSwap(stateClosed, stateClosed|stateFreed) {
 		r.free()

@@ -61,17 +61,10 @@ type Balance struct {
 // was; each Sharder must be closed on its own (a finalizer closes forgotten
 // ones eventually, but C memory does not pressure Go's GC, so close promptly).
 type Sharder struct {
-	// state counts calls in flight in its low bits, with stateClosed set by
-	// Close and stateFreed set by whoever frees ptr, exactly once.
-	state atomic.Uint64
+	ref   *cref
 	ptr   *C.shardkit_sharder
 	nodes *nodeCache
 }
-
-const (
-	stateClosed = 1 << 62
-	stateFreed  = 1 << 61
-)
 
 // nodeCache maps slots to nodes, fetched once per snapshot so that lookups
 // return a name without a second C call. Shared, read-only, between clones.
@@ -95,6 +88,10 @@ func wrap(ptr *C.shardkit_sharder, nodes *nodeCache) (*Sharder, error) {
 	}
 	s := &Sharder{ptr: ptr, nodes: nodes}
 	liveHandles.Add(1)
+	s.ref = newCref(func() {
+		C.shardkit_sharder_free(ptr)
+		liveHandles.Add(-1)
+	})
 	runtime.SetFinalizer(s, (*Sharder).Close)
 	return s, nil
 }
@@ -133,53 +130,20 @@ func loadNodes(ptr *C.shardkit_sharder) (*nodeCache, error) {
 }
 
 // acquire registers a call in flight; false once the Sharder is closed.
-func (s *Sharder) acquire() bool {
-	if s == nil {
-		return false
-	}
-	if s.state.Add(1)&stateClosed != 0 {
-		s.release()
-		return false
-	}
-	return true
-}
+func (s *Sharder) acquire() bool { return s != nil && s.ref.acquire() }
 
-// release ends a call in flight, freeing the C sharder when it was the last
-// one after Close. Every C call is bracketed by acquire and release, so
-// release is also the call's runtime.KeepAlive: s stays reachable, and its
-// finalizer cannot run, until the C call has returned.
-func (s *Sharder) release() {
-	if s.state.Add(^uint64(0)) == stateClosed {
-		s.free()
-	}
-}
+// release ends a call in flight (see cref.release).
+func (s *Sharder) release() { s.ref.release() }
 
-// free releases the C memory if nobody has; only possible once closed with
-// no call in flight.
-func (s *Sharder) free() {
-	if s.state.CompareAndSwap(stateClosed, stateClosed|stateFreed) {
-		C.shardkit_sharder_free(s.ptr)
-		liveHandles.Add(-1)
-	}
-}
+// closed reports whether Close has been called.
+func (s *Sharder) closed() bool { return s == nil || s.ref.closed() }
 
 // Close releases the snapshot. It is safe to call more than once and while
 // other goroutines use the Sharder; it always returns nil.
 func (s *Sharder) Close() error {
-	if s == nil {
-		return nil
+	if s != nil && s.ref.close() {
+		runtime.SetFinalizer(s, nil)
 	}
-	for {
-		old := s.state.Load()
-		if old&stateClosed != 0 {
-			return nil
-		}
-		if s.state.CompareAndSwap(old, old|stateClosed) {
-			break
-		}
-	}
-	runtime.SetFinalizer(s, nil)
-	s.free()
 	return nil
 }
 
@@ -275,7 +239,7 @@ func (s *Sharder) Clone() (*Sharder, error) {
 
 // Len is the number of nodes, down ones included (0 once closed).
 func (s *Sharder) Len() int {
-	if s == nil || s.state.Load()&stateClosed != 0 {
+	if s.closed() {
 		return 0
 	}
 	return len(s.nodes.list)
@@ -284,7 +248,7 @@ func (s *Sharder) Len() int {
 // SlotCount is the number of slots, empty ones included; every slot number
 // this snapshot returns is below it (0 once closed).
 func (s *Sharder) SlotCount() int {
-	if s == nil || s.state.Load()&stateClosed != 0 {
+	if s.closed() {
 		return 0
 	}
 	return len(s.nodes.names)
@@ -293,7 +257,7 @@ func (s *Sharder) SlotCount() int {
 // Nodes returns the nodes in slot order (nil once closed). The slice is a
 // copy the caller may keep or modify.
 func (s *Sharder) Nodes() []Node {
-	if s == nil || s.state.Load()&stateClosed != 0 {
+	if s.closed() {
 		return nil
 	}
 	return append([]Node(nil), s.nodes.list...)
@@ -302,7 +266,7 @@ func (s *Sharder) Nodes() []Node {
 // NodeName returns the name of the node in slot; ErrNotFound for an empty or
 // out-of-range slot.
 func (s *Sharder) NodeName(slot uint32) (string, error) {
-	if s == nil || s.state.Load()&stateClosed != 0 {
+	if s.closed() {
 		return "", ErrClosed
 	}
 	if err := s.nodes.check(slot); err != nil {
@@ -314,7 +278,7 @@ func (s *Sharder) NodeName(slot uint32) (string, error) {
 // NodeWeight returns the weight of the node in slot; ErrNotFound for an
 // empty or out-of-range slot.
 func (s *Sharder) NodeWeight(slot uint32) (int64, error) {
-	if s == nil || s.state.Load()&stateClosed != 0 {
+	if s.closed() {
 		return 0, ErrClosed
 	}
 	if err := s.nodes.check(slot); err != nil {
