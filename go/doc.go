@@ -64,6 +64,6 @@
 // pointer rules require: keys are passed in place (they hold no pointers),
 // and batches are packed into one buffer. Each Sharder owns one C handle,
 // released by Close (or, as a safety net, by a finalizer). The engine's
-// last-error text is per OS thread, so it is copied inside the same C call
-// that failed.
+// last-error text is per OS thread, so each fallible call runs with its
+// goroutine locked to its thread until the text of a failure has been read.
 package shardkit

@@ -1,6 +1,6 @@
 package shardkit
 
-// #include "shim.h"
+// #include "shardkit.h"
 import "C"
 
 import (
@@ -34,12 +34,9 @@ func (e *Election) Campaign(ctx context.Context, value []byte) (FencingToken, er
 	var tok C.shardkit_fencing_token
 	err := waitCall(ctx, e.ref.closing, fmt.Sprintf("campaigning in election %q", e.name),
 		func(timeout C.int64_t, cancel *C.shardkit_cancel) error {
-			var msg *C.char
-			st := C.sk_election_campaign(e.ptr, bytesPtr(value), C.size_t(len(value)), timeout, cancel, &tok, &msg)
-			if st != C.SHARDKIT_STATUS_OK {
-				return statusError(st, msg)
-			}
-			return nil
+			return call(func() C.shardkit_status {
+				return C.shardkit_election_campaign(e.ptr, bytesPtr(value), C.size_t(len(value)), timeout, cancel, &tok)
+			})
 		})
 	if err != nil {
 		return FencingToken{}, err
@@ -57,11 +54,9 @@ func (e *Election) Proclaim(ctx context.Context, value []byte) error {
 		return ErrClosed
 	}
 	defer e.ref.release()
-	var msg *C.char
-	if st := C.sk_election_proclaim(e.ptr, bytesPtr(value), C.size_t(len(value)), &msg); st != C.SHARDKIT_STATUS_OK {
-		return statusError(st, msg)
-	}
-	return nil
+	return call(func() C.shardkit_status {
+		return C.shardkit_election_proclaim(e.ptr, bytesPtr(value), C.size_t(len(value)))
+	})
 }
 
 // Resign gives up leadership (ErrInvalidArgument when not leader through
@@ -74,11 +69,7 @@ func (e *Election) Resign(ctx context.Context) error {
 		return ErrClosed
 	}
 	defer e.ref.release()
-	var msg *C.char
-	if st := C.sk_election_resign(e.ptr, &msg); st != C.SHARDKIT_STATUS_OK {
-		return statusError(st, msg)
-	}
-	return nil
+	return call(func() C.shardkit_status { return C.shardkit_election_resign(e.ptr) })
 }
 
 // Leader returns the election's current leader (any candidate), or nil,

@@ -1,6 +1,6 @@
 package shardkit
 
-// #include "shim.h"
+// #include "shardkit.h"
 import "C"
 
 import "runtime"
@@ -18,9 +18,11 @@ type FenceGate struct {
 // NewFenceGate makes a gate for the tokens of lock lockName.
 func NewFenceGate(lockName string) (*FenceGate, error) {
 	var out *C.shardkit_fence_gate
-	var msg *C.char
-	if st := C.sk_fence_gate_new(stringPtr(lockName), C.size_t(len(lockName)), &out, &msg); st != C.SHARDKIT_STATUS_OK {
-		return nil, statusError(st, msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_fence_gate_new(stringPtr(lockName), C.size_t(len(lockName)), &out)
+	})
+	if err != nil {
+		return nil, err
 	}
 	g := &FenceGate{ptr: out, name: lockName}
 	g.ref = newCref(func() { C.shardkit_fence_gate_free(out) })
@@ -37,11 +39,9 @@ func (g *FenceGate) Admit(resource []byte, token int64) error {
 		return ErrClosed
 	}
 	defer g.ref.release()
-	var msg *C.char
-	if st := C.sk_fence_gate_admit(g.ptr, bytesPtr(resource), C.size_t(len(resource)), C.int64_t(token), &msg); st != C.SHARDKIT_STATUS_OK {
-		return statusError(st, msg)
-	}
-	return nil
+	return call(func() C.shardkit_status {
+		return C.shardkit_fence_gate_admit(g.ptr, bytesPtr(resource), C.size_t(len(resource)), C.int64_t(token))
+	})
 }
 
 // Newest is the newest token admitted for resource (0 when none, and once

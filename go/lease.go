@@ -1,7 +1,6 @@
 package shardkit
 
-// #include <stdlib.h>
-// #include "shim.h"
+// #include "shardkit.h"
 import "C"
 
 import (
@@ -10,7 +9,6 @@ import (
 	"runtime"
 	"sync"
 	"time"
-	"unsafe"
 )
 
 // DefaultConnectTimeout bounds Connect when its context has no deadline.
@@ -29,18 +27,25 @@ type Coordinator struct {
 }
 
 func wrapCoordinator(ptr *C.shardkit_coordinator) *Coordinator {
-	desc := ""
-	var text, msg *C.char
-	if C.sk_coordinator_describe(ptr, &text, &msg) == C.SHARDKIT_STATUS_OK {
-		desc = C.GoString(text)
-		C.free(unsafe.Pointer(text))
-	} else if msg != nil {
-		C.free(unsafe.Pointer(msg))
-	}
-	c := &Coordinator{ptr: ptr, desc: desc}
+	c := &Coordinator{ptr: ptr, desc: describe(ptr)}
 	c.ref = newCref(func() { C.shardkit_coordinator_free(ptr) })
 	runtime.SetFinalizer(c, (*Coordinator).Close)
 	return c
+}
+
+// describe is the store's description, "" if the engine gives none.
+func describe(ptr *C.shardkit_coordinator) string {
+	var n C.size_t
+	st := C.shardkit_coordinator_describe(ptr, nil, 0, &n)
+	if st != C.SHARDKIT_STATUS_OK && st != C.SHARDKIT_STATUS_BUFFER_TOO_SMALL {
+		return ""
+	}
+	// A handle's description never changes, so the size just read holds.
+	buf := make([]byte, n)
+	if C.shardkit_coordinator_describe(ptr, bytesPtr(buf), n, &n) != C.SHARDKIT_STATUS_OK {
+		return ""
+	}
+	return string(buf[:n])
 }
 
 // NewEmbeddedCoordinator makes a new, empty in-process store with etcd's
@@ -48,9 +53,11 @@ func wrapCoordinator(ptr *C.shardkit_coordinator) *Coordinator {
 // Coordinator; it is for tests and single-process use.
 func NewEmbeddedCoordinator() (*Coordinator, error) {
 	var out *C.shardkit_coordinator
-	var msg *C.char
-	if st := C.sk_coordinator_new_embedded(&out, &msg); st != C.SHARDKIT_STATUS_OK {
-		return nil, statusError(st, msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_coordinator_new_embedded(&out)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return wrapCoordinator(out), nil
 }
@@ -72,11 +79,12 @@ func Connect(ctx context.Context, endpoints string) (*Coordinator, error) {
 	what := fmt.Sprintf("connecting to etcd at %q", endpoints)
 	return detached(ctx, what, func() (*Coordinator, error) {
 		var out *C.shardkit_coordinator
-		var msg *C.char
-		st := C.sk_coordinator_connect(stringPtr(endpoints), C.size_t(len(endpoints)),
-			C.uint64_t(ms), &out, &msg)
-		if st != C.SHARDKIT_STATUS_OK {
-			return nil, statusError(st, msg)
+		err := call(func() C.shardkit_status {
+			return C.shardkit_coordinator_connect(stringPtr(endpoints), C.size_t(len(endpoints)),
+				C.uint64_t(ms), &out)
+		})
+		if err != nil {
+			return nil, err
 		}
 		return wrapCoordinator(out), nil
 	}, func(c *Coordinator) { c.Close() })
@@ -119,23 +127,29 @@ func (c *Coordinator) Leader(ctx context.Context, name string) (*Leader, error) 
 		}
 		defer c.ref.release()
 		var found C.bool
-		var value *C.uint8_t
 		var n C.size_t
 		var tok C.shardkit_fencing_token
-		var msg *C.char
-		st := C.sk_coordinator_leader(c.ptr, stringPtr(name), C.size_t(len(name)),
-			&found, &value, &n, &tok, &msg)
-		if st != C.SHARDKIT_STATUS_OK {
-			return nil, statusError(st, msg)
+		buf := make([]byte, 256)
+		err := call(func() C.shardkit_status {
+			// The value may grow between two reads (a new proclamation);
+			// each retry makes room for at least what the last one needed,
+			// and a few are plenty.
+			for attempt := 1; ; attempt++ {
+				st := C.shardkit_coordinator_leader(c.ptr, stringPtr(name), C.size_t(len(name)),
+					bytesPtr(buf), C.size_t(len(buf)), &found, &n, &tok)
+				if st != C.SHARDKIT_STATUS_BUFFER_TOO_SMALL || attempt == 8 {
+					return st
+				}
+				buf = make([]byte, max(int(n), 2*len(buf)))
+			}
+		})
+		if err != nil {
+			return nil, err
 		}
 		if !found {
 			return nil, nil
 		}
-		defer C.free(unsafe.Pointer(value))
-		return &Leader{
-			Value: C.GoBytes(unsafe.Pointer(value), C.int(n)),
-			Token: FencingToken{Revision: int64(tok.revision), Lease: int64(tok.lease)},
-		}, nil
+		return &Leader{Value: buf[:n:n], Token: tokenOf(tok)}, nil
 	}, nil)
 }
 
@@ -151,11 +165,7 @@ func (c *Coordinator) Revoke(ctx context.Context, leaseID int64) error {
 		return ErrClosed
 	}
 	defer c.ref.release()
-	var msg *C.char
-	if st := C.sk_coordinator_revoke(c.ptr, C.int64_t(leaseID), &msg); st != C.SHARDKIT_STATUS_OK {
-		return statusError(st, msg)
-	}
-	return nil
+	return call(func() C.shardkit_status { return C.shardkit_coordinator_revoke(c.ptr, C.int64_t(leaseID)) })
 }
 
 // observerState is what an observer's callback delivers into: a channel
@@ -198,21 +208,22 @@ func (c *Coordinator) Observe(ctx context.Context, name string) (<-chan *Leader,
 		return nil, ErrClosed
 	}
 	st := &observerState{ch: make(chan *Leader, 1)}
-	h := newCallbackHandle(st)
+	ud := newCallbackUserdata(st)
 	var obs *C.shardkit_observer
-	var msg *C.char
-	rc := C.sk_observer_start(c.ptr, stringPtr(name), C.size_t(len(name)), C.uintptr_t(h), &obs, &msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_observer_start(c.ptr, stringPtr(name), C.size_t(len(name)), leaderCallback, ud, &obs)
+	})
 	c.ref.release()
-	if rc != C.SHARDKIT_STATUS_OK {
-		deleteCallbackHandle(h)
-		return nil, statusError(rc, msg)
+	if err != nil {
+		deleteCallbackUserdata(ud)
+		return nil, err
 	}
 	go func() {
 		<-ctx.Done()
 		// Returns once no callback runs and none will: only then may the
 		// handle go and the channel close.
 		C.shardkit_observer_free(obs)
-		deleteCallbackHandle(h)
+		deleteCallbackUserdata(ud)
 		close(st.ch)
 	}()
 	return st.ch, nil

@@ -1,6 +1,6 @@
 package shardkit
 
-// #include "shim.h"
+// #include "shardkit.h"
 import "C"
 
 import (
@@ -53,11 +53,7 @@ func (l *Lock) Lock(ctx context.Context) (FencingToken, error) {
 	var tok C.shardkit_fencing_token
 	err := waitCall(ctx, l.ref.closing, fmt.Sprintf("waiting for lock %q", l.name),
 		func(timeout C.int64_t, cancel *C.shardkit_cancel) error {
-			var msg *C.char
-			if st := C.sk_lock_acquire(l.ptr, timeout, cancel, &tok, &msg); st != C.SHARDKIT_STATUS_OK {
-				return statusError(st, msg)
-			}
-			return nil
+			return call(func() C.shardkit_status { return C.shardkit_lock_acquire(l.ptr, timeout, cancel, &tok) })
 		})
 	if err != nil {
 		return FencingToken{}, err
@@ -77,9 +73,11 @@ func (l *Lock) TryLock(ctx context.Context) (token FencingToken, ok bool, err er
 	defer l.ref.release()
 	var got C.bool
 	var tok C.shardkit_fencing_token
-	var msg *C.char
-	if st := C.sk_lock_try_acquire(l.ptr, &got, &tok, &msg); st != C.SHARDKIT_STATUS_OK {
-		return FencingToken{}, false, statusError(st, msg)
+	err = call(func() C.shardkit_status {
+		return C.shardkit_lock_try_acquire(l.ptr, &got, &tok)
+	})
+	if err != nil {
+		return FencingToken{}, false, err
 	}
 	return tokenOf(tok), bool(got), nil
 }
@@ -96,11 +94,7 @@ func (l *Lock) Unlock(ctx context.Context) error {
 		return ErrClosed
 	}
 	defer l.ref.release()
-	var msg *C.char
-	if st := C.sk_lock_release(l.ptr, &msg); st != C.SHARDKIT_STATUS_OK {
-		return statusError(st, msg)
-	}
-	return nil
+	return call(func() C.shardkit_status { return C.shardkit_lock_release(l.ptr) })
 }
 
 // Put writes key = value into the coordinator's store only while this lock
@@ -117,10 +111,11 @@ func (l *Lock) Put(ctx context.Context, key, value []byte) (int64, error) {
 	}
 	defer l.ref.release()
 	var rev C.int64_t
-	var msg *C.char
-	st := C.sk_lock_put(l.ptr, bytesPtr(key), C.size_t(len(key)), bytesPtr(value), C.size_t(len(value)), &rev, &msg)
-	if st != C.SHARDKIT_STATUS_OK {
-		return 0, statusError(st, msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_lock_put(l.ptr, bytesPtr(key), C.size_t(len(key)), bytesPtr(value), C.size_t(len(value)), &rev)
+	})
+	if err != nil {
+		return 0, err
 	}
 	return int64(rev), nil
 }

@@ -1,6 +1,6 @@
 package shardkit
 
-// #include "shim.h"
+// #include "shardkit.h"
 import "C"
 
 import (
@@ -74,12 +74,13 @@ func TopK(lists [][]Hit, offset, size int) ([]Hit, error) {
 	ptrs, lens, pin := listPtrs(lists)
 	defer pin.Unpin()
 	var n C.size_t
-	var msg *C.char
-	st := C.sk_top_k((**C.shardkit_hit)(unsafe.Pointer(unsafe.SliceData(ptrs))),
-		unsafe.SliceData(lens), C.size_t(len(lists)), C.size_t(offset), C.size_t(size),
-		(*C.shardkit_hit)(unsafe.Pointer(unsafe.SliceData(out))), C.size_t(bound), &n, &msg)
-	if st != C.SHARDKIT_STATUS_OK {
-		return nil, statusError(st, msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_top_k((**C.shardkit_hit)(unsafe.Pointer(unsafe.SliceData(ptrs))),
+			unsafe.SliceData(lens), C.size_t(len(lists)), C.size_t(offset), C.size_t(size),
+			(*C.shardkit_hit)(unsafe.Pointer(unsafe.SliceData(out))), C.size_t(bound), &n)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out[:n], nil
 }
@@ -126,32 +127,29 @@ func postings[T DocID](lists [][]T, op postingOp) ([]T, error) {
 	defer pin.Unpin()
 	var (
 		n    C.size_t
-		msg  *C.char
-		st   C.shardkit_status
 		pp   = unsafe.Pointer(unsafe.SliceData(ptrs))
 		lp   = unsafe.SliceData(lens)
 		nl   = C.size_t(len(lists))
 		op0  = unsafe.Pointer(unsafe.SliceData(out))
 		ocap = C.size_t(bound)
 	)
-	var zero T
-	if unsafe.Sizeof(zero) == 4 {
-		lists, out := (**C.uint32_t)(pp), (*C.uint32_t)(op0)
-		if op == opIntersect {
-			st = C.sk_intersect_u32(lists, lp, nl, out, ocap, &n, &msg)
-		} else {
-			st = C.sk_union_u32(lists, lp, nl, out, ocap, &n, &msg)
+	err := call(func() C.shardkit_status {
+		var zero T
+		if unsafe.Sizeof(zero) == 4 {
+			lists, out := (**C.uint32_t)(pp), (*C.uint32_t)(op0)
+			if op == opIntersect {
+				return C.shardkit_intersect_u32(lists, lp, nl, out, ocap, &n)
+			}
+			return C.shardkit_union_u32(lists, lp, nl, out, ocap, &n)
 		}
-	} else {
 		lists, out := (**C.uint64_t)(pp), (*C.uint64_t)(op0)
 		if op == opIntersect {
-			st = C.sk_intersect_u64(lists, lp, nl, out, ocap, &n, &msg)
-		} else {
-			st = C.sk_union_u64(lists, lp, nl, out, ocap, &n, &msg)
+			return C.shardkit_intersect_u64(lists, lp, nl, out, ocap, &n)
 		}
-	}
-	if st != C.SHARDKIT_STATUS_OK {
-		return nil, statusError(st, msg)
+		return C.shardkit_union_u64(lists, lp, nl, out, ocap, &n)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out[:n], nil
 }

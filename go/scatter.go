@@ -1,7 +1,7 @@
 package shardkit
 
 // #include <stdlib.h>
-// #include "shim.h"
+// #include "shardkit.h"
 import "C"
 
 import (
@@ -186,10 +186,11 @@ func NewHTTPScatter(leaves [][]string, opts *ScatterOptions) (*HTTPScatter, erro
 		}
 	}
 	var ptr *C.shardkit_http_scatter
-	var msg *C.char
-	st := C.sk_http_scatter_new(unsafe.SliceData(cstrs), C.size_t(len(cstrs)), &copts, &ptr, &msg)
-	if st != C.SHARDKIT_STATUS_OK {
-		return nil, statusError(st, msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_http_scatter_new(unsafe.SliceData(cstrs), C.size_t(len(cstrs)), &copts, &ptr)
+	})
+	if err != nil {
+		return nil, err
 	}
 	s := &HTTPScatter{
 		ref:    newCref(func() { C.shardkit_http_scatter_free(ptr) }),
@@ -237,7 +238,7 @@ func scatterTimeout(ctx context.Context, what string) (C.uint32_t, error) {
 // ctx's deadline passes the method waits the moment it takes the call,
 // whose deadline is the same, to return what arrived by then.
 func (s *HTTPScatter) call(ctx context.Context, what string, body []byte,
-	c func(ptr *C.shardkit_http_scatter, body *C.char, n C.size_t, timeout C.uint32_t, out **C.char, msg **C.char) C.shardkit_status) (string, error) {
+	c func(ptr *C.shardkit_http_scatter, body *C.char, n C.size_t, timeout C.uint32_t, out **C.char) C.shardkit_status) (string, error) {
 	timeout, err := scatterTimeout(ctx, what)
 	if err != nil {
 		return "", err
@@ -253,10 +254,12 @@ func (s *HTTPScatter) call(ctx context.Context, what string, body []byte,
 	done := make(chan result, 1)
 	go func() {
 		defer s.ref.release()
-		var out, msg *C.char
-		st := c(s.ptr, (*C.char)(unsafe.Pointer(unsafe.SliceData(body))), C.size_t(len(body)), timeout, &out, &msg)
-		if st != C.SHARDKIT_STATUS_OK {
-			done <- result{err: statusError(st, msg)}
+		var out *C.char
+		err := call(func() C.shardkit_status {
+			return c(s.ptr, (*C.char)(unsafe.Pointer(unsafe.SliceData(body))), C.size_t(len(body)), timeout, &out)
+		})
+		if err != nil {
+			done <- result{err: err}
 			return
 		}
 		text := C.GoString(out)
@@ -303,8 +306,8 @@ func (s *HTTPScatter) Gather(ctx context.Context, body []byte, coverage Coverage
 		return nil, err
 	}
 	text, err := s.call(ctx, "scatter gather", body,
-		func(p *C.shardkit_http_scatter, b *C.char, n C.size_t, t C.uint32_t, out, msg **C.char) C.shardkit_status {
-			return C.sk_http_scatter_gather(p, b, n, t, minAnswers, out, msg)
+		func(p *C.shardkit_http_scatter, b *C.char, n C.size_t, t C.uint32_t, out **C.char) C.shardkit_status {
+			return C.shardkit_http_scatter_gather(p, b, n, t, minAnswers, out)
 		})
 	if err != nil {
 		return nil, err
@@ -338,8 +341,8 @@ func (s *HTTPScatter) Gather(ctx context.Context, body []byte, coverage Coverage
 // ErrBadResponse or ErrUnavailable.
 func (s *HTTPScatter) First(ctx context.Context, body []byte) (json.RawMessage, error) {
 	text, err := s.call(ctx, "scatter first", body,
-		func(p *C.shardkit_http_scatter, b *C.char, n C.size_t, t C.uint32_t, out, msg **C.char) C.shardkit_status {
-			return C.sk_http_scatter_first(p, b, n, t, out, msg)
+		func(p *C.shardkit_http_scatter, b *C.char, n C.size_t, t C.uint32_t, out **C.char) C.shardkit_status {
+			return C.shardkit_http_scatter_first(p, b, n, t, out)
 		})
 	if err != nil {
 		return nil, err

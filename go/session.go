@@ -1,6 +1,6 @@
 package shardkit
 
-// #include "shim.h"
+// #include "shardkit.h"
 import "C"
 
 import (
@@ -97,11 +97,12 @@ func (c *Coordinator) Session(ctx context.Context, ttl time.Duration, opts ...Se
 		}
 		defer c.ref.release()
 		var out *C.shardkit_session
-		var msg *C.char
-		st := C.sk_session_new_with(c.ptr, C.uint64_t(ttl/time.Second), millisOf(o.margin),
-			millisOf(o.rpcTimeout), &out, &msg)
-		if st != C.SHARDKIT_STATUS_OK {
-			return nil, statusError(st, msg)
+		err := call(func() C.shardkit_status {
+			return C.shardkit_session_new_with(c.ptr, C.uint64_t(ttl/time.Second), millisOf(o.margin),
+				millisOf(o.rpcTimeout), &out)
+		})
+		if err != nil {
+			return nil, err
 		}
 		return wrapSession(out, c)
 	}, discardSession)
@@ -119,9 +120,11 @@ func (c *Coordinator) Resume(ctx context.Context, leaseID int64) (*Session, erro
 		}
 		defer c.ref.release()
 		var out *C.shardkit_session
-		var msg *C.char
-		if st := C.sk_session_resume(c.ptr, C.int64_t(leaseID), &out, &msg); st != C.SHARDKIT_STATUS_OK {
-			return nil, statusError(st, msg)
+		err := call(func() C.shardkit_status {
+			return C.shardkit_session_resume(c.ptr, C.int64_t(leaseID), &out)
+		})
+		if err != nil {
+			return nil, err
 		}
 		return wrapSession(out, c)
 	}, discardSession)
@@ -131,19 +134,21 @@ func discardSession(s *Session) { _ = s.Close(context.Background()) }
 
 func wrapSession(ptr *C.shardkit_session, coord *Coordinator) (*Session, error) {
 	state := &sessionState{lost: make(chan struct{})}
-	h := newCallbackHandle(state)
-	var msg *C.char
-	if st := C.sk_session_on_lost(ptr, C.uintptr_t(h), &msg); st != C.SHARDKIT_STATUS_OK {
+	ud := newCallbackUserdata(state)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_session_on_lost(ptr, lostCallback, ud)
+	})
+	if err != nil {
 		C.shardkit_session_free(ptr)
-		deleteCallbackHandle(h)
-		return nil, statusError(st, msg)
+		deleteCallbackUserdata(ud)
+		return nil, err
 	}
 	s := &Session{ptr: ptr, coord: coord, state: state, lease: int64(C.shardkit_session_lease_id(ptr))}
 	s.ref = newCref(func() {
 		// Disarms the loss callback (waiting for a running one), so the
 		// handle may go right after.
 		C.shardkit_session_free(ptr)
-		deleteCallbackHandle(h)
+		deleteCallbackUserdata(ud)
 		state.finish(ErrClosed)
 	})
 	runtime.SetFinalizer(s, func(s *Session) { s.ref.close() })
@@ -189,11 +194,7 @@ func (s *Session) Check() error {
 		return ErrClosed
 	}
 	defer s.ref.release()
-	var msg *C.char
-	if st := C.sk_session_check(s.ptr, &msg); st != C.SHARDKIT_STATUS_OK {
-		return statusError(st, msg)
-	}
-	return nil
+	return call(func() C.shardkit_status { return C.shardkit_session_check(s.ptr) })
 }
 
 // Close stops keeping the lease alive and revokes it, releasing every
@@ -209,10 +210,7 @@ func (s *Session) Close(ctx context.Context) error {
 	}
 	err := precheck(ctx, fmt.Sprintf("revoking the lease %x of a closing session", s.lease))
 	if err == nil && s.ref.acquire() {
-		var msg *C.char
-		if st := C.sk_session_close(s.ptr, &msg); st != C.SHARDKIT_STATUS_OK {
-			err = statusError(st, msg)
-		}
+		err = call(func() C.shardkit_status { return C.shardkit_session_close(s.ptr) })
 		s.ref.release()
 	}
 	if s.ref.close() {
@@ -231,9 +229,11 @@ func (s *Session) Lock(name string) (*Lock, error) {
 	}
 	defer s.ref.release()
 	var out *C.shardkit_lock
-	var msg *C.char
-	if st := C.sk_lock_new(s.ptr, stringPtr(name), C.size_t(len(name)), &out, &msg); st != C.SHARDKIT_STATUS_OK {
-		return nil, statusError(st, msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_lock_new(s.ptr, stringPtr(name), C.size_t(len(name)), &out)
+	})
+	if err != nil {
+		return nil, err
 	}
 	l := &Lock{ptr: out, name: name}
 	l.ref = newCref(func() { C.shardkit_lock_free(out) })
@@ -249,9 +249,11 @@ func (s *Session) Election(name string) (*Election, error) {
 	}
 	defer s.ref.release()
 	var out *C.shardkit_election
-	var msg *C.char
-	if st := C.sk_election_new(s.ptr, stringPtr(name), C.size_t(len(name)), &out, &msg); st != C.SHARDKIT_STATUS_OK {
-		return nil, statusError(st, msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_election_new(s.ptr, stringPtr(name), C.size_t(len(name)), &out)
+	})
+	if err != nil {
+		return nil, err
 	}
 	e := &Election{ptr: out, name: name, coord: s.coord}
 	e.ref = newCref(func() { C.shardkit_election_free(out) })

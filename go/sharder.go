@@ -1,12 +1,12 @@
 package shardkit
 
-// #include <stdlib.h>
-// #include "shim.h"
+// #include "shardkit.h"
 import "C"
 
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 )
@@ -96,35 +96,60 @@ func wrap(ptr *C.shardkit_sharder, nodes *nodeCache) (*Sharder, error) {
 	return s, nil
 }
 
+// loadNodes reads a snapshot's nodes, slot by slot. The reads run inside one
+// call, so a failure's message is that of the read that failed.
 func loadNodes(ptr *C.shardkit_sharder) (*nodeCache, error) {
-	var raw C.sk_nodes
-	var msg *C.char
-	if st := C.sk_load_nodes(ptr, &raw, &msg); st != C.SHARDKIT_STATUS_OK {
-		if msg == nil && st == C.SHARDKIT_STATUS_PANIC {
-			return nil, &Error{Kind: KindPanic, Message: "out of C memory while reading the node list"}
+	slots := int(C.shardkit_sharder_slot_count(ptr))
+	// Every name goes into one buffer; ends[i] is where slot i's name ends
+	// (an empty slot's name is empty, as no node's is).
+	buf := make([]byte, 0, 16*slots)
+	ends := make([]int, slots)
+	weights := make([]uint32, slots)
+	err := call(func() C.shardkit_status {
+		var n C.size_t
+		var w C.uint32_t
+		for i := range slots {
+			slot := C.uint32_t(i)
+			room := buf[len(buf):cap(buf)]
+			st := C.shardkit_sharder_node_name(ptr, slot, bytesPtr(room), C.size_t(len(room)), &n)
+			if st == C.SHARDKIT_STATUS_BUFFER_TOO_SMALL {
+				buf = slices.Grow(buf, int(n))
+				room = buf[len(buf):cap(buf)]
+				st = C.shardkit_sharder_node_name(ptr, slot, bytesPtr(room), C.size_t(len(room)), &n)
+			}
+			switch st {
+			case C.SHARDKIT_STATUS_NOT_FOUND: // an empty slot
+				n, w = 0, 0
+			case C.SHARDKIT_STATUS_OK:
+				if st = C.shardkit_sharder_node_weight(ptr, slot, &w); st != C.SHARDKIT_STATUS_OK {
+					return st
+				}
+			default:
+				return st
+			}
+			buf = buf[:len(buf)+int(n)]
+			ends[i], weights[i] = len(buf), uint32(w)
 		}
-		return nil, statusError(st, msg)
+		return C.SHARDKIT_STATUS_OK
+	})
+	if err != nil {
+		return nil, err
 	}
-	defer C.sk_nodes_free(&raw)
-	n := int(raw.slots)
-	offsets := unsafe.Slice((*uint)(unsafe.Pointer(raw.offsets)), n+1)
-	present := unsafe.Slice((*byte)(unsafe.Pointer(raw.present)), n)
-	weights := unsafe.Slice((*uint32)(unsafe.Pointer(raw.weights)), n)
 	// One Go string holds every name; the per-slot strings are views of it.
-	all := C.GoStringN((*C.char)(unsafe.Pointer(raw.names)), C.int(offsets[n]))
+	all := string(buf)
 	c := &nodeCache{
-		names:   make([]string, n),
-		weights: make([]uint32, n),
-		list:    make([]Node, 0, n),
+		names:   make([]string, slots),
+		weights: weights,
+		list:    make([]Node, 0, slots),
 	}
-	for i := 0; i < n; i++ {
-		if present[i] == 0 {
-			continue
+	start := 0
+	for i, end := range ends {
+		if end > start {
+			name := all[start:end]
+			c.names[i] = name
+			c.list = append(c.list, Node{Name: name, Weight: int64(weights[i])})
 		}
-		name := all[offsets[i]:offsets[i+1]]
-		c.names[i] = name
-		c.weights[i] = weights[i]
-		c.list = append(c.list, Node{Name: name, Weight: int64(weights[i])})
+		start = end
 	}
 	return c, nil
 }
@@ -147,11 +172,11 @@ func (s *Sharder) Close() error {
 	return nil
 }
 
-func newSharder(call func(out **C.shardkit_sharder, msg **C.char) C.shardkit_status) (*Sharder, error) {
+// newSharder wraps the snapshot that f makes through its out-parameter.
+func newSharder(f func(out **C.shardkit_sharder) C.shardkit_status) (*Sharder, error) {
 	var out *C.shardkit_sharder
-	var msg *C.char
-	if st := call(&out, &msg); st != C.SHARDKIT_STATUS_OK {
-		return nil, statusError(st, msg)
+	if err := call(func() C.shardkit_status { return f(&out) }); err != nil {
+		return nil, err
 	}
 	return wrap(out, nil)
 }
@@ -187,8 +212,8 @@ func New(nodes []Node, cfg *Config) (*Sharder, error) {
 			ccfg.hash_tag, ccfg.hash_tag_len = strs.add(cfg.HashTag)
 		}
 	}
-	return newSharder(func(out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
-		return C.sk_new(unsafe.SliceData(cnodes), C.size_t(len(cnodes)), ccfg, out, msg)
+	return newSharder(func(out **C.shardkit_sharder) C.shardkit_status {
+		return C.shardkit_sharder_new(unsafe.SliceData(cnodes), C.size_t(len(cnodes)), ccfg, out)
 	})
 }
 
@@ -198,18 +223,18 @@ func New(nodes []Node, cfg *Config) (*Sharder, error) {
 // Node names are the server entries as written, without their alias (e.g.
 // "127.0.0.1:11211:1").
 func FromTwemproxyYAML(yaml []byte, pool string) (*Sharder, error) {
-	return newSharder(func(out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
-		return C.sk_from_twemproxy_yaml(bytesPtr(yaml), C.size_t(len(yaml)),
-			stringPtr(pool), C.size_t(len(pool)), out, msg)
+	return newSharder(func(out **C.shardkit_sharder) C.shardkit_status {
+		return C.shardkit_sharder_from_twemproxy_yaml(bytesPtr(yaml), C.size_t(len(yaml)),
+			stringPtr(pool), C.size_t(len(pool)), out)
 	})
 }
 
 // FromTwemproxyFile reads a twemproxy YAML file and builds one pool's
 // snapshot, as FromTwemproxyYAML. A file that cannot be read is an ErrIO.
 func FromTwemproxyFile(path string, pool string) (*Sharder, error) {
-	return newSharder(func(out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
-		return C.sk_from_twemproxy_file(stringPtr(path), C.size_t(len(path)),
-			stringPtr(pool), C.size_t(len(pool)), out, msg)
+	return newSharder(func(out **C.shardkit_sharder) C.shardkit_status {
+		return C.shardkit_sharder_from_twemproxy_file(stringPtr(path), C.size_t(len(path)),
+			stringPtr(pool), C.size_t(len(pool)), out)
 	})
 }
 
@@ -217,8 +242,8 @@ func FromTwemproxyFile(path string, pool string) (*Sharder, error) {
 // list such as "127.0.0.1:8081 weight=2,127.0.0.1:8082" (entries separated
 // by ',', ';' or newlines). Node names are the addresses as written.
 func FromNginxUpstream(list string) (*Sharder, error) {
-	return newSharder(func(out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
-		return C.sk_from_nginx_upstream(stringPtr(list), C.size_t(len(list)), out, msg)
+	return newSharder(func(out **C.shardkit_sharder) C.shardkit_status {
+		return C.shardkit_sharder_from_nginx_upstream(stringPtr(list), C.size_t(len(list)), out)
 	})
 }
 
@@ -229,10 +254,15 @@ func (s *Sharder) Clone() (*Sharder, error) {
 		return nil, ErrClosed
 	}
 	defer s.release()
-	var msg *C.char
-	c := C.sk_clone(s.ptr, &msg)
-	if c == nil {
-		return nil, statusError(C.SHARDKIT_STATUS_NULL_POINTER, msg)
+	var c *C.shardkit_sharder
+	err := call(func() C.shardkit_status {
+		if c = C.shardkit_sharder_clone(s.ptr); c == nil {
+			return C.SHARDKIT_STATUS_NULL_POINTER
+		}
+		return C.SHARDKIT_STATUS_OK
+	})
+	if err != nil {
+		return nil, err
 	}
 	return wrap(c, s.nodes)
 }
@@ -312,11 +342,12 @@ func (s *Sharder) SlotOf(name string) (uint32, error) {
 		return 0, ErrClosed
 	}
 	var slot C.uint32_t
-	var msg *C.char
-	st := C.sk_slot_of(s.ptr, stringPtr(name), C.size_t(len(name)), &slot, &msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_sharder_slot_of(s.ptr, stringPtr(name), C.size_t(len(name)), &slot)
+	})
 	s.release()
-	if st != C.SHARDKIT_STATUS_OK {
-		return 0, statusError(st, msg)
+	if err != nil {
+		return 0, err
 	}
 	return uint32(slot), nil
 }
@@ -329,11 +360,12 @@ func (s *Sharder) KeyHash(key []byte) (uint64, error) {
 		return 0, ErrClosed
 	}
 	var h C.uint64_t
-	var msg *C.char
-	st := C.sk_key_hash(s.ptr, bytesPtr(key), C.size_t(len(key)), &h, &msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_sharder_key_hash(s.ptr, bytesPtr(key), C.size_t(len(key)), &h)
+	})
 	s.release()
-	if st != C.SHARDKIT_STATUS_OK {
-		return 0, statusError(st, msg)
+	if err != nil {
+		return 0, err
 	}
 	return uint64(h), nil
 }
@@ -345,11 +377,12 @@ func (s *Sharder) LookupSlot(key []byte) (uint32, error) {
 		return 0, ErrClosed
 	}
 	var slot C.uint32_t
-	var msg *C.char
-	st := C.sk_lookup(s.ptr, bytesPtr(key), C.size_t(len(key)), &slot, &msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_sharder_lookup(s.ptr, bytesPtr(key), C.size_t(len(key)), &slot)
+	})
 	s.release()
-	if st != C.SHARDKIT_STATUS_OK {
-		return 0, statusError(st, msg)
+	if err != nil {
+		return 0, err
 	}
 	return uint32(slot), nil
 }
@@ -361,11 +394,12 @@ func (s *Sharder) Lookup(key []byte) (string, error) {
 		return "", ErrClosed
 	}
 	var slot C.uint32_t
-	var msg *C.char
-	st := C.sk_lookup(s.ptr, bytesPtr(key), C.size_t(len(key)), &slot, &msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_sharder_lookup(s.ptr, bytesPtr(key), C.size_t(len(key)), &slot)
+	})
 	s.release()
-	if st != C.SHARDKIT_STATUS_OK {
-		return "", statusError(st, msg)
+	if err != nil {
+		return "", err
 	}
 	return s.nodes.name(slot)
 }
@@ -376,11 +410,12 @@ func (s *Sharder) LookupString(key string) (string, error) {
 		return "", ErrClosed
 	}
 	var slot C.uint32_t
-	var msg *C.char
-	st := C.sk_lookup(s.ptr, stringPtr(key), C.size_t(len(key)), &slot, &msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_sharder_lookup(s.ptr, stringPtr(key), C.size_t(len(key)), &slot)
+	})
 	s.release()
-	if st != C.SHARDKIT_STATUS_OK {
-		return "", statusError(st, msg)
+	if err != nil {
+		return "", err
 	}
 	return s.nodes.name(slot)
 }
@@ -391,11 +426,12 @@ func (s *Sharder) LookupHashSlot(hash uint64) (uint32, error) {
 		return 0, ErrClosed
 	}
 	var slot C.uint32_t
-	var msg *C.char
-	st := C.sk_lookup_hash(s.ptr, C.uint64_t(hash), &slot, &msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_sharder_lookup_hash(s.ptr, C.uint64_t(hash), &slot)
+	})
 	s.release()
-	if st != C.SHARDKIT_STATUS_OK {
-		return 0, statusError(st, msg)
+	if err != nil {
+		return 0, err
 	}
 	return uint32(slot), nil
 }
@@ -424,12 +460,13 @@ func (s *Sharder) LookupNSlots(key []byte, n int) ([]uint32, error) {
 	// larger than that even when n is (absurdly) large.
 	out := make([]uint32, min(n, len(s.nodes.list)))
 	var count C.size_t
-	var msg *C.char
-	st := C.sk_lookup_n(s.ptr, bytesPtr(key), C.size_t(len(key)), C.size_t(n),
-		(*C.uint32_t)(unsafe.SliceData(out)), C.size_t(len(out)), &count, &msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_sharder_lookup_n(s.ptr, bytesPtr(key), C.size_t(len(key)), C.size_t(n),
+			(*C.uint32_t)(unsafe.SliceData(out)), C.size_t(len(out)), &count)
+	})
 	s.release()
-	if st != C.SHARDKIT_STATUS_OK {
-		return nil, statusError(st, msg)
+	if err != nil {
+		return nil, err
 	}
 	return out[:count], nil
 }
@@ -470,15 +507,13 @@ func (s *Sharder) LookupPacked(data []byte, offsets []uint, out []uint32) error 
 	if !s.acquire() {
 		return ErrClosed
 	}
-	var msg *C.char
-	st := C.sk_lookup_batch_packed(s.ptr, bytesPtr(data), C.size_t(len(data)),
-		(*C.size_t)(unsafe.Pointer(unsafe.SliceData(offsets))), C.size_t(count),
-		(*C.uint32_t)(unsafe.SliceData(out)), &msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_sharder_lookup_batch_packed(s.ptr, bytesPtr(data), C.size_t(len(data)),
+			(*C.size_t)(unsafe.Pointer(unsafe.SliceData(offsets))), C.size_t(count),
+			(*C.uint32_t)(unsafe.SliceData(out)))
+	})
 	s.release()
-	if st != C.SHARDKIT_STATUS_OK {
-		return statusError(st, msg)
-	}
-	return nil
+	return err
 }
 
 // LookupBatchSlots looks up many keys in one C call: out[i] receives the slot
@@ -511,13 +546,13 @@ func (s *Sharder) LookupBatch(keys [][]byte) ([]string, error) {
 }
 
 // derive runs a membership change on the C side and wraps the result.
-func (s *Sharder) derive(call func(ptr *C.shardkit_sharder, out **C.shardkit_sharder, msg **C.char) C.shardkit_status) (*Sharder, error) {
+func (s *Sharder) derive(f func(ptr *C.shardkit_sharder, out **C.shardkit_sharder) C.shardkit_status) (*Sharder, error) {
 	if !s.acquire() {
 		return nil, ErrClosed
 	}
 	defer s.release()
-	return newSharder(func(out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
-		return call(s.ptr, out, msg)
+	return newSharder(func(out **C.shardkit_sharder) C.shardkit_status {
+		return f(s.ptr, out)
 	})
 }
 
@@ -529,23 +564,23 @@ func (s *Sharder) Add(node Node) (*Sharder, error) {
 	var cn C.shardkit_node
 	cn.name, cn.name_len = strs.add(node.Name)
 	cn.weight = C.int64_t(node.Weight)
-	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
-		return C.sk_add(ptr, &cn, out, msg)
+	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder) C.shardkit_status {
+		return C.shardkit_sharder_add(ptr, &cn, out)
 	})
 }
 
 // Remove returns a new snapshot without the named node; ErrNotFound if there
 // is none, ErrEmptyNodeSet if it is the last.
 func (s *Sharder) Remove(name string) (*Sharder, error) {
-	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
-		return C.sk_remove(ptr, stringPtr(name), C.size_t(len(name)), out, msg)
+	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder) C.shardkit_status {
+		return C.shardkit_sharder_remove(ptr, stringPtr(name), C.size_t(len(name)), out)
 	})
 }
 
 // Reweight returns a new snapshot with the named node's weight set.
 func (s *Sharder) Reweight(name string, weight int64) (*Sharder, error) {
-	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
-		return C.sk_reweight(ptr, stringPtr(name), C.size_t(len(name)), C.int64_t(weight), out, msg)
+	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder) C.shardkit_status {
+		return C.shardkit_sharder_reweight(ptr, stringPtr(name), C.size_t(len(name)), C.int64_t(weight), out)
 	})
 }
 
@@ -553,12 +588,8 @@ func (s *Sharder) Reweight(name string, weight int64) (*Sharder, error) {
 // again). Lookups skip a down node to the key's next choice; no other key
 // moves.
 func (s *Sharder) SetDown(name string, down bool) (*Sharder, error) {
-	d := C.int(0)
-	if down {
-		d = 1
-	}
-	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
-		return C.sk_set_down(ptr, stringPtr(name), C.size_t(len(name)), d, out, msg)
+	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder) C.shardkit_status {
+		return C.shardkit_sharder_set_down(ptr, stringPtr(name), C.size_t(len(name)), C.bool(down), out)
 	})
 }
 
@@ -580,9 +611,11 @@ func (s *Sharder) Movement(other *Sharder, samples int) (Movement, error) {
 	}
 	defer other.release()
 	var frac, minimum C.double
-	var msg *C.char
-	if st := C.sk_movement(s.ptr, other.ptr, C.size_t(samples), &frac, &minimum, &msg); st != C.SHARDKIT_STATUS_OK {
-		return Movement{}, statusError(st, msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_sharder_movement(s.ptr, other.ptr, C.size_t(samples), &frac, &minimum)
+	})
+	if err != nil {
+		return Movement{}, err
 	}
 	return Movement{Fraction: float64(frac), Minimum: float64(minimum)}, nil
 }
@@ -596,11 +629,12 @@ func (s *Sharder) Balance(samples int) (Balance, error) {
 		return Balance{}, ErrClosed
 	}
 	var peak, stddev C.double
-	var msg *C.char
-	st := C.sk_balance(s.ptr, C.size_t(samples), &peak, &stddev, &msg)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_sharder_balance(s.ptr, C.size_t(samples), &peak, &stddev)
+	})
 	s.release()
-	if st != C.SHARDKIT_STATUS_OK {
-		return Balance{}, statusError(st, msg)
+	if err != nil {
+		return Balance{}, err
 	}
 	return Balance{PeakToMean: float64(peak), Stddev: float64(stddev)}, nil
 }
@@ -645,8 +679,8 @@ func (s *Sharder) Apply(changes ...Change) (*Sharder, error) {
 		cc[i].name, cc[i].name_len = strs.add(c.Name)
 		cc[i].weight = C.int64_t(c.Weight)
 	}
-	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder, msg **C.char) C.shardkit_status {
-		return C.sk_apply(ptr, &cc[0], C.size_t(len(changes)), out, msg)
+	return s.derive(func(ptr *C.shardkit_sharder, out **C.shardkit_sharder) C.shardkit_status {
+		return C.shardkit_sharder_apply(ptr, &cc[0], C.size_t(len(changes)), out)
 	})
 }
 
@@ -661,9 +695,11 @@ func (s *Sharder) IsDown(name string) (bool, error) {
 	}
 	defer s.release()
 	var down C.bool
-	var msg *C.char
-	if st := C.sk_is_down(s.ptr, C.uint32_t(slot), &down, &msg); st != C.SHARDKIT_STATUS_OK {
-		return false, statusError(st, msg)
+	err = call(func() C.shardkit_status {
+		return C.shardkit_sharder_is_down(s.ptr, C.uint32_t(slot), &down)
+	})
+	if err != nil {
+		return false, err
 	}
 	return bool(down), nil
 }

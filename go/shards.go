@@ -1,6 +1,6 @@
 package shardkit
 
-// #include "shim.h"
+// #include "shardkit.h"
 import "C"
 
 import (
@@ -223,17 +223,18 @@ func (s *Session) ownShards(ctx context.Context, group, worker string, shards []
 	state := newOwnerState(deliver, done)
 	// Forward from the start: a Lost event can come before start returns.
 	go state.forward()
-	h := newCallbackHandle(state)
+	ud := newCallbackUserdata(state)
 	var out *C.shardkit_shard_owner
-	var msg *C.char
-	st := C.sk_shard_owner_start(s.ptr, stringPtr(group), C.size_t(len(group)),
-		stringPtr(worker), C.size_t(len(worker)),
-		unsafe.SliceData(ptrs), unsafe.SliceData(lens), C.size_t(len(shards)),
-		C.uintptr_t(h), &out, &msg)
-	if st != C.SHARDKIT_STATUS_OK {
-		deleteCallbackHandle(h)
+	err := call(func() C.shardkit_status {
+		return C.shardkit_shard_owner_start(s.ptr, stringPtr(group), C.size_t(len(group)),
+			stringPtr(worker), C.size_t(len(worker)),
+			unsafe.SliceData(ptrs), unsafe.SliceData(lens), C.size_t(len(shards)),
+			ownershipCallback, ud, &out)
+	})
+	if err != nil {
+		deleteCallbackUserdata(ud)
 		state.finish()
-		return nil, statusError(st, msg)
+		return nil, err
 	}
 	o := &ShardOwner{
 		ptr:    out,
@@ -247,7 +248,7 @@ func (s *Session) ownShards(ctx context.Context, group, worker string, shards []
 		// waits for running callbacks to return.
 		state.stopWaiting()
 		C.shardkit_shard_owner_free(out)
-		deleteCallbackHandle(h)
+		deleteCallbackUserdata(ud)
 		state.finish()
 	})
 	runtime.SetFinalizer(o, func(o *ShardOwner) { o.ref.close() })
@@ -280,10 +281,8 @@ func (o *ShardOwner) Owned() map[string]int64 {
 	for _, sh := range o.shards {
 		var yes C.bool
 		var tok C.int64_t
-		var msg *C.char
-		st := C.sk_shard_owner_owns(o.ptr, stringPtr(sh), C.size_t(len(sh)), &yes, &tok, &msg)
-		if st != C.SHARDKIT_STATUS_OK {
-			_ = statusError(st, msg) // frees msg; names from start are valid
+		// Names from start are valid: an error here leaves the shard out.
+		if C.shardkit_shard_owner_owns(o.ptr, stringPtr(sh), C.size_t(len(sh)), &yes, &tok) != C.SHARDKIT_STATUS_OK {
 			continue
 		}
 		if yes {
@@ -306,10 +305,7 @@ func (o *ShardOwner) Close(ctx context.Context) error {
 	err := precheck(ctx, fmt.Sprintf("leaving shard group %q", o.group))
 	if err == nil && o.ref.acquire() {
 		o.state.stopWaiting()
-		var msg *C.char
-		if st := C.sk_shard_owner_close(o.ptr, &msg); st != C.SHARDKIT_STATUS_OK {
-			err = statusError(st, msg)
-		}
+		err = call(func() C.shardkit_status { return C.shardkit_shard_owner_close(o.ptr) })
 		o.ref.release()
 	}
 	if o.ref.close() {

@@ -1,6 +1,6 @@
 package shardkit
 
-// #include "shim.h"
+// #include "shardkit.h"
 import "C"
 
 import (
@@ -69,14 +69,13 @@ func closedError(what string) error {
 // signal, ended by ctx or by closing (the handle's Close). what names the
 // wait in errors ("waiting for lock \"jobs\"").
 func waitCall(ctx context.Context, closing <-chan struct{}, what string,
-	call func(timeout C.int64_t, cancel *C.shardkit_cancel) error) error {
+	wait func(timeout C.int64_t, cancel *C.shardkit_cancel) error) error {
 	if ctx.Err() != nil {
 		return ctxError(ctx, what, nil)
 	}
 	var cancel *C.shardkit_cancel
-	var msg *C.char
-	if st := C.sk_cancel_new(&cancel, &msg); st != C.SHARDKIT_STATUS_OK {
-		return statusError(st, msg)
+	if err := call(func() C.shardkit_status { return C.shardkit_cancel_new(&cancel) }); err != nil {
+		return err
 	}
 	done := make(chan struct{})
 	exited := make(chan struct{})
@@ -92,7 +91,7 @@ func waitCall(ctx context.Context, closing <-chan struct{}, what string,
 		case <-done:
 		}
 	}()
-	err := call(timeoutMs(ctx), cancel)
+	err := wait(timeoutMs(ctx), cancel)
 	close(done)
 	// The watcher may be inside shardkit_cancel_cancel: free the signal
 	// only once it has gone.
