@@ -1,61 +1,65 @@
 package shardkit
 
+// #include "shardkit.h"
+import "C"
+
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 )
 
 // Kind is the coarse class of an error. The values are shardkit's stable
 // status codes (the same numbers C sees), so they never change meaning.
 type Kind uint32
 
-// The error kinds, numbered as core's ErrorKind codes.
+// The error kinds: the C header's status codes, which core declares.
 const (
-	KindInvalidArgument Kind = 1
-	KindEmptyNodeSet    Kind = 2
-	KindDuplicateNode   Kind = 3
-	KindNotFound        Kind = 4
-	KindConfig          Kind = 5
-	KindIO              Kind = 6
-	KindInvalidUTF8     Kind = 7
-	KindNullPointer     Kind = 8
-	KindBufferTooSmall  Kind = 9
-	KindPanic           Kind = 10
-	KindUnavailable     Kind = 11
-	KindTimeout         Kind = 12
-	KindSessionLost     Kind = 13
-	KindCancelled       Kind = 14
-	KindFenced          Kind = 15
-	KindCompacted       Kind = 16
-	KindBadResponse     Kind = 17
+	KindInvalidArgument Kind = C.SHARDKIT_STATUS_INVALID_ARGUMENT
+	KindEmptyNodeSet    Kind = C.SHARDKIT_STATUS_EMPTY_NODE_SET
+	KindDuplicateNode   Kind = C.SHARDKIT_STATUS_DUPLICATE_NODE
+	KindNotFound        Kind = C.SHARDKIT_STATUS_NOT_FOUND
+	KindConfig          Kind = C.SHARDKIT_STATUS_CONFIG
+	KindIO              Kind = C.SHARDKIT_STATUS_IO
+	KindInvalidUTF8     Kind = C.SHARDKIT_STATUS_INVALID_UTF8
+	KindNullPointer     Kind = C.SHARDKIT_STATUS_NULL_POINTER
+	KindBufferTooSmall  Kind = C.SHARDKIT_STATUS_BUFFER_TOO_SMALL
+	KindPanic           Kind = C.SHARDKIT_STATUS_PANIC
+	KindUnavailable     Kind = C.SHARDKIT_STATUS_UNAVAILABLE
+	KindTimeout         Kind = C.SHARDKIT_STATUS_TIMEOUT
+	KindSessionLost     Kind = C.SHARDKIT_STATUS_SESSION_LOST
+	KindCancelled       Kind = C.SHARDKIT_STATUS_CANCELLED
+	KindFenced          Kind = C.SHARDKIT_STATUS_FENCED
+	KindCompacted       Kind = C.SHARDKIT_STATUS_COMPACTED
+	KindBadResponse     Kind = C.SHARDKIT_STATUS_BAD_RESPONSE
 )
 
-var kindNames = map[Kind]string{
-	KindInvalidArgument: "invalid argument",
-	KindEmptyNodeSet:    "empty node set",
-	KindDuplicateNode:   "duplicate node",
-	KindNotFound:        "not found",
-	KindConfig:          "invalid configuration",
-	KindIO:              "I/O error",
-	KindInvalidUTF8:     "invalid UTF-8",
-	KindNullPointer:     "NULL pointer",
-	KindBufferTooSmall:  "buffer too small",
-	KindPanic:           "panic caught at FFI boundary",
-	KindUnavailable:     "unavailable",
-	KindTimeout:         "timed out",
-	KindSessionLost:     "session lost",
-	KindCancelled:       "cancelled",
-	KindFenced:          "fencing token no longer current",
-	KindCompacted:       "revision compacted",
-	KindBadResponse:     "bad response from a remote peer",
-}
+// kindText holds the engine's description of every code it knows, indexed
+// by code ("ok" at 0). The text is static, so it is read once. Codes past
+// the last all share one text (the ABI's "unknown status code"), which is
+// how the end is found without copying that text here.
+var kindText = sync.OnceValue(func() []string {
+	message := func(code uint32) string {
+		return C.GoString(C.shardkit_status_message(C.shardkit_status(code)))
+	}
+	unknown := message(^uint32(0))
+	var text []string
+	for code := uint32(0); ; code++ {
+		t := message(code)
+		if t == unknown {
+			return text
+		}
+		text = append(text, t)
+	}
+})
 
 // String is the kind's short description, as core words it.
 func (k Kind) String() string {
-	if s, ok := kindNames[k]; ok {
-		return s
+	if text := kindText(); uint64(k) < uint64(len(text)) {
+		return text[k]
 	}
-	return fmt.Sprintf("unknown error kind %d", uint32(k))
+	return C.GoString(C.shardkit_status_message(C.shardkit_status(k))) + " " + strconv.FormatUint(uint64(k), 10)
 }
 
 // Error is every failure shardkit reports: a Kind to branch on and the
@@ -134,11 +138,9 @@ var ErrClosed = errors.New("shardkit: use of a closed object")
 // does); that prefix is dropped so Error() does not repeat it.
 func newError(code uint32, message string) error {
 	k := Kind(code)
-	if desc, ok := kindNames[k]; ok {
-		prefix := desc + ": "
-		if len(message) > len(prefix) && message[:len(prefix)] == prefix {
-			message = message[len(prefix):]
-		}
+	prefix := k.String() + ": "
+	if len(message) > len(prefix) && message[:len(prefix)] == prefix {
+		message = message[len(prefix):]
 	}
 	return &Error{Kind: k, Message: message}
 }

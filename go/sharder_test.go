@@ -616,11 +616,6 @@ func expectError(t testing.TB, err error, sentinel *Error, want string) {
 	}
 }
 
-var allSentinels = []*Error{
-	ErrInvalidArgument, ErrEmptyNodeSet, ErrDuplicateNode, ErrNotFound, ErrConfig, ErrIO,
-	ErrInvalidUTF8, ErrNullPointer, ErrBufferTooSmall, ErrPanic, ErrUnavailable,
-}
-
 func TestBadInput(t *testing.T) {
 	ok := []Node{{"a", 1}, {"b", 1}}
 	cases := []struct {
