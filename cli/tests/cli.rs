@@ -2,6 +2,7 @@
 //! API, and every error path (message names the value, non-zero exit, no panic).
 
 use shardkit::config::twemproxy;
+use shardkit_testkit::TempDir;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -55,37 +56,11 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-fn config_file() -> (tempdir::Dir, String) {
-    let dir = tempdir::Dir::new();
-    let path = dir.path.join("nutcracker.yml");
-    std::fs::write(&path, YAML).unwrap();
-    let p = path.to_str().unwrap().to_string();
+fn config_file() -> (TempDir, String) {
+    let dir = TempDir::new("cli-test");
+    let p = dir.file("nutcracker.yml");
+    std::fs::write(&p, YAML).unwrap();
     (dir, p)
-}
-
-/// A throwaway directory, removed on drop (no extra dependency for one use).
-mod tempdir {
-    pub struct Dir {
-        pub path: std::path::PathBuf,
-    }
-    impl Dir {
-        pub fn new() -> Dir {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "shardkit-cli-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir { path }
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }
 
 #[test]
@@ -480,12 +455,12 @@ fn fails_naming(args: &[&str], needle: &str) {
 #[test]
 fn errors_name_the_bad_value() {
     let (dir, cfg) = config_file();
-    let missing = dir.path.join("nope.yml");
+    let missing = dir.join("nope.yml");
     fails_naming(
         &["route", "--config", missing.to_str().unwrap(), "k"],
         "nope.yml",
     );
-    let bad = dir.path.join("bad.yml");
+    let bad = dir.join("bad.yml");
     std::fs::write(&bad, "alpha: [unclosed").unwrap();
     fails_naming(
         &["route", "--config", bad.to_str().unwrap(), "k"],

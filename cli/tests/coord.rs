@@ -6,13 +6,12 @@
 #![cfg(unix)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use shardkit::lease::testing::{etcd_binary, EtcdCluster};
+use shardkit_testkit::{etcd_binary, signal, EtcdCluster, TempDir};
 
 /// One etcd for the tests that run at the same time; the last test to let
 /// go of it stops it, so nothing outlives the test binary.
@@ -55,29 +54,6 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A throwaway directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("shardkit-cli-coord-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Polls until `path` exists and is non-empty; panics after `limit`.
 fn wait_file(path: &str, limit: Duration) -> String {
     let deadline = Instant::now() + limit;
@@ -93,14 +69,6 @@ fn wait_file(path: &str, limit: Duration) -> String {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success(), "kill {sig} {pid}");
 }
 
 /// Waits for `child` at most `limit`, killing it (and failing) beyond.

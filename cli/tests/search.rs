@@ -7,8 +7,7 @@
 use serde_json::Value;
 use shardkit::search::Placement;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -114,20 +113,9 @@ fn leaf_list(leaves: &[Server]) -> String {
 
 /// One HTTP/1.1 request on a fresh connection; returns (status, body).
 fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp.split_once("\r\n\r\n").unwrap().1.to_string();
-    (status, body)
+    let r = shardkit_testkit::http::request(addr, method, path, body, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"));
+    (r.status, r.body)
 }
 
 /// The corpus as (name, lowercase words) per line, scanned directly.
@@ -371,7 +359,7 @@ fn a_dead_leaf_degrades_best_effort_and_fails_require_all() {
         .filter(|&d| placement.shard_of(&corpus[d as usize].0) != 1)
         .collect();
 
-    for coverage in ["best-effort", "2"] {
+    for coverage in ["best-effort", "best_effort", "2", "2/3"] {
         let page = root_json(
             &list,
             &["--query", "light", "--k", "10000", "--coverage", coverage],
@@ -393,7 +381,7 @@ fn a_dead_leaf_degrades_best_effort_and_fails_require_all() {
         assert_eq!(docs, want);
     }
 
-    for coverage in ["all", "3"] {
+    for coverage in ["all", "3", "3/3"] {
         let o = root(&list, &["--query", "light", "--coverage", coverage]);
         assert_eq!(o.status.code(), Some(1), "{coverage}");
         assert!(o.stdout.is_empty());
@@ -509,6 +497,10 @@ fn bad_input_is_rejected_with_its_value() {
             "--op: operator \"xor\"",
         ),
         (&["--query", "light", "--coverage", "3"], "--coverage 3"),
+        (
+            &["--query", "light", "--coverage", "1/3"],
+            "--coverage \"1/3\": N is 3 but the scatter has 2 leaves",
+        ),
         (
             &["--query", "light", "--coverage", "most"],
             "--coverage \"most\"",

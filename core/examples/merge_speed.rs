@@ -6,22 +6,12 @@
 //! `kmerge` and Python's `heapq.merge` lives in bench/.
 
 use shardkit::merge::{intersect, top_k, top_k_par, top_k_trusted, Hit};
+// Seeded, so runs are repeatable.
+use shardkit_testkit::Rng;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::hint::black_box;
 use std::time::Instant;
-
-/// xorshift64, so runs are repeatable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// The merge order as an `Ord` wrapper for the heap baseline.
 #[derive(Clone, Copy, PartialEq)]
@@ -85,11 +75,11 @@ fn main() {
         .collect();
     let n_lists = args.first().copied().unwrap_or(16);
     let per = args.get(1).copied().unwrap_or(100_000);
-    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut rng = Rng::new(0x1234_5678_9ABC_DEF1);
     let lists: Vec<Vec<Hit>> = (0..n_lists as u32)
         .map(|s| {
             let mut v: Vec<Hit> = (0..per)
-                .map(|d| Hit::new((rng.next() % 1_000_000) as f32 / 1000.0, s, d as u64))
+                .map(|d| Hit::new(rng.below(1_000_000) as f32 / 1000.0, s, d as u64))
                 .collect();
             v.sort_by_key(|h| ByRank(*h));
             v

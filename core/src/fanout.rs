@@ -415,35 +415,8 @@ fn erfc(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// xorshift64*: a small deterministic generator for Monte Carlo checks.
-    pub(crate) struct XorShift(u64);
-
-    impl XorShift {
-        pub(crate) fn new(seed: u64) -> Self {
-            XorShift(seed.max(1))
-        }
-        fn next_u64(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        /// Uniform in (0, 1).
-        fn uniform(&mut self) -> f64 {
-            ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        }
-        /// Standard normal by Box-Muller.
-        fn normal(&mut self) -> f64 {
-            let (u1, u2) = (self.uniform(), self.uniform());
-            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-        }
-        pub(crate) fn log_normal(&mut self, mu: f64, sigma: f64) -> f64 {
-            (mu + sigma * self.normal()).exp()
-        }
-    }
+    // Seeded xorshift64*: the same Monte Carlo samples every run.
+    use shardkit_testkit::Rng;
 
     fn ms(x: f64) -> Duration {
         Duration::from_secs_f64(x / 1e3)
@@ -500,7 +473,7 @@ mod tests {
     fn model_matches_monte_carlo() {
         let (m, mu, sigma) = model(5.0, 50.0);
         let delay = m.hedge_delay(HedgeAt::default()).unwrap().as_secs_f64();
-        let mut rng = XorShift::new(0x5eed_f00d);
+        let mut rng = Rng::new(0x5eed_f00d);
         for (n, gathers) in [(1usize, 200_000usize), (8, 40_000), (64, 8_000)] {
             let mut plain = Vec::with_capacity(gathers);
             let mut hedged = Vec::with_capacity(gathers);
@@ -534,7 +507,7 @@ mod tests {
 
     #[test]
     fn hedging_never_increases_latency() {
-        let mut rng = XorShift::new(42);
+        let mut rng = Rng::new(42);
         for _ in 0..200 {
             let p50 = 0.1 + rng.uniform() * 50.0;
             let p99 = p50 * (1.01 + rng.uniform() * 30.0);
@@ -573,7 +546,7 @@ mod tests {
     #[test]
     fn measured_distributions_agree_with_the_parametric_one() {
         let (m, mu, sigma) = model(2.0, 20.0);
-        let mut rng = XorShift::new(7);
+        let mut rng = Rng::new(7);
         let samples: Vec<Duration> = (0..100_000)
             .map(|_| Duration::from_secs_f64(rng.log_normal(mu, sigma)))
             .collect();

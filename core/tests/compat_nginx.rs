@@ -6,16 +6,15 @@
 //!
 //! Run with `make test-compat` (or `tests/compat/run.sh`).
 
-mod support;
-
 use shardkit::config::nginx;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-use support::*;
+use std::time::Duration;
+
+use shardkit_testkit::{free_port, is_root, loopback_net, require, show, Proc, Rng, TempDir};
 
 /// A running nginx.
 struct Nginx {
@@ -52,22 +51,10 @@ fn start_nginx(dir: &Path, http_body: &str, listens: &[SocketAddr]) -> Nginx {
         .arg(dir.join("logs/error.log"))
         .args(["-g", "daemon off;"]);
     let mut proc = Proc::spawn("nginx", cmd, dir.join("nginx.out"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for a in listens {
-        loop {
-            proc.assert_running();
-            if TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx not listening on {a}:\n{}\n{}\n{conf}",
-                proc.log(),
-                std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+    proc.wait_listening(listens, Duration::from_secs(10), || {
+        let errors = std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default();
+        format!("{errors}\n{conf}")
+    });
     Nginx { _proc: proc }
 }
 

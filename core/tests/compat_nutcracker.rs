@@ -7,15 +7,18 @@
 //!
 //! Run with `make test-compat` (or `tests/compat/run.sh`).
 
-mod support;
-
 use shardkit::config::twemproxy::{self, Pool, Server};
 use shardkit::{Algorithm, HashFn};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use support::*;
+
+use shardkit_testkit::memcached::{
+    keys, spawn_memcached, start_memcached_tcp, Endpoint, McClient, Memcached,
+};
+use shardkit_testkit::nutcracker::{nutcracker_accepts, start_nutcracker};
+use shardkit_testkit::{free_addrs, free_port, loopback_net, show, Rng, TempDir};
 
 /// How a pool's check went.
 struct Outcome {

@@ -4,26 +4,12 @@
 //! model's prediction within sampling error plus timer granularity.
 
 use shardkit::fanout::{GatherModel, HedgeAt, LeafLatency};
+use shardkit_testkit::Rng;
 use std::time::{Duration, Instant};
 
-/// xorshift64*: deterministic leaf latencies.
-struct XorShift(u64);
-
-impl XorShift {
-    fn uniform(&mut self) -> f64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    fn log_normal(&mut self, mu: f64, sigma: f64) -> Duration {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-        Duration::from_secs_f64((mu + sigma * z).exp())
-    }
+/// A leaf latency drawn from the log-normal (seeded: the same every run).
+fn leaf_latency(rng: &mut Rng, mu: f64, sigma: f64) -> Duration {
+    Duration::from_secs_f64(rng.log_normal(mu, sigma))
 }
 
 const LEAVES: usize = 16;
@@ -78,13 +64,18 @@ async fn model_predicts_measured_fanouts() {
     };
     let model = GatherModel::new(leaf);
     let delay = model.hedge_delay(HedgeAt::default()).unwrap();
-    let mut rng = XorShift(0x00dd_ba11);
+    let mut rng = Rng::new(0x00dd_ba11);
 
     for hedge in [None, Some(delay)] {
         let draws: Vec<Vec<(Duration, Duration)>> = (0..GATHERS)
             .map(|_| {
                 (0..LEAVES)
-                    .map(|_| (rng.log_normal(mu, sigma), rng.log_normal(mu, sigma)))
+                    .map(|_| {
+                        (
+                            leaf_latency(&mut rng, mu, sigma),
+                            leaf_latency(&mut rng, mu, sigma),
+                        )
+                    })
                     .collect()
             })
             .collect();

@@ -35,8 +35,8 @@ use fault_support::contender::{
 };
 use fault_support::ledger::{self, Belief};
 use fault_support::*;
-use shardkit::lease::testing::EtcdCluster;
 use shardkit::lease::{Coordinator, EventKind, RangeOpts, SortOrder, SortTarget, LOCK_PREFIX};
+use shardkit_testkit::{EtcdCluster, Rng};
 
 const TTL: Duration = Duration::from_secs(2);
 
@@ -94,7 +94,7 @@ fn kill9_holder_lock_passes_on_within_ttl() {
     let cluster = etcd(1);
     let rt = runtime();
     let coord = connect(&rt, &cluster);
-    let mut rng = XorShift::new(seed_from_env());
+    let mut rng = Rng::new(seed_from_env());
     let mut fleet = Fleet::new("kill9", &base_env(&cluster, "kill9", 60));
     let a = fleet.spawn("A", &[(ROLE_ENV, "holder".into()), (ID_ENV, "A".into())]);
     let held = fleet
@@ -146,7 +146,7 @@ fn sigstopped_holder_wakes_lost_and_fenced() {
     let cluster = etcd(1);
     let rt = runtime();
     let coord = connect(&rt, &cluster);
-    let mut rng = XorShift::new(seed_from_env());
+    let mut rng = Rng::new(seed_from_env());
     let resource = "faults/stall/resource";
     let mut fleet = Fleet::new("sigstop", &base_env(&cluster, "stall", 60));
     let a = fleet.spawn(
@@ -338,14 +338,14 @@ fn lost_update_checker_under_pauses_and_kills() {
     println!(
         "lost-update checker: seed {seed:#x} (replay with SHARDKIT_FAULT_SEED={seed:#x}), {secs} s"
     );
-    let mut rng = XorShift::new(seed);
+    let mut rng = Rng::new(seed);
     let cluster = etcd(1);
     let rt = runtime();
     let coord = connect(&rt, &cluster);
     let counter = "faults/counter";
     let lock = "counter";
     let mut fleet = Fleet::new("counter", &base_env(&cluster, lock, secs + 60));
-    let spawn = |fleet: &mut Fleet, slot: usize, gen: usize, rng: &mut XorShift| -> usize {
+    let spawn = |fleet: &mut Fleet, slot: usize, gen: usize, rng: &mut Rng| -> usize {
         let id = fleet.procs.len();
         let log = fleet.path(&format!("counter-p{id}.log"));
         fleet.spawn(
@@ -641,7 +641,7 @@ fn us(d: u64) -> Duration {
     Duration::from_micros(d)
 }
 
-fn spawn_believers(fleet: &mut Fleet, n: usize, rng: &mut XorShift) {
+fn spawn_believers(fleet: &mut Fleet, n: usize, rng: &mut Rng) {
     for i in 0..n {
         fleet.spawn(
             &format!("b{i}"),
@@ -661,7 +661,7 @@ fn spawn_believers(fleet: &mut Fleet, n: usize, rng: &mut XorShift) {
 fn etcd_restart_keeps_one_believer() {
     let _turn = serial();
     let seed = seed_from_env();
-    let mut rng = XorShift::new(seed);
+    let mut rng = Rng::new(seed);
     let mut cluster = etcd(1);
     let rt = runtime();
     let coord = connect(&rt, &cluster);
@@ -738,7 +738,7 @@ fn etcd_restart_keeps_one_believer() {
 fn etcd_leader_kill_keeps_one_believer() {
     let _turn = serial();
     let seed = seed_from_env();
-    let mut rng = XorShift::new(seed);
+    let mut rng = Rng::new(seed);
     let mut cluster = etcd(3);
     let rt = runtime();
     let coord = connect(&rt, &cluster);

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shardkit::lease::testing::EtcdCluster;
 use shardkit::lease::{
     waiter_wakeups, Cancel, Coordinator, FenceGate, OwnershipEvent, RangeOpts, SessionOptions,
     ShardOwner, WaitOptions, ELECTION_PREFIX, LOCK_PREFIX, SHARDS_PREFIX,
 };
 use shardkit::ErrorKind;
+use shardkit_testkit::{free_port, EtcdCluster};
 
 /// One backend under test; keeps an etcd process alive for the test.
 struct Env {
@@ -830,11 +830,7 @@ async fn bad_input_is_named(env: Env) {
         .unwrap_err();
     assert!(e.message().contains("empty"), "{e}");
     // Unreachable endpoints fail within the timeout, naming them.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port(std::net::Ipv4Addr::LOCALHOST);
     let start = Instant::now();
     let e = Coordinator::connect(&format!("127.0.0.1:{port}"), Duration::from_millis(500))
         .await

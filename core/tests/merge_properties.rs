@@ -7,23 +7,10 @@ use shardkit::merge::{
     intersect, intersect_par, top_k, top_k_par, top_k_trusted, union, union_par, Hit, PAR_THRESHOLD,
 };
 use shardkit::ErrorKind;
+// Seeded: every run checks the same cases.
+use shardkit_testkit::Rng;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
-
-/// xorshift64: deterministic, dependency-free randomness.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// The documented order, written independently of the library's key trick.
 fn order(a: &Hit, b: &Hit) -> Ordering {
@@ -81,7 +68,7 @@ fn bits(v: &[Hit]) -> Vec<(u32, u32, u64)> {
 
 #[test]
 fn merge_top_k_equals_naive_at_every_offset_and_size() {
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
     for case in 0..300 {
         let lists: Vec<Vec<Hit>> = (0..rng.below(20)).map(|_| random_hits(&mut rng)).collect();
         let refs: Vec<&[Hit]> = lists.iter().map(|l| l.as_slice()).collect();
@@ -126,7 +113,7 @@ fn merge_top_k_equals_naive_at_every_offset_and_size() {
 /// id decides ties between lists.
 #[test]
 fn merge_top_k_of_one_shard_per_list_equals_naive() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     for case in 0..300 {
         let n = 1 + rng.below(12) as usize;
         let repeat = case % 3 == 0;
@@ -189,7 +176,7 @@ fn merge_top_k_of_one_shard_per_list_equals_naive() {
 
 #[test]
 fn merge_top_k_rejects_bad_input_with_clear_errors() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let good = random_hits(&mut rng);
     let e = top_k(&[&good], 0, 0).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
@@ -222,7 +209,7 @@ fn random_ids(rng: &mut Rng, span: u64) -> Vec<u64> {
 
 #[test]
 fn merge_intersection_and_union_equal_btreeset() {
-    let mut rng = Rng(0xDEAD_BEEF_CAFE_F00D);
+    let mut rng = Rng::new(0xDEAD_BEEF_CAFE_F00D);
     for case in 0..400 {
         let span = 1 + rng.below(if case % 2 == 0 { 300 } else { 100_000 });
         let count = rng.below(20) as usize;
@@ -306,7 +293,7 @@ fn merge_parallel_equals_sequential_above_threshold() {
         .num_threads(4)
         .build()
         .unwrap();
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     let per = PAR_THRESHOLD / 8 + 1;
     let lists: Vec<Vec<Hit>> = (0..16)
         .map(|s| {

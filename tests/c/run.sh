@@ -5,6 +5,9 @@
 # valgrind with leak checking. Also compiles and runs a C++ caller. Any
 # failure exits non-zero.
 #
+# Every test program includes tests/c/check.h: the one CHECK/CHECK_STATUS/
+# CHECK_ERR harness and the helpers they share.
+#
 # test_lease.c (ownership election) runs against the embedded store in all
 # three modes; in the plain run it also runs a short part against a real
 # etcd: $SHARDKIT_TEST_ETCD when set, else one started here from

@@ -306,19 +306,8 @@ mod tests {
     use crate::ErrorKind;
     use std::collections::BTreeSet;
 
-    /// A tiny xorshift so the random corpora are the same every run.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    // Seeded, so the random inputs are the same every run.
+    use shardkit_testkit::Rng;
 
     const WORDS: [&str; 12] = [
         "alpha", "beta", "gamma", "delta", "Alpha", "EPS", "zeta", "eta", "theta", "iota", "kappa",
@@ -361,7 +350,7 @@ mod tests {
 
     #[test]
     fn shards_match_a_full_scan() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
         for round in 0..40 {
             let docs = 1 + rng.below(120) as usize;
             let corpus = random_corpus(&mut rng, docs);

@@ -18,7 +18,8 @@ use shardkit::lease::{
 };
 use shardkit::ErrorKind;
 
-use super::{now_us, XorShift, LINE_PREFIX};
+use super::{now_us, LINE_PREFIX};
+use shardkit_testkit::Rng;
 
 /// Which role to play (`holder`, `counter`, `belief`); empty or unset: none.
 pub const ROLE_ENV: &str = "SHARDKIT_FAULT_ROLE";
@@ -260,7 +261,7 @@ async fn counter(cfg: &Cfg) -> Result<(), String> {
         .append(true)
         .open(&log_path)
         .map_err(|e| format!("open log {log_path}: {e}"))?;
-    let mut rng = XorShift::new(cfg.seed);
+    let mut rng = Rng::new(cfg.seed);
     let coord = cfg.connect().await?;
     let mut session: Option<Session> = None;
     let mut incs = 0u64;
@@ -466,7 +467,7 @@ async fn probe(coord: &Coordinator, s: &Session) {
 /// really believed it held the lock. If reported intervals of two holders
 /// overlap, their real beliefs overlapped: no scheduling delay can fake it.
 async fn belief(cfg: &Cfg) -> Result<(), String> {
-    let mut rng = XorShift::new(cfg.seed);
+    let mut rng = Rng::new(cfg.seed);
     let coord = cfg.connect().await?;
     let mut session: Option<Session> = None;
     let mut next_probe = Instant::now();

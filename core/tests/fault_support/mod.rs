@@ -1,6 +1,7 @@
 //! Driver side of the process-fault suite: contender processes (this test
-//! binary re-run with a role), the line protocol they report on, signals,
-//! a tiny seeded PRNG, store history and leftover accounting.
+//! binary re-run with a role), the line protocol they report on, store
+//! history and leftover accounting. etcd itself, signals and the seeded RNG
+//! come from `shardkit_testkit`.
 //!
 //! Contenders are whole processes because the faults under test are process
 //! faults: `kill -9` and SIGSTOP hit every thread of a process at once,
@@ -21,8 +22,8 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shardkit::lease::testing::EtcdCluster;
 use shardkit::lease::{Coordinator, Event, EventKind, Kv, Op, RangeOpts, Txn};
+use shardkit_testkit::{signal, EtcdCluster};
 
 /// Prefix of every line a contender reports on stdout; everything else there
 /// (libtest's own chatter) is ignored.
@@ -36,49 +37,6 @@ pub fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// xorshift64*: seeded, tiny, good enough to pick fault times (no rand crate).
-#[derive(Debug, Clone)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// A generator from `seed` (0 is remapped: xorshift would stay at 0).
-    pub fn new(seed: u64) -> XorShift {
-        XorShift(if seed == 0 {
-            0x9E37_79B9_7F4A_7C15
-        } else {
-            seed
-        })
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `lo..=hi` (`lo` when `hi <= lo`).
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo {
-            return lo;
-        }
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-
-    /// True with probability `percent`/100.
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.next_u64() % 100 < percent
-    }
-
-    /// A duration uniform in `lo_ms..=hi_ms` milliseconds.
-    pub fn millis(&mut self, lo_ms: u64, hi_ms: u64) -> Duration {
-        Duration::from_millis(self.range(lo_ms, hi_ms))
-    }
 }
 
 /// A seed from the environment (`SHARDKIT_FAULT_SEED`, decimal or 0x-hex)
@@ -473,16 +431,6 @@ impl Drop for Fleet {
             eprintln!("kept {}", self.dir.display());
         }
     }
-}
-
-/// Sends `sig` (`-STOP`, `-CONT`) to `pid` with kill(1): std has no signal
-/// API besides SIGKILL, and the suite adds no crates.
-pub fn signal(pid: u32, sig: &str) {
-    let st = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(st.success(), "kill {sig} {pid} failed: {st}");
 }
 
 /// A runtime for the driver's own store calls (the driver is a plain

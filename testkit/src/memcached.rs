@@ -1,174 +1,15 @@
-//! Helpers for tests that run real servers (memcached, nutcracker, nginx):
-//! each test gets a temporary directory, free loopback ports, and processes
-//! that are killed when their guard drops, also when the test panics.
-//!
-//! A missing binary is a test failure, never a skip: the compatibility suite
-//! proves nothing if it quietly runs nothing.
+//! memcached for tests: started on TCP or a unix socket, and a pipelining
+//! text-protocol client; key generators for what memcached accepts.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A directory removed (with its contents) on drop.
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// A fresh directory under the system temp dir, unique per process and call.
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "shardkit-{tag}-{}-{n}-{}",
-            std::process::id(),
-            nanos_now() % 1_000_000_000
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir { path }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-fn nanos_now() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
-/// A child process killed and reaped on drop.
-pub struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    /// Spawns `cmd` with stdout and stderr sent to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
-        let out = std::fs::File::create(&log).expect("create log file");
-        let err = out.try_clone().expect("clone log file");
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
-        Proc {
-            name: name.to_string(),
-            child,
-            log,
-        }
-    }
-
-    /// Panics with the log if the process has exited.
-    pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "{} exited early ({status}); its log:\n{}",
-                self.name,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-
-    /// The process's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The path of a required binary. Panics (fails the test) when it is not
-/// installed, naming the Debian package that provides it.
-pub fn require(bin: &str, package: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    for d in [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-    ] {
-        dirs.push(PathBuf::from(d));
-    }
-    for d in dirs {
-        let p = d.join(bin);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{bin} is not installed: the compatibility tests need it (apt-get install {package}, or run `make deps`)");
-}
-
-/// Whether this process runs as root (memcached and nginx need telling).
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// A port that was free on `ip` a moment ago and that no other caller in
-/// this process has been given: tests run in parallel, and the kernel may
-/// hand the same ephemeral port out again once its probe socket is closed.
-pub fn free_port(ip: Ipv4Addr) -> u16 {
-    free_addrs(ip, 1)[0].port()
-}
-
-/// `n` distinct addresses on `ip`, each with a port that was free a moment
-/// ago and not handed out before in this process.
-pub fn free_addrs(ip: Ipv4Addr, n: usize) -> Vec<SocketAddr> {
-    static GIVEN: Mutex<Option<HashSet<SocketAddr>>> = Mutex::new(None);
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    let given = given.get_or_insert_with(HashSet::new);
-    // Hold every probe socket until all are chosen, so no port repeats.
-    let mut held = Vec::with_capacity(n);
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let l = TcpListener::bind((ip, 0)).expect("bind an ephemeral port");
-        let a = l.local_addr().unwrap();
-        held.push(l);
-        if given.insert(a) {
-            out.push(a);
-        }
-    }
-    out
-}
-
-/// A loopback /24 picked per process, so that concurrent runs (and
-/// Debian's own memcached on 127.0.0.1:11211) do not collide on fixed ports.
-pub fn loopback_net() -> [u8; 2] {
-    let seed = (std::process::id() as u128 ^ nanos_now()) as u64;
-    let x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
-    [10 + (x % 200) as u8, (x >> 8) as u8]
-}
+use crate::process::{is_root, require, Proc};
+use crate::rng::Rng;
 
 /// Where a memcached listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -258,6 +99,7 @@ impl Stream {
 }
 
 /// A running memcached.
+#[derive(Debug)]
 pub struct Memcached {
     /// Where it listens.
     pub endpoint: Endpoint,
@@ -323,65 +165,6 @@ pub fn start_memcached_tcp(dir: &Path, addrs: &[SocketAddr]) -> Vec<Memcached> {
         m.wait_ready();
     }
     all
-}
-
-/// A running nutcracker.
-pub struct Nutcracker {
-    proc: Proc,
-}
-
-/// Starts nutcracker on `conf` and waits until every `listen` accepts.
-pub fn start_nutcracker(dir: &Path, conf: &Path, listens: &[SocketAddr]) -> Nutcracker {
-    let bin = require("nutcracker", "nutcracker");
-    let stats = free_port(Ipv4Addr::LOCALHOST);
-    let mut cmd = Command::new(bin);
-    cmd.arg("-c")
-        .arg(conf)
-        .arg("-o")
-        .arg(dir.join("nutcracker.out"))
-        .args(["-s", &stats.to_string(), "-a", "127.0.0.1"])
-        .arg("-p")
-        .arg(dir.join(format!("nutcracker-{stats}.pid")));
-    let mut proc = Proc::spawn(
-        "nutcracker",
-        cmd,
-        dir.join(format!("nutcracker-{stats}.log")),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for a in listens {
-        loop {
-            proc.assert_running();
-            if TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "nutcracker not listening on {a}; log:\n{}\n{}",
-                    proc.log(),
-                    std::fs::read_to_string(dir.join("nutcracker.out")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-    Nutcracker { proc }
-}
-
-/// `nutcracker -t -c conf`: whether nutcracker accepts the configuration.
-pub fn nutcracker_accepts(conf: &Path) -> (bool, String) {
-    let bin = require("nutcracker", "nutcracker");
-    let out = Command::new(bin)
-        .arg("-t")
-        .arg("-c")
-        .arg(conf)
-        .output()
-        .expect("run nutcracker -t");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// Requests written before their replies are read (memcached and nutcracker
@@ -509,29 +292,6 @@ impl McClient {
     }
 }
 
-/// Deterministic pseudo-random numbers (splitmix64): test keys must be the
-/// same on every run so a failure can be reproduced.
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded generator.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    /// Next value.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
 /// A byte allowed in a memcached text-protocol key: no space, no control
 /// character, anything else including bytes >= 0x80.
 pub fn key_byte(rng: &mut Rng, high_share: u64) -> u8 {
@@ -567,17 +327,4 @@ pub fn keys(prefix: &str, n: usize, seed: u64) -> Vec<Vec<u8>> {
         }
     }
     out
-}
-
-/// Printable form of a key for failure messages.
-pub fn show(key: &[u8]) -> String {
-    key.iter()
-        .map(|&b| {
-            if (0x21..0x7f).contains(&b) && b != b'\\' {
-                (b as char).to_string()
-            } else {
-                format!("\\x{b:02x}")
-            }
-        })
-        .collect()
 }

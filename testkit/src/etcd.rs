@@ -1,26 +1,27 @@
-//! Real etcd servers for tests and benchmarks (not part of the stable API).
+//! Real etcd servers for tests.
 //!
 //! Project rule: tests that need a server run the real one. [`EtcdCluster`]
 //! starts `n` members of the installed etcd on 127.0.0.1 with free ports, in
 //! a fresh directory under the system temp dir, and tears everything down on
 //! drop. It has fault hooks (kill, pause, resume, restart) so failover can be
-//! tested against real elections. std only, so every crate of the workspace
-//! can use it from tests, examples and benchmarks.
+//! tested against real elections.
 //!
 //! The binary is `$SHARDKIT_ETCD_BIN`, else `/usr/bin/etcd`, else `etcd` on
 //! `PATH`; [`etcd_binary`] says whether one exists, so a test can skip with a
 //! note instead of failing on a machine without etcd.
 
-#![doc(hidden)]
-
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::http;
+use crate::net::try_free_addrs;
+use crate::process::try_signal;
+use crate::tempdir::TempDir;
 
 /// How long a member may take to start answering. Generous because CI
 /// machines are slow and shared; the wait ends as soon as it answers.
@@ -30,8 +31,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Attempts at starting a cluster: a free port can be taken by another
 /// process between our probe and etcd's bind.
 const START_ATTEMPTS: usize = 3;
-
-static CLUSTER_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Path of the etcd binary to run, or `None` when none is installed.
 pub fn etcd_binary() -> Option<PathBuf> {
@@ -98,8 +97,8 @@ impl EtcdProcess {
         &self.log_path
     }
 
-    fn client_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.client_port))
+    fn client_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
     }
 
     fn peer_url(&self) -> String {
@@ -176,7 +175,7 @@ impl EtcdProcess {
                 self.log_tail()
             )));
         }
-        match http(self.client_addr(), "GET", "/health") {
+        match probe(&self.client_addr(), "GET", "/health", "") {
             Ok(body) if body.contains("\"health\":\"true\"") => {
                 // The id is needed by leader_index; learn it now.
                 if self.member_id.is_none() {
@@ -190,7 +189,7 @@ impl EtcdProcess {
 
     /// The member's own view from the v3 JSON gateway.
     fn status(&self) -> io::Result<Status> {
-        let body = http(self.client_addr(), "POST", "/v3/maintenance/status")?;
+        let body = probe(&self.client_addr(), "POST", "/v3/maintenance/status", "{}")?;
         Ok(Status {
             member_id: json_string(&body, "member_id"),
             leader: json_string(&body, "leader"),
@@ -201,17 +200,8 @@ impl EtcdProcess {
         let pid = self
             .pid()
             .ok_or_else(|| io::Error::other(format!("etcd member {} is not running", self.name)))?;
-        let status = Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "kill {sig} {pid} (etcd member {}) failed: {status}",
-                self.name
-            )))
-        }
+        try_signal(pid, sig)
+            .map_err(|e| io::Error::other(format!("{e} (etcd member {})", self.name)))
     }
 
     fn kill(&mut self) -> io::Result<()> {
@@ -235,7 +225,7 @@ struct Status {
 #[derive(Debug)]
 pub struct EtcdCluster {
     bin: PathBuf,
-    dir: PathBuf,
+    dir: TempDir,
     token: String,
     initial_cluster: String,
     members: Vec<EtcdProcess>,
@@ -291,22 +281,23 @@ impl EtcdCluster {
     }
 
     fn try_start(bin: &Path, n: usize, timing: (u32, u32)) -> io::Result<EtcdCluster> {
-        let seq = CLUSTER_SEQ.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let token = format!("shardkit-{}-{seq}-{nanos}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("{token}-etcd"));
-        fs::create_dir_all(&dir)?;
-        let ports = free_ports(2 * n)?;
+        let dir = TempDir::try_new("etcd")?;
+        // Unique per cluster: the directory's name is.
+        let token = dir.path().file_name().map_or_else(
+            || "shardkit-etcd".into(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let ports: Vec<u16> = try_free_addrs(Ipv4Addr::LOCALHOST, 2 * n)?
+            .iter()
+            .map(|a| a.port())
+            .collect();
         let members: Vec<EtcdProcess> = (0..n)
             .map(|i| EtcdProcess {
                 name: format!("m{i}"),
                 client_port: ports[2 * i],
                 peer_port: ports[2 * i + 1],
-                data_dir: dir.join(format!("m{i}.data")),
-                log_path: dir.join(format!("m{i}.log")),
+                data_dir: dir.join(&format!("m{i}.data")),
+                log_path: dir.join(&format!("m{i}.log")),
                 child: None,
                 paused: false,
                 member_id: None,
@@ -408,7 +399,7 @@ impl EtcdCluster {
 
     /// The cluster's directory (data dirs and logs).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     fn member_mut(&mut self, i: usize) -> io::Result<&mut EtcdProcess> {
@@ -499,48 +490,20 @@ impl Drop for EtcdCluster {
         for m in &mut self.members {
             let _ = m.kill();
         }
-        let _ = fs::remove_dir_all(&self.dir);
+        // The directory goes when `dir` drops, after this.
     }
 }
 
-/// `n` distinct free loopback ports. All listeners are held until every
-/// port is chosen so the OS cannot hand out the same one twice.
-fn free_ports(n: usize) -> io::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
-}
-
-/// One HTTP/1.0 request with an empty JSON body; returns the response body
-/// when the status is 200.
-fn http(addr: SocketAddr, method: &str, path: &str) -> io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
-    s.set_read_timeout(Some(PROBE_TIMEOUT))?;
-    s.set_write_timeout(Some(PROBE_TIMEOUT))?;
-    let req = if method == "GET" {
-        format!("GET {path} HTTP/1.0\r\n\r\n")
-    } else {
-        format!("{method} {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}")
-    };
-    s.write_all(req.as_bytes())?;
-    let mut resp = String::new();
-    // HTTP/1.0: the server closes after the body, so read to EOF (bounded by
-    // the read timeout).
-    s.take(1 << 20).read_to_string(&mut resp)?;
-    let (head, body) = resp
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| io::Error::other(format!("bad HTTP response from {addr}: {resp:?}")))?;
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+/// One request to a member's HTTP gateway; the body when the status is 200.
+fn probe(addr: &str, method: &str, path: &str, body: &str) -> io::Result<String> {
+    let r = http::request(addr, method, path, body, PROBE_TIMEOUT)?;
+    if r.status != 200 {
         return Err(io::Error::other(format!(
-            "{method} {path} on {addr}: {}",
-            head.lines().next().unwrap_or("")
+            "{method} {path} on {addr}: status {}",
+            r.status
         )));
     }
-    Ok(body.to_string())
+    Ok(r.body)
 }
 
 /// The string value of `"key":"value"` in etcd's flat JSON (ids are strings
