@@ -19,14 +19,17 @@
 //! - [`runtime`]: the one tokio runtime the bindings share.
 //!
 //! ```
-//! use shardkit::{Node, Sharder, ShardConfig, Algorithm};
+//! use shardkit::{Algorithm, ErrorKind, Node, ShardConfig, Sharder};
+//! // Maglev takes weights: cache-b gets twice cache-a's share of keys.
 //! let nodes = vec![Node::new("cache-a", 1)?, Node::new("cache-b", 2)?];
-//! let s = Sharder::new(nodes, ShardConfig::new(Algorithm::Jump.into()))
-//!     .or_else(|_| Sharder::new(
-//!         vec![Node::new("cache-a", 1)?, Node::new("cache-b", 1)?],
-//!         ShardConfig::new(Algorithm::Jump)))?;
+//! let s = Sharder::new(nodes, ShardConfig::new(Algorithm::from_name("maglev")?))?;
 //! let node = s.lookup(b"user:42")?;
 //! assert!(node.name().starts_with("cache-"));
+//!
+//! // Jump has no weights, and says so rather than ignoring them.
+//! let weighted = vec![Node::new("cache-a", 1)?, Node::new("cache-b", 2)?];
+//! let e = Sharder::new(weighted, ShardConfig::new(Algorithm::Jump)).unwrap_err();
+//! assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 //! # Ok::<(), shardkit::Error>(())
 //! ```
 

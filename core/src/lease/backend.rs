@@ -1,5 +1,7 @@
 //! The one abstraction over the two stores: an enum, so calls dispatch
-//! without boxing futures, and so every RPC gets its timeout in one place.
+//! without boxing futures, and so every RPC gets its request checks
+//! ([`validate`]), its process check (after `fork()`) and its timeout in
+//! one place.
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,7 +9,9 @@ use std::time::Duration;
 use super::embedded::EmbeddedStore;
 use super::etcd::EtcdStore;
 use super::kv::{LeaseId, Range, RangeOpts, Txn, TxnResult, Watch};
+use super::validate;
 use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::Home;
 
 /// Where leases and keys live.
 #[derive(Clone, Debug)]
@@ -16,6 +20,19 @@ pub(crate) enum Backend {
     Embedded(EmbeddedStore),
     /// A real etcd cluster through `etcd-client`.
     Etcd(EtcdStore),
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        // In a forked child the store's last clone must never go: dropping it
+        // aborts or wakes the parent's tasks, on a runtime whose threads (and
+        // perhaps the locks they held) the child does not have. A clone
+        // forgotten here keeps it alive; dropping `self` then only counts
+        // down.
+        if !self.home().is_here() {
+            std::mem::forget(self.clone());
+        }
+    }
 }
 
 /// Runs `fut` for at most `timeout`; a late answer is a `Timeout` error that
@@ -41,18 +58,42 @@ pub(crate) async fn with_timeout<T>(
 }
 
 macro_rules! dispatch {
-    ($self:ident, $what:expr, $timeout:expr, $s:ident => $call:expr) => {
+    ($self:ident, $what:expr, $timeout:expr, $s:ident => $call:expr) => {{
+        $self.check_process()?;
         match $self {
             Backend::Embedded($s) => with_timeout($what, $timeout, $call).await,
             Backend::Etcd($s) => with_timeout($what, $timeout, $call).await,
         }
-    };
+    }};
 }
 
 impl Backend {
+    /// The process the store's client (or the embedded store's background
+    /// tasks) lives in.
+    fn home(&self) -> Home {
+        match self {
+            Backend::Embedded(s) => s.home(),
+            Backend::Etcd(s) => s.home(),
+        }
+    }
+
+    /// Ok in the process the store was made in; in a forked child, the
+    /// error saying the coordinator must be made again there.
+    pub(crate) fn check_process(&self) -> Result<()> {
+        let home = self.home();
+        if home.is_here() {
+            return Ok(());
+        }
+        home.check(&format!(
+            "the Coordinator ({}) behind this object",
+            self.describe()
+        ))
+    }
+
     /// Grants a lease of `ttl` seconds; returns its id and the TTL granted
     /// (which a server may raise to its minimum).
     pub(crate) async fn grant(&self, ttl: i64, timeout: Duration) -> Result<(LeaseId, i64)> {
+        validate::ttl(ttl)?;
         dispatch!(self, "lease grant", timeout, s => s.grant(ttl))
     }
 
@@ -77,6 +118,7 @@ impl Backend {
 
     /// Runs a transaction atomically.
     pub(crate) async fn txn(&self, txn: Txn, timeout: Duration) -> Result<TxnResult> {
+        validate::txn(&txn)?;
         dispatch!(self, "transaction", timeout, s => s.txn(txn))
     }
 
@@ -87,6 +129,7 @@ impl Backend {
         opts: RangeOpts,
         timeout: Duration,
     ) -> Result<Range> {
+        validate::range(key, &opts)?;
         dispatch!(self, "range", timeout, s => s.range(key, opts))
     }
 
@@ -98,11 +141,13 @@ impl Backend {
         start_revision: i64,
         timeout: Duration,
     ) -> Result<Watch> {
+        validate::watch(key, start_revision)?;
         dispatch!(self, "watch", timeout, s => s.watch(key, prefix, start_revision))
     }
 
     /// Compacts history before `revision` (tests and operators).
     pub(crate) async fn compact(&self, revision: i64, timeout: Duration) -> Result<()> {
+        validate::compact(revision)?;
         dispatch!(self, "compact", timeout, s => s.compact(revision))
     }
 

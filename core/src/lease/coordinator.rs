@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use super::backend::Backend;
-use super::election::{self, LeaderInfo, Observer};
+use super::election::{self, FollowPolicy, LeaderInfo, Observer};
 use super::embedded::EmbeddedStore;
 use super::endpoints::parse_endpoints;
 use super::etcd::EtcdStore;
 use super::kv::{LeaseId, Range, RangeOpts, Txn, TxnResult, Watch};
+use super::scoped_lock::ScopedLock;
 use super::session::{Session, SessionOptions};
 use crate::error::{Error, Result};
 
@@ -98,9 +99,16 @@ impl Coordinator {
         election::leader(&self.backend, name, self.timeout).await
     }
 
-    /// Follows the leadership of election `name`.
+    /// Follows the leadership of election `name` under the default
+    /// [`FollowPolicy`].
     pub fn observe(&self, name: &str) -> Result<Observer> {
-        Observer::new(self.backend.clone(), name, self.timeout)
+        self.observe_with(name, FollowPolicy::default())
+    }
+
+    /// Follows the leadership of election `name`, riding out store failures
+    /// as `policy` says.
+    pub fn observe_with(&self, name: &str, policy: FollowPolicy) -> Result<Observer> {
+        Observer::new(self.backend.clone(), name, self.timeout, policy)
     }
 
     /// Runs a raw transaction (for callers building their own protocols).
@@ -133,6 +141,12 @@ impl Coordinator {
     /// Compacts history before `revision`.
     pub async fn compact(&self, revision: i64) -> Result<()> {
         self.backend.compact(revision, self.timeout).await
+    }
+
+    /// A lock on `name` held for one scope under a lease of its own, made
+    /// with `opts` at each acquire (see [`ScopedLock`]).
+    pub fn scoped_lock(&self, name: &str, opts: SessionOptions) -> Result<ScopedLock> {
+        ScopedLock::new(self, name, opts)
     }
 }
 

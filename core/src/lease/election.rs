@@ -3,6 +3,7 @@
 //! the oldest key; its create revision is its fencing token.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::backend::Backend;
 use super::kv::{Cmp, CmpOp, EventKind, Kv, Op, RangeOpts, SortOrder, SortTarget, Txn, Watch};
@@ -135,6 +136,8 @@ impl Election {
     /// Gives up leadership (deletes this candidate's key). Resigning when
     /// not leader is an `InvalidArgument` error.
     pub async fn resign(&self) -> Result<()> {
+        // In a forked child, fail before taking the token: the hold is the parent's.
+        self.session.check_process()?;
         let token = lock(&self.held).take().ok_or_else(|| {
             Error::invalid(format!(
                 "not leader of election {:?} through this handle",
@@ -178,7 +181,9 @@ impl Election {
         lock(&self.held).clone()
     }
 
-    fn leader_token(&self) -> Result<FencingToken> {
+    /// The token of the current leadership, or a `Fenced` error naming the
+    /// election when this handle does not lead (what a proclaim gets).
+    pub fn leader_token(&self) -> Result<FencingToken> {
         lock(&self.held).clone().ok_or_else(|| {
             Error::new(
                 ErrorKind::Fenced,
@@ -197,7 +202,7 @@ impl Election {
 pub(crate) async fn leader(
     backend: &Backend,
     name: &str,
-    timeout: std::time::Duration,
+    timeout: Duration,
 ) -> Result<Option<LeaderInfo>> {
     let prefix = election_prefix(name)?;
     Ok(read_leader(backend, name, &prefix, timeout).await?.0)
@@ -207,7 +212,7 @@ async fn read_leader(
     backend: &Backend,
     name: &str,
     prefix: &[u8],
-    timeout: std::time::Duration,
+    timeout: Duration,
 ) -> Result<(Option<LeaderInfo>, i64)> {
     let opts = RangeOpts {
         prefix: true,
@@ -222,38 +227,134 @@ async fn read_leader(
     ))
 }
 
+/// How an [`Observer`] rides out a failing store: every binding follows a
+/// leader with this one policy. A failed read or watch is retried after a
+/// pause that starts at `retry_min` and doubles up to `retry_max`; only when
+/// the store has kept failing for `report_after` does
+/// [`Observer::next`] return the error (the observer stays usable: the next
+/// call follows on, and the window starts again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowPolicy {
+    /// The first pause after a failure.
+    pub retry_min: Duration,
+    /// The longest pause between attempts.
+    pub retry_max: Duration,
+    /// How long failures may last before they are reported; zero reports
+    /// the first one.
+    pub report_after: Duration,
+}
+
+impl Default for FollowPolicy {
+    /// 50 ms doubling to 1 s; failures reported after 5 s, which rides out an
+    /// etcd leader change (about a second by default) but not an outage.
+    fn default() -> Self {
+        FollowPolicy {
+            retry_min: Duration::from_millis(50),
+            retry_max: Duration::from_secs(1),
+            report_after: Duration::from_secs(5),
+        }
+    }
+}
+
 /// A stream of leadership changes of one election, including "no leader".
 #[derive(Debug)]
 pub struct Observer {
     backend: Backend,
     name: String,
     prefix: Vec<u8>,
-    timeout: std::time::Duration,
+    timeout: Duration,
+    policy: FollowPolicy,
     watch: Option<Watch>,
     last: Option<Option<LeaderInfo>>,
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        // In a forked child the watch's channels lead to the parent's tasks:
+        // closing them would wake those tasks on a runtime with no threads.
+        if self.backend.check_process().is_err() {
+            std::mem::forget(self.watch.take());
+        }
+    }
 }
 
 impl Observer {
     pub(crate) fn new(
         backend: Backend,
         name: &str,
-        timeout: std::time::Duration,
+        timeout: Duration,
+        policy: FollowPolicy,
     ) -> Result<Observer> {
+        if policy.retry_min.is_zero() || policy.retry_max < policy.retry_min {
+            return Err(Error::invalid(format!(
+                "follow policy for election {name:?}: retry_min ({} ms) must be above 0 and \
+                 at most retry_max ({} ms)",
+                policy.retry_min.as_millis(),
+                policy.retry_max.as_millis()
+            )));
+        }
         Ok(Observer {
             backend,
             name: name.to_string(),
             prefix: election_prefix(name)?,
             timeout,
+            policy,
             watch: None,
             last: None,
         })
+    }
+
+    /// The election followed.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The next leadership state that differs from the last one returned;
     /// the first call returns the current state. `None` inside means "no
     /// leader". A new leader, a changed proclaimed value, and the leader's
     /// key ending are all changes.
+    ///
+    /// Store failures are retried under the observer's [`FollowPolicy`];
+    /// the error returned is the last failure, once they have lasted
+    /// `report_after`. After an error the next call returns the state the
+    /// store then has, changed or not. Cancel-safe: dropping the future
+    /// loses no change.
+    ///
+    /// In a child forked after the observer was made it fails at once
+    /// (`InvalidArgument`, not retried): its store lives in the parent.
     pub async fn next(&mut self) -> Result<Option<LeaderInfo>> {
+        self.backend.check_process()?;
+        let mut pause = self.policy.retry_min;
+        let mut failing_since: Option<tokio::time::Instant> = None;
+        loop {
+            match self.step().await {
+                Ok(state) => return Ok(state),
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= self.policy.report_after {
+                        // Whatever comes once the store answers again is
+                        // news to a caller that was told of the failure.
+                        self.last = None;
+                        return Err(Error::new(
+                            e.kind(),
+                            format!(
+                                "following election {:?}: the store kept failing for {} ms: {}",
+                                self.name,
+                                since.elapsed().as_millis(),
+                                e.message()
+                            ),
+                        ));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.policy.retry_max);
+                }
+            }
+        }
+    }
+
+    /// One attempt at the next state: a store failure ends it (the watch is
+    /// dropped, so the next attempt reads the state afresh).
+    async fn step(&mut self) -> Result<Option<LeaderInfo>> {
         loop {
             if self.watch.is_none() {
                 let (cur, rev) =
@@ -288,7 +389,7 @@ impl Observer {
                 None => {
                     // The backend closed the stream (reconnect): do not spin.
                     self.watch = None;
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Some(Err(e)) => {
                     self.watch = None;

@@ -30,7 +30,7 @@
 //! compacted automatically (like etcd's auto-compaction), so a long-running
 //! process does not grow without bound.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
@@ -42,19 +42,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::kv::{
-    Cmp, CmpOp, CmpTarget, Event, EventKind, Kv, LeaseId, Op, OpResult, Range, RangeOpts,
-    SortOrder, SortTarget, Txn, TxnResult, Watch,
+    key_matches, Cmp, CmpOp, CmpTarget, Event, EventKind, Kv, LeaseId, Op, OpResult, Range,
+    RangeOpts, SortOrder, SortTarget, Txn, TxnResult, Watch,
 };
+use super::validate::show_key;
 use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::Home;
 
 /// Most events kept for watch replay; older revisions are compacted away.
 pub(crate) const HISTORY_LIMIT: usize = 100_000;
-
-/// etcd's default `--max-txn-ops`: most compares, and most ops per branch.
-const MAX_TXN_OPS: usize = 128;
-
-/// etcd's `MaxLeaseTTL` (about 285 years); larger TTLs are refused.
-const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
 /// Lease ids live in the positive half of `i64`.
 const ID_MASK: u64 = i64::MAX as u64;
@@ -71,6 +67,8 @@ struct Inner {
     /// Shared outside `Inner` so the reaper can wait on it without keeping
     /// the store alive.
     wake: Arc<Notify>,
+    /// The process whose runtime runs the reaper (see `Backend`).
+    home: Home,
 }
 
 impl Drop for Inner {
@@ -172,8 +170,14 @@ impl EmbeddedStore {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 wake: Arc::new(Notify::new()),
+                home: Home::here(),
             }),
         }
+    }
+
+    /// The process the store was made in.
+    pub(crate) fn home(&self) -> Home {
+        self.inner.home
     }
 
     /// Locks the state and applies every lease expiry that is due, so no
@@ -187,11 +191,6 @@ impl EmbeddedStore {
     /// Grants a lease of `ttl` seconds (1 to etcd's maximum); returns its id
     /// and the TTL granted.
     pub(crate) async fn grant(&self, ttl: i64) -> Result<(LeaseId, i64)> {
-        if !(1..=MAX_LEASE_TTL).contains(&ttl) {
-            return Err(Error::invalid(format!(
-                "lease TTL must be between 1 and {MAX_LEASE_TTL} seconds, got {ttl}"
-            )));
-        }
         let now = Instant::now();
         let mut st = self.inner.lock();
         st.expire_due(now);
@@ -257,7 +256,6 @@ impl EmbeddedStore {
 
     /// Runs a transaction atomically (see the module docs for the checks).
     pub(crate) async fn txn(&self, txn: Txn) -> Result<TxnResult> {
-        check_txn(&txn)?;
         let mut st = self.lock_now();
         let succeeded = txn.compare.iter().all(|c| st.compare(c));
         let ops = if succeeded { txn.success } else { txn.failure };
@@ -301,7 +299,6 @@ impl EmbeddedStore {
     /// Reads a key, or every key under a prefix (the empty prefix is every
     /// key): filtered by `max_create_revision`, sorted, then limited.
     pub(crate) async fn range(&self, key: &[u8], opts: RangeOpts) -> Result<Range> {
-        check_read(key, &opts)?;
         let st = self.lock_now();
         Ok(Range {
             kvs: st.read(key, &opts),
@@ -314,11 +311,6 @@ impl EmbeddedStore {
     /// live changes follow. A `start` below the compaction point yields one
     /// `Compacted` error and ends the watch.
     pub(crate) async fn watch(&self, key: &[u8], prefix: bool, start: i64) -> Result<Watch> {
-        if start < 0 {
-            return Err(Error::invalid(format!(
-                "watch start revision must be 0 (now) or positive, got {start}"
-            )));
-        }
         let (tx, rx) = mpsc::unbounded_channel();
         let mut st = self.lock_now();
         // Watches closed since the last write would otherwise linger while
@@ -366,11 +358,6 @@ impl EmbeddedStore {
     /// Drops history below `rev`: watches starting there fail with
     /// `Compacted` from now on.
     pub(crate) async fn compact(&self, rev: i64) -> Result<()> {
-        if rev < 1 {
-            return Err(Error::invalid(format!(
-                "compact revision must be positive, got {rev}"
-            )));
-        }
         let mut st = self.lock_now();
         if rev > st.revision {
             return Err(Error::invalid(format!(
@@ -643,96 +630,11 @@ fn delete_event(key: Vec<u8>, rev: i64) -> Event {
     }
 }
 
-fn key_matches(watched: &[u8], prefix: bool, key: &[u8]) -> bool {
-    if prefix {
-        key.starts_with(watched)
-    } else {
-        key == watched
-    }
-}
-
-fn show_key(key: &[u8]) -> String {
-    format!("\"{}\"", key.escape_ascii())
-}
-
 fn lease_not_found(id: LeaseId) -> Error {
     Error::new(
         ErrorKind::NotFound,
         format!("lease {id} ({id:#x}) not found"),
     )
-}
-
-fn check_read(key: &[u8], opts: &RangeOpts) -> Result<()> {
-    if key.is_empty() && !opts.prefix {
-        return Err(Error::invalid(
-            "range needs a key (the empty key reads nothing; use a prefix read for every key)",
-        ));
-    }
-    if opts.limit < 0 {
-        return Err(Error::invalid(format!(
-            "range limit must be 0 (none) or positive, got {}",
-            opts.limit
-        )));
-    }
-    if opts.max_create_revision < 0 {
-        return Err(Error::invalid(format!(
-            "range max_create_revision must be 0 (none) or positive, got {}",
-            opts.max_create_revision
-        )));
-    }
-    Ok(())
-}
-
-/// The checks etcd makes before running a txn: sizes, keys, and no key
-/// written twice in one branch.
-fn check_txn(txn: &Txn) -> Result<()> {
-    if txn.compare.len() > MAX_TXN_OPS {
-        return Err(Error::invalid(format!(
-            "txn has {} compares, more than the limit of {MAX_TXN_OPS}",
-            txn.compare.len()
-        )));
-    }
-    for (name, ops) in [("success", &txn.success), ("failure", &txn.failure)] {
-        if ops.len() > MAX_TXN_OPS {
-            return Err(Error::invalid(format!(
-                "txn {name} branch has {} ops, more than the limit of {MAX_TXN_OPS}",
-                ops.len()
-            )));
-        }
-        let mut deletes: Vec<(&[u8], bool)> = Vec::new();
-        for op in ops.iter() {
-            match op {
-                Op::Get { key, opts } => check_read(key, opts)?,
-                Op::Put { key, .. } if key.is_empty() => {
-                    return Err(Error::invalid(format!(
-                        "txn {name} branch: put needs a key"
-                    )))
-                }
-                Op::Delete { key, prefix } => {
-                    if key.is_empty() && !prefix {
-                        return Err(Error::invalid(format!(
-                            "txn {name} branch: delete needs a key (or prefix = true)"
-                        )));
-                    }
-                    deletes.push((key, *prefix));
-                }
-                Op::Put { .. } => {}
-            }
-        }
-        let mut puts: HashSet<&[u8]> = HashSet::new();
-        for op in ops.iter() {
-            if let Op::Put { key, .. } = op {
-                let deleted = deletes.iter().any(|&(d, p)| key_matches(d, p, key));
-                if !puts.insert(key) || deleted {
-                    return Err(Error::invalid(format!(
-                        "duplicate key given in txn request: {} is written twice in the {name} branch",
-                        show_key(key)
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -920,6 +822,8 @@ mod tests {
             .unwrap();
         assert!(r.succeeded);
 
+        let checked = super::super::backend::Backend::Embedded(s.clone());
+        const T: Duration = Duration::from_secs(5);
         for bad in [
             vec![put("x", "1"), put("x", "2")],
             vec![
@@ -931,23 +835,32 @@ mod tests {
             ],
             vec![put("", "1")],
             vec![Op::get("")],
-            vec![put("k", "v"); MAX_TXN_OPS + 1],
+            vec![put("k", "v"); super::super::validate::MAX_TXN_OPS + 1],
         ] {
-            let e = s
-                .txn(Txn {
-                    failure: bad,
-                    ..Txn::default()
-                })
+            // The request checks run in front of every store (validate.rs).
+            let e = checked
+                .txn(
+                    Txn {
+                        failure: bad,
+                        ..Txn::default()
+                    },
+                    T,
+                )
                 .await
                 .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
         }
         assert_eq!(s.range(b"", RangeOpts::prefix()).await.unwrap().revision, 2);
-        assert!(s.grant(0).await.unwrap_err().message().contains("got 0"));
-        assert!(s.compact(0).await.is_err());
+        assert!(checked
+            .grant(0, T)
+            .await
+            .unwrap_err()
+            .message()
+            .contains("got 0"));
+        assert!(checked.compact(0, T).await.is_err());
         let e = s.compact(99).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-        assert!(s.watch(b"k", false, -1).await.is_err());
+        assert!(checked.watch(b"k", false, -1, T).await.is_err());
     }
 
     #[tokio::test]
@@ -1000,14 +913,14 @@ mod tests {
 
         let every = s.range(b"", RangeOpts::prefix()).await.unwrap();
         assert_eq!(every.kvs.len(), 5);
-        let e = s
-            .range(
-                b"a",
-                RangeOpts {
-                    limit: -1,
-                    ..RangeOpts::default()
-                },
-            )
+        // The request checks run in front of every store (validate.rs).
+        let checked = super::super::backend::Backend::Embedded(s.clone());
+        let bad = RangeOpts {
+            limit: -1,
+            ..RangeOpts::default()
+        };
+        let e = checked
+            .range(b"a", bad, Duration::from_secs(5))
             .await
             .unwrap_err();
         assert!(e.message().contains("-1"));
@@ -1168,7 +1081,7 @@ mod tests {
     #[tokio::test]
     async fn lease_ids_are_unique() {
         let s = EmbeddedStore::new();
-        let mut seen = HashSet::new();
+        let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {
             let (id, _) = s.grant(60).await.unwrap();
             assert!(id > 0);

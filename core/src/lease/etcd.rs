@@ -19,7 +19,9 @@ use super::kv::{
     Cmp, CmpOp, CmpTarget, Event, EventKind, Kv, LeaseId, Op, OpResult, Range, RangeOpts,
     SortOrder, SortTarget, Txn, TxnResult, Watch,
 };
+use super::validate::show_key;
 use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::Home;
 
 /// HTTP/2 ping interval on connections with open streams. etcd's default
 /// `--grpc-keepalive-min-time` is 5 s and it sends GOAWAY to clients that
@@ -81,6 +83,9 @@ struct Inner {
     keepers: Mutex<HashMap<LeaseId, KeepAlive>>,
     /// Dropped with the last clone of the store, which ends the health task.
     _health: Option<oneshot::Sender<()>>,
+    /// The process whose runtime runs the client's connections (see
+    /// `Backend`).
+    home: Home,
 }
 
 impl fmt::Debug for EtcdStore {
@@ -275,6 +280,7 @@ impl EtcdStore {
                         endpoints: endpoints.to_vec(),
                         keepers: Mutex::default(),
                         _health: health,
+                        home: Home::here(),
                     }),
                 })
             }
@@ -292,6 +298,11 @@ impl EtcdStore {
                 ))
             }
         }
+    }
+
+    /// The process the client was connected from.
+    pub(crate) fn home(&self) -> Home {
+        self.inner.home
     }
 
     /// The endpoints given to [`connect`](EtcdStore::connect).
@@ -444,11 +455,6 @@ impl EtcdStore {
 
     /// Runs `txn` atomically.
     pub(crate) async fn txn(&self, txn: Txn) -> Result<TxnResult> {
-        for op in txn.success.iter().chain(&txn.failure) {
-            if let Op::Get { opts, .. } = op {
-                check_range_opts(opts)?;
-            }
-        }
         let request = to_etcd_txn(&txn);
         // A txn is not idempotent: retry only when it provably did nothing.
         let resp = self
@@ -489,7 +495,6 @@ impl EtcdStore {
 
     /// Reads `key` (or the prefix `key`).
     pub(crate) async fn range(&self, key: &[u8], opts: RangeOpts) -> Result<Range> {
-        check_range_opts(&opts)?;
         let options = get_options(&opts);
         let mut resp = self
             .retry(true, || {
@@ -508,12 +513,6 @@ impl EtcdStore {
     /// Watches `key` (or the prefix) from revision `start` (0: from now).
     /// Returns once etcd has created the watcher, so no later write is missed.
     pub(crate) async fn watch(&self, key: &[u8], prefix: bool, start: i64) -> Result<Watch> {
-        if start < 0 {
-            return Err(Error::invalid(format!(
-                "watch of {}: start revision must be >= 0, got {start}",
-                show_key(key)
-            )));
-        }
         let mut options = ec::WatchOptions::new();
         if start > 0 {
             options = options.with_start_revision(start);
@@ -557,11 +556,6 @@ impl EtcdStore {
     /// Compacts the history before `rev` (logically; etcd frees the space in
     /// the background).
     pub(crate) async fn compact(&self, rev: i64) -> Result<()> {
-        if rev <= 0 {
-            return Err(Error::invalid(format!(
-                "compact: revision must be > 0, got {rev}"
-            )));
-        }
         self.retry(true, || {
             let mut c = self.inner.client.kv_client();
             async move { c.compact(rev, None).await }
@@ -744,27 +738,6 @@ impl WatchFeed {
     }
 }
 
-/// Keys are bytes; show them as text when they are, escaped otherwise.
-fn show_key(key: &[u8]) -> String {
-    format!("key {:?}", String::from_utf8_lossy(key))
-}
-
-fn check_range_opts(opts: &RangeOpts) -> Result<()> {
-    if opts.limit < 0 {
-        return Err(Error::invalid(format!(
-            "range limit must be >= 0 (0: no limit), got {}",
-            opts.limit
-        )));
-    }
-    if opts.max_create_revision < 0 {
-        return Err(Error::invalid(format!(
-            "range max_create_revision must be >= 0 (0: no bound), got {}",
-            opts.max_create_revision
-        )));
-    }
-    Ok(())
-}
-
 /// The NotFound error of a transaction that named a lease etcd does not
 /// know, naming the leases the transaction used.
 fn lease_not_found(txn: &Txn, e: &ec::Error) -> Error {
@@ -864,7 +837,7 @@ fn to_etcd_txn(txn: &Txn) -> ec::Txn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::testing::{etcd_binary, EtcdCluster};
+    use shardkit_testkit::{etcd_binary, EtcdCluster};
     use std::time::Instant;
 
     const T: Duration = Duration::from_secs(5);
@@ -1010,7 +983,9 @@ mod tests {
             limit: -1,
             ..RangeOpts::default()
         };
-        let e = s.range(b"/p/", bad).await.unwrap_err();
+        // The request checks run in front of every store (validate.rs).
+        let checked = crate::lease::backend::Backend::Etcd(s.clone());
+        let e = checked.range(b"/p/", bad, T).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert!(e.message().contains("-1"), "{e}");
     }

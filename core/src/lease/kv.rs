@@ -284,3 +284,13 @@ impl Watch {
         self.rx.recv().await
     }
 }
+
+/// Whether `key` is `watched`, or under it when `prefix` (the empty prefix
+/// holds every key).
+pub(crate) fn key_matches(watched: &[u8], prefix: bool, key: &[u8]) -> bool {
+    if prefix {
+        key.starts_with(watched)
+    } else {
+        key == watched
+    }
+}

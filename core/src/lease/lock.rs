@@ -120,6 +120,8 @@ impl Lock {
     /// ended (the key was gone: the lease expired), with `InvalidArgument`
     /// when the lock is not held through this handle.
     pub async fn unlock(&self) -> Result<()> {
+        // In a forked child, fail before taking the token: the hold is the parent's.
+        self.session.check_process()?;
         let token = lock(&self.held).take().ok_or_else(|| {
             Error::invalid(format!(
                 "lock {:?} is not held through this handle",
@@ -193,7 +195,9 @@ impl Lock {
         self.session.guarded_put(token, key, value).await
     }
 
-    fn held_token(&self) -> Result<FencingToken> {
+    /// The token of the current hold, or a `Fenced` error naming the lock
+    /// when it is not held through this handle (what a guarded write gets).
+    pub fn held_token(&self) -> Result<FencingToken> {
         lock(&self.held).clone().ok_or_else(|| {
             Error::new(
                 ErrorKind::Fenced,

@@ -30,13 +30,14 @@ pub mod kv;
 mod lock;
 mod ownership;
 mod queue;
+mod scoped_lock;
 mod session;
-pub mod testing;
 mod token;
+mod validate;
 
 pub use cancel::Cancel;
 pub use coordinator::{Coordinator, DEFAULT_TIMEOUT};
-pub use election::{Election, LeaderInfo, Observer, ELECTION_PREFIX};
+pub use election::{Election, FollowPolicy, LeaderInfo, Observer, ELECTION_PREFIX};
 pub use endpoints::{parse_endpoints, ENDPOINTS_ENV};
 pub use fence::FenceGate;
 pub use kv::{
@@ -45,6 +46,10 @@ pub use kv::{
 };
 pub use lock::{Lock, LOCK_PREFIX};
 pub use ownership::{OwnershipEvent, OwnershipHandler, ShardOwner, SHARDS_PREFIX};
-pub use queue::{validate_name, waiter_wakeups, WaitOptions, MAX_NAME_LEN};
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub use queue::waiter_wakeups;
+pub use queue::{validate_name, WaitOptions, MAX_NAME_LEN};
+pub use scoped_lock::ScopedLock;
 pub use session::{Session, SessionOptions, MAX_TTL_SECS};
 pub use token::{FencingToken, TokenKind};

@@ -106,6 +106,14 @@ fn lose_all(shared: &Mutex<Shared>, reason: &str) -> Vec<FencingToken> {
 
 impl Drop for ShardOwner {
     fn drop(&mut self) {
+        if self.session.check_process().is_err() {
+            // A forked child: the worker task and the shards are the
+            // parent's. Aborting the task would schedule it on the parent's
+            // runtime, which has no threads here; leave it all alone.
+            let task = self.task.get_mut().unwrap_or_else(|p| p.into_inner());
+            std::mem::forget(task.take());
+            return;
+        }
         self.session.remove_close_hook(self.close_hook);
         let running = lock(&self.task).take();
         if let Some(t) = running {
@@ -230,7 +238,11 @@ impl ShardOwner {
 
     /// Leaves the group: every owned shard is reported lost and released
     /// (so another worker takes it at once), then the member key goes.
+    ///
+    /// In a child forked after the owner started it fails at once
+    /// (`InvalidArgument`): the worker runs in the parent.
     pub async fn close(&self) -> Result<()> {
+        self.session.check_process()?;
         self.session.remove_close_hook(self.close_hook);
         self.stop.cancel();
         let task = lock(&self.task).take();

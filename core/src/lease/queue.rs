@@ -14,9 +14,13 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Times a waiter was woken by its predecessor's delete, process-wide: the
 /// herd test checks one release wakes exactly one waiter.
+#[cfg(feature = "test-hooks")]
 static WAKEUPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// How many waiter wake-ups this process has seen (for tests and metrics).
+/// How many waiter wake-ups this process has seen. A test hook (cargo
+/// feature `test-hooks`, which only shardkit's own tests enable), not API.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
 pub fn waiter_wakeups() -> u64 {
     WAKEUPS.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -205,11 +209,14 @@ async fn wait_predecessors(session: &Session, prefix: &[u8], place: &Place) -> R
             match watch.next().await {
                 Some(Ok(events)) => {
                     if events.iter().any(|e| e.kind == EventKind::Delete) {
-                        WAKEUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        session
-                            .inner
-                            .wakeups
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        #[cfg(feature = "test-hooks")]
+                        {
+                            WAKEUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            session
+                                .inner
+                                .wakeups
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         break;
                     }
                 }

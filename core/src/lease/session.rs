@@ -116,7 +116,7 @@ impl SessionOptions {
     }
 
     /// Checks the options and returns `(ttl_secs, margin)`.
-    fn validate(&self) -> Result<(i64, Duration)> {
+    pub(crate) fn validate(&self) -> Result<(i64, Duration)> {
         let ttl = self.ttl;
         if ttl.is_zero() || ttl.subsec_nanos() != 0 || ttl.as_secs() > MAX_TTL_SECS {
             return Err(Error::invalid(format!(
@@ -191,7 +191,8 @@ pub(crate) struct SessionInner {
     nonce: u32,
     seq: AtomicU64,
     /// Times this session's lock and election waiters were woken by their
-    /// predecessor's delete (see [`Session::waiter_wakeups`]).
+    /// predecessor's delete (see `Session::waiter_wakeups`, a test hook).
+    #[cfg(feature = "test-hooks")]
     pub(crate) wakeups: AtomicU64,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -203,6 +204,18 @@ impl Drop for SessionInner {
     fn drop(&mut self) {
         if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.abort();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // In a forked child the last handle must not drop the session: that
+        // aborts the keepalive task and wakes waiters, all on the parent's
+        // runtime, whose threads (and the locks they held) the child does
+        // not have. A clone forgotten here keeps it alive instead.
+        if self.inner.backend.check_process().is_err() {
+            std::mem::forget(self.clone());
         }
     }
 }
@@ -294,6 +307,7 @@ impl Session {
             close_hooks: Mutex::new(Vec::new()),
             nonce: session_nonce(),
             seq: AtomicU64::new(0),
+            #[cfg(feature = "test-hooks")]
             wakeups: AtomicU64::new(0),
             task: Mutex::new(None),
         });
@@ -305,6 +319,10 @@ impl Session {
     /// How many times this session's lock and election waiters were woken
     /// by their predecessor's delete. One release should wake one waiter;
     /// a count that jumps by the queue length on one release is a herd.
+    /// A test hook (cargo feature `test-hooks`, which only shardkit's own
+    /// tests enable), not API.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn waiter_wakeups(&self) -> u64 {
         self.inner.wakeups.load(Ordering::Relaxed)
     }
@@ -344,7 +362,14 @@ impl Session {
 
     /// Resolves with the reason once the session is lost. Never resolves for
     /// a session that is closed instead.
+    ///
+    /// In a child forked after the session was made, which can neither keep
+    /// it alive nor hear of its loss, it resolves at once with the error
+    /// saying so (kind `InvalidArgument`).
     pub async fn lost(&self) -> Error {
+        if let Err(e) = self.inner.backend.check_process() {
+            return e;
+        }
         let mut rx = self.inner.state.subscribe();
         loop {
             if let State::Lost(e) = &*rx.borrow_and_update() {
@@ -358,6 +383,9 @@ impl Session {
 
     /// Resolves when the session is lost or closed; the error says which.
     pub(crate) async fn ended(&self) -> Error {
+        if let Err(e) = self.inner.backend.check_process() {
+            return e;
+        }
         let mut rx = self.inner.state.subscribe();
         loop {
             match &*rx.borrow_and_update() {
@@ -395,8 +423,16 @@ impl Session {
     /// Ok while the session may still act; the loss reason otherwise. Also
     /// declares the session lost when the deadline has passed but the
     /// background task has not run yet (a process just woken from a pause).
+    /// In a child forked after the session was made: `InvalidArgument`,
+    /// saying so (everything under the session fails the same way).
     pub fn check(&self) -> Result<()> {
         self.inner.check()
+    }
+
+    /// Ok in the process the session was made in; in a forked child, the
+    /// error saying it cannot be used there.
+    pub(crate) fn check_process(&self) -> Result<()> {
+        self.inner.backend.check_process()
     }
 
     /// The timeout for the next request: the configured bound, cut to the
@@ -470,7 +506,11 @@ impl Session {
 
     /// Stops keeping the lease alive and revokes it, deleting every key held
     /// under it (locks, candidacies, shards). Lost callbacks do not run.
+    ///
+    /// In a child forked after the session was made it fails at once
+    /// (`InvalidArgument`) and changes nothing: the parent still owns it.
     pub async fn close(&self) -> Result<()> {
+        self.inner.backend.check_process()?;
         let was_alive = self.inner.state.send_if_modified(|s| {
             if matches!(s, State::Alive) {
                 *s = State::Closed;
@@ -515,6 +555,8 @@ fn closed_error(lease: LeaseId) -> Error {
 
 impl SessionInner {
     fn check(&self) -> Result<()> {
+        // First: in a forked child the state below is a stale copy.
+        self.backend.check_process()?;
         match &*self.state.borrow() {
             State::Lost(e) => return Err(e.clone()),
             State::Closed => return Err(closed_error(self.lease)),

@@ -1,7 +1,9 @@
 //! Rayon-parallel variants of the merge and the posting-list operations.
 //! Each returns exactly what its sequential version returns (same hits, same
 //! order, same first error), and falls back to it below [`PAR_THRESHOLD`]
-//! total elements, where splitting costs more than it saves.
+//! total elements, where splitting costs more than it saves. The public
+//! entry points run on this process's pool ([`crate::runtime::parallel`]),
+//! so they work in a forked child too.
 
 use super::postings::{intersect_valid, union_valid, validate_postings, DocId};
 use super::topk::{check_size, merge_validated, top_k, validate_list, Hit};
@@ -35,7 +37,7 @@ fn validate_all<L: Sync>(lists: &[L], f: impl Fn(usize, &L) -> Result<()> + Sync
 /// many long lists and a small page; when the whole input is wanted the
 /// final merge redoes the work and it is no faster than [`top_k`].
 pub fn top_k_par(lists: &[&[Hit]], offset: usize, size: usize) -> Result<Vec<Hit>> {
-    top_k_par_with(lists, offset, size, PAR_THRESHOLD)
+    crate::runtime::parallel(|| top_k_par_with(lists, offset, size, PAR_THRESHOLD))
 }
 
 /// [`top_k_par`] with its threshold as a parameter, so tests can drive the
@@ -123,7 +125,7 @@ fn by_ranges<T: DocId>(lists: &[&[T]], guide: &[T], op: fn(&[&[T]]) -> Vec<T>) -
 /// [`intersect`](super::intersect) in parallel, split by value ranges cut
 /// from the smallest list.
 pub fn intersect_par<T: DocId>(lists: &[&[T]]) -> Result<Vec<T>> {
-    intersect_par_with(lists, PAR_THRESHOLD)
+    crate::runtime::parallel(|| intersect_par_with(lists, PAR_THRESHOLD))
 }
 
 pub(crate) fn intersect_par_with<T: DocId>(lists: &[&[T]], threshold: usize) -> Result<Vec<T>> {
@@ -139,7 +141,7 @@ pub(crate) fn intersect_par_with<T: DocId>(lists: &[&[T]], threshold: usize) -> 
 /// [`union`](super::union) in parallel, split by value ranges cut from the
 /// largest list.
 pub fn union_par<T: DocId>(lists: &[&[T]]) -> Result<Vec<T>> {
-    union_par_with(lists, PAR_THRESHOLD)
+    crate::runtime::parallel(|| union_par_with(lists, PAR_THRESHOLD))
 }
 
 pub(crate) fn union_par_with<T: DocId>(lists: &[&[T]], threshold: usize) -> Result<Vec<T>> {
@@ -160,18 +162,8 @@ mod tests {
     use super::*;
     use crate::merge::{intersect, union};
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    // Seeded, so the random inputs are the same every run.
+    use shardkit_testkit::Rng;
 
     fn hits(rng: &mut Rng, shard: u32) -> Vec<Hit> {
         let n = rng.below(120) as usize;
@@ -198,7 +190,7 @@ mod tests {
             .build()
             .unwrap();
         pool.install(|| {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+            let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
             for case in 0..150 {
                 let n = rng.below(12) as u32;
                 // Shards distinct across lists (the 64-bit path) in half

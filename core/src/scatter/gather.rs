@@ -34,10 +34,12 @@ impl<Req: Sync, Resp: Send> Scatter<Req, Resp> {
     /// (hedging as configured) and returns the first answer.
     ///
     /// Errors: `InvalidArgument` when the scatter has more than one leaf
-    /// (use [`Scatter::gather`]) or the deadline is already past; `Timeout`
+    /// (use [`Scatter::gather`]), the deadline is already past, or this is
+    /// a child forked after the scatter's HTTP replicas were made; `Timeout`
     /// when no replica answered by `deadline`; the last replica error when
     /// every replica failed.
     pub async fn first(&self, req: &Req, deadline: Instant) -> Result<Resp> {
+        self.check_process()?;
         if self.leaves.len() != 1 {
             return Err(Error::invalid(format!(
                 "root distribution needs exactly one leaf (its replicas are the \
@@ -61,8 +63,9 @@ impl<Req: Sync, Resp: Send> Scatter<Req, Resp> {
     /// until all are in, the coverage policy can no longer be met, or the
     /// deadline passes. Every outstanding call is dropped before it returns.
     ///
-    /// Errors: `InvalidArgument` for a past deadline or a coverage policy
-    /// the leaf count cannot meet (`AtLeast(0)`, `AtLeast(k)` with k > n);
+    /// Errors: `InvalidArgument` for a past deadline, a coverage policy
+    /// the leaf count cannot meet (`AtLeast(0)`, `AtLeast(k)` with k > n),
+    /// or a call in a child forked after its HTTP replicas were made;
     /// otherwise, when too few shards answered, `Timeout` (if a shard was
     /// cut off by the deadline) or `Unavailable` (if shards only failed),
     /// with the coverage and each missing shard in the message.
@@ -92,6 +95,7 @@ impl<Req: Sync, Resp: Send> Scatter<Req, Resp> {
     where
         Req: 'r,
     {
+        self.check_process()?;
         let total = self.leaves.len();
         let needed = opts.coverage.needed(total)?;
         check_deadline(opts.deadline)?;

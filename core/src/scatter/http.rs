@@ -14,6 +14,7 @@
 //! start of the body, which is usually the leaf's own error message).
 
 use super::{CallFuture, Leaf, Replica};
+use crate::runtime::Home;
 use crate::{Error, ErrorKind, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -37,6 +38,23 @@ pub const DEFAULT_MAX_BODY: usize = 64 << 20;
 pub struct HttpTransport {
     client: Client<HttpConnector, Full<Bytes>>,
     max_body: usize,
+    /// The process whose runtime runs the pool's connections.
+    home: Home,
+}
+
+/// In a forked child the pool's last handle must not go: dropping it closes
+/// connections whose tasks are the parent's, waking them on a runtime with
+/// no threads here. A clone forgotten keeps the pool alive instead.
+fn keep_in_child(home: &Home, client: &Client<HttpConnector, Full<Bytes>>) {
+    if !home.is_here() {
+        std::mem::forget(client.clone());
+    }
+}
+
+impl Drop for HttpTransport {
+    fn drop(&mut self) {
+        keep_in_child(&self.home, &self.client);
+    }
 }
 
 impl std::fmt::Debug for HttpTransport {
@@ -72,7 +90,11 @@ impl HttpTransport {
             // leaf; keep enough of them warm.
             .pool_max_idle_per_host(64)
             .build(connector);
-        HttpTransport { client, max_body }
+        HttpTransport {
+            client,
+            max_body,
+            home: Home::here(),
+        }
     }
 
     /// A replica at `url` (`http://host:port/path`) whose answers parse as
@@ -88,6 +110,7 @@ impl HttpTransport {
             uri,
             url: Arc::from(url),
             max_body: self.max_body,
+            home: self.home,
             _answer: PhantomData,
         })
     }
@@ -118,12 +141,29 @@ impl HttpTransport {
                     .iter()
                     .map(|u| Ok(Arc::new(self.replica::<T>(u)?) as Arc<dyn Replica<Bytes, T>>))
                     .collect::<Result<Vec<_>>>()?;
-                // The URLs in the name: a timeout or a metrics row then says
-                // which servers it means, not only a position.
-                Leaf::new(format!("shard-{i} ({})", urls.join("|")), replicas)
+                Leaf::for_shard(i, urls, replicas)
             })
             .collect()
     }
+}
+
+/// Splits shard `index`'s replica list, `url|url|...` (the form C, Go and the
+/// CLI take a shard's replicas in), trimming blanks around each URL. An
+/// empty list or an empty URL is an `InvalidArgument` error naming the text;
+/// the URLs themselves are checked when the leaves are built.
+pub fn split_replicas(index: usize, text: &str) -> Result<Vec<String>> {
+    text.split('|')
+        .map(|u| {
+            let u = u.trim();
+            if u.is_empty() {
+                return Err(Error::invalid(format!(
+                    "shard {index} ({text:?}) has an empty replica URL; \
+                     separate a leaf's replica URLs with '|'"
+                )));
+            }
+            Ok(u.to_string())
+        })
+        .collect()
 }
 
 /// Parses and checks a leaf URL.
@@ -157,7 +197,14 @@ pub struct HttpReplica<T> {
     uri: Uri,
     url: Arc<str>,
     max_body: usize,
+    home: Home,
     _answer: PhantomData<fn() -> T>,
+}
+
+impl<T> Drop for HttpReplica<T> {
+    fn drop(&mut self) {
+        keep_in_child(&self.home, &self.client);
+    }
 }
 
 impl<T> HttpReplica<T> {
@@ -171,7 +218,19 @@ impl<T> Replica<Bytes, T> for HttpReplica<T>
 where
     T: DeserializeOwned + Send + 'static,
 {
+    fn home(&self) -> Option<Home> {
+        Some(self.home)
+    }
+
     fn call(&self, body: &Bytes) -> CallFuture<T> {
+        // A forked child has none of the pool's connections (their tasks
+        // ran on the parent's runtime): say so instead of waiting on them.
+        if let Err(e) = self.home.check(&format!(
+            "the HTTP transport (connection pool) of leaf {}",
+            self.url
+        )) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
         let mut req = Request::post(self.uri.clone())
             .body(Full::new(body.clone()))
             .expect("a parsed URI and a POST always build a request");

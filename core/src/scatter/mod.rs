@@ -72,6 +72,7 @@ pub use hedge::HedgeConfig;
 pub use histogram::HistogramSnapshot;
 pub use metrics::{LeafMetrics, ReplicaMetrics};
 
+use crate::runtime::Home;
 use crate::{Error, ErrorKind, Result};
 use hedge::Budget;
 use metrics::LeafStats;
@@ -94,6 +95,14 @@ pub trait Replica<Req, Resp>: Send + Sync {
     /// Starts a call. The request is borrowed only while the future is
     /// built; copy or serialise what the call needs.
     fn call(&self, req: &Req) -> CallFuture<Resp>;
+
+    /// The process whose runtime this replica's connections live on, for a
+    /// replica that has any (HTTP): a scatter over it refuses calls in a
+    /// child forked after it was made, which could only wait on the
+    /// parent's connections. `None` (the default): works in any process.
+    fn home(&self) -> Option<Home> {
+        None
+    }
 }
 
 impl<Req, Resp, F> Replica<Req, Resp> for F
@@ -125,6 +134,19 @@ impl<Req, Resp> Leaf<Req, Resp> {
             )));
         }
         Ok(Leaf { name, replicas })
+    }
+
+    /// Shard `index`'s leaf, named `shard-<index> (<replica>|<replica>...)`
+    /// after its replicas' names (URLs, function names): every binding names
+    /// shard leaves this way, so a timeout or a metrics row says which
+    /// servers it means, not only a position.
+    pub fn for_shard<S: AsRef<str>>(
+        index: usize,
+        replica_names: &[S],
+        replicas: Vec<Arc<dyn Replica<Req, Resp>>>,
+    ) -> Result<Self> {
+        let names: Vec<&str> = replica_names.iter().map(AsRef::as_ref).collect();
+        Leaf::new(format!("shard-{index} ({})", names.join("|")), replicas)
     }
 
     /// The leaf's name.
@@ -181,6 +203,47 @@ pub enum Coverage {
 }
 
 impl Coverage {
+    /// Parses the one spelling every binding and the CLI accept, for a
+    /// scatter over `total` leaves: `all`, `best-effort` (`best_effort` is
+    /// the same), `K` (at least K leaves, 1 to `total`) or `K/N` (the same,
+    /// with N stating the leaf count, which must be `total`). Anything else
+    /// is an `InvalidArgument` error that starts `coverage <text>: `.
+    pub fn parse(text: &str, total: usize) -> Result<Coverage> {
+        let t = text.trim();
+        // A bare number is shown as it is, anything else quoted.
+        let shown = match t.parse::<usize>() {
+            Ok(k) => k.to_string(),
+            Err(_) => format!("{text:?}"),
+        };
+        let bad = |why: String| Error::invalid(format!("coverage {shown}: {why}"));
+        let k = match t {
+            "all" => return Ok(Coverage::RequireAll),
+            "best-effort" | "best_effort" => return Ok(Coverage::BestEffort),
+            _ => {
+                let (k, n) = match t.split_once('/') {
+                    Some((k, n)) => (k.trim().parse::<usize>(), Some(n.trim().parse::<usize>())),
+                    None => (t.parse::<usize>(), None),
+                };
+                match (k, n) {
+                    (Ok(k), None) => k,
+                    (Ok(k), Some(Ok(n))) if n == total => k,
+                    (Ok(_), Some(Ok(n))) => {
+                        return Err(bad(format!("N is {n} but the scatter has {total} leaves")))
+                    }
+                    _ => {
+                        return Err(bad(
+                            "expected all, best-effort, K or K/N (K of N leaves)".to_string()
+                        ))
+                    }
+                }
+            }
+        };
+        if k == 0 || k > total {
+            return Err(bad(format!("K must be between 1 and the {total} leaves")));
+        }
+        Ok(Coverage::AtLeast(k))
+    }
+
     /// How many of `total` leaves this policy needs. Errors: `AtLeast(0)`,
     /// or `AtLeast(k)` with more than `total`.
     pub fn needed(self, total: usize) -> Result<usize> {
@@ -260,6 +323,8 @@ pub struct Scatter<Req, Resp> {
     config: ScatterConfig,
     budget: Budget,
     rng: Rng,
+    /// Where its replicas' connections live, when some have any.
+    home: Option<Home>,
 }
 
 impl<Req, Resp> Scatter<Req, Resp> {
@@ -291,6 +356,10 @@ impl<Req, Resp> Scatter<Req, Resp> {
             Some(h) => Budget::new(h.budget_ratio, h.budget_burst),
             None => Budget::new(0.0, 0.0),
         };
+        let home = leaves
+            .iter()
+            .flat_map(|l| &l.replicas)
+            .find_map(|r| r.home());
         let leaves = leaves
             .into_iter()
             .map(|l| LeafState {
@@ -308,7 +377,17 @@ impl<Req, Resp> Scatter<Req, Resp> {
             rng: Rng::new(config.seed),
             config,
             budget,
+            home,
         })
+    }
+
+    /// Ok unless this is a child forked after the scatter's connections
+    /// were made (see [`Replica::home`]): then every call fails at once.
+    fn check_process(&self) -> Result<()> {
+        match &self.home {
+            Some(home) => home.check("this Scatter's HTTP transport (its connection pool)"),
+            None => Ok(()),
+        }
     }
 
     /// Number of leaves.
@@ -357,4 +436,57 @@ fn check_deadline(deadline: Instant) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Coverage;
+
+    #[test]
+    fn coverage_parses_the_one_spelling() {
+        assert_eq!(Coverage::parse("all", 4).unwrap(), Coverage::RequireAll);
+        assert_eq!(
+            Coverage::parse("best-effort", 4).unwrap(),
+            Coverage::BestEffort
+        );
+        assert_eq!(
+            Coverage::parse("best_effort", 4).unwrap(),
+            Coverage::BestEffort
+        );
+        assert_eq!(Coverage::parse("3", 4).unwrap(), Coverage::AtLeast(3));
+        assert_eq!(Coverage::parse(" 2/4 ", 4).unwrap(), Coverage::AtLeast(2));
+        assert_eq!(Coverage::parse("4/4", 4).unwrap(), Coverage::AtLeast(4));
+    }
+
+    #[test]
+    fn coverage_errors_name_the_text() {
+        let expected = "expected all, best-effort, K or K/N (K of N leaves)";
+        for (bad, says) in [
+            ("", format!("coverage \"\": {expected}")),
+            ("most", format!("coverage \"most\": {expected}")),
+            ("All", format!("coverage \"All\": {expected}")),
+            ("-1", format!("coverage \"-1\": {expected}")),
+            ("2/x", format!("coverage \"2/x\": {expected}")),
+            (
+                "0",
+                "coverage 0: K must be between 1 and the 4 leaves".into(),
+            ),
+            (
+                "5",
+                "coverage 5: K must be between 1 and the 4 leaves".into(),
+            ),
+            (
+                "2/3",
+                "coverage \"2/3\": N is 3 but the scatter has 4 leaves".into(),
+            ),
+            (
+                "5/4",
+                "coverage \"5/4\": K must be between 1 and the 4 leaves".into(),
+            ),
+        ] {
+            let e = Coverage::parse(bad, 4).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{bad:?}");
+            assert_eq!(e.message(), says, "{bad:?}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 
 use super::protocol::{LeafAnswer, SearchRequest};
 use crate::merge::{top_k, Hit};
-use crate::scatter::http::HttpTransport;
+use crate::scatter::http::{split_replicas, HttpTransport};
 use crate::scatter::{Coverage, GatherOptions, HedgeConfig, Scatter, ScatterConfig};
 use crate::{Error, ErrorKind, Result};
 use bytes::Bytes;
@@ -226,16 +226,12 @@ pub fn parse_leaves(list: &str) -> Result<Vec<Vec<String>>> {
     list.split(',')
         .enumerate()
         .map(|(i, item)| {
-            item.split('|')
+            split_replicas(i, item)
+                .map_err(|e| Error::invalid(format!("leaves {list:?}: {}", e.message())))?
+                .into_iter()
                 .map(|r| {
-                    let r = r.trim();
-                    if r.is_empty() {
-                        Err(Error::invalid(format!(
-                            "leaves {list:?}: shard {i} ({item:?}) has an empty replica; \
-                             list shards with `,` and a shard's replicas with `|`"
-                        )))
-                    } else if r.contains("://") {
-                        Ok(r.to_string())
+                    if r.contains("://") {
+                        Ok(r)
                     } else if r.contains('/') {
                         Err(Error::invalid(format!(
                             "leaf {r:?} has a path but no scheme; write \

@@ -695,7 +695,8 @@ impl Sharder {
     }
 
     /// Looks up many keys: `out[i]` receives the slot of `keys[i]`. Runs on
-    /// rayon's pool from [`PARALLEL_BATCH_THRESHOLD`] keys.
+    /// rayon's pool from [`PARALLEL_BATCH_THRESHOLD`] keys (this process's:
+    /// see [`crate::runtime::parallel`]).
     pub fn lookup_batch<K: AsRef<[u8]> + Sync>(&self, keys: &[K], out: &mut [u32]) -> Result<()> {
         if keys.len() != out.len() {
             return Err(Error::invalid(format!(
@@ -713,10 +714,12 @@ impl Sharder {
                 .expect("a node is up");
         };
         if keys.len() >= PARALLEL_BATCH_THRESHOLD {
-            keys.par_iter()
-                .zip(out.par_iter_mut())
-                .with_min_len(4096)
-                .for_each(one);
+            crate::runtime::parallel(|| {
+                keys.par_iter()
+                    .zip(out.par_iter_mut())
+                    .with_min_len(4096)
+                    .for_each(one)
+            });
         } else {
             keys.iter().zip(out.iter_mut()).for_each(one);
         }
@@ -737,11 +740,13 @@ impl Sharder {
         }
         let one = |(h, o): (&u64, &mut u32)| *o = self.lookup_hash(*h).expect("a node is up");
         if hashes.len() >= PARALLEL_BATCH_THRESHOLD {
-            hashes
-                .par_iter()
-                .zip(out.par_iter_mut())
-                .with_min_len(4096)
-                .for_each(one);
+            crate::runtime::parallel(|| {
+                hashes
+                    .par_iter()
+                    .zip(out.par_iter_mut())
+                    .with_min_len(4096)
+                    .for_each(one)
+            });
         } else {
             hashes.iter().zip(out.iter_mut()).for_each(one);
         }

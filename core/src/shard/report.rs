@@ -63,13 +63,15 @@ fn shares(s: &Sharder) -> HashMap<&str, f64> {
 
 pub(super) fn movement(a: &Sharder, b: &Sharder, samples: usize) -> Result<Movement> {
     check_samples(samples)?;
-    let moved = (0..samples)
-        .into_par_iter()
-        .map_init(Vec::new, |buf, i| -> Result<usize> {
-            sample_key(i, buf);
-            Ok((a.lookup(buf)?.name() != b.lookup(buf)?.name()) as usize)
-        })
-        .try_reduce(|| 0, |x, y| Ok(x + y))?;
+    let moved = crate::runtime::parallel(|| {
+        (0..samples)
+            .into_par_iter()
+            .map_init(Vec::new, |buf, i| -> Result<usize> {
+                sample_key(i, buf);
+                Ok((a.lookup(buf)?.name() != b.lookup(buf)?.name()) as usize)
+            })
+            .try_reduce(|| 0, |x, y| Ok(x + y))
+    })?;
     let (old, new) = (shares(a), shares(b));
     let minimum = new
         .iter()
@@ -86,33 +88,35 @@ pub(super) fn movement(a: &Sharder, b: &Sharder, samples: usize) -> Result<Movem
 pub(super) fn balance(s: &Sharder, samples: usize) -> Result<Balance> {
     check_samples(samples)?;
     let slots = s.slot_count();
-    let counts = (0..samples)
-        .into_par_iter()
-        .fold(
-            || (Vec::new(), vec![0u64; slots], None),
-            |(mut buf, mut c, err): (Vec<u8>, Vec<u64>, Option<Error>), i| {
-                sample_key(i, &mut buf);
-                let err = err.or_else(|| match s.lookup_slot(&buf) {
-                    Ok(slot) => {
-                        c[slot as usize] += 1;
-                        None
-                    }
-                    Err(e) => Some(e),
-                });
-                (buf, c, err)
-            },
-        )
-        .map(|(_, c, e)| match e {
-            Some(e) => Err(e),
-            None => Ok(c),
-        })
-        .try_reduce(
-            || vec![0u64; slots],
-            |mut x, y| {
-                x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
-                Ok(x)
-            },
-        )?;
+    let counts = crate::runtime::parallel(|| {
+        (0..samples)
+            .into_par_iter()
+            .fold(
+                || (Vec::new(), vec![0u64; slots], None),
+                |(mut buf, mut c, err): (Vec<u8>, Vec<u64>, Option<Error>), i| {
+                    sample_key(i, &mut buf);
+                    let err = err.or_else(|| match s.lookup_slot(&buf) {
+                        Ok(slot) => {
+                            c[slot as usize] += 1;
+                            None
+                        }
+                        Err(e) => Some(e),
+                    });
+                    (buf, c, err)
+                },
+            )
+            .map(|(_, c, e)| match e {
+                Some(e) => Err(e),
+                None => Ok(c),
+            })
+            .try_reduce(
+                || vec![0u64; slots],
+                |mut x, y| {
+                    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+                    Ok(x)
+                },
+            )
+    })?;
     let share = shares(s);
     let mut ratios = Vec::new();
     let mut per_node = Vec::new();
