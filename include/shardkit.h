@@ -1,14 +1,28 @@
 /*
- * shardkit: the C ABI of the shardkit sharding engine.
+ * shardkit: the C ABI of the shardkit engine (sharding, scatter/gather,
+ * ownership election).
  *
  * Conventions:
  * - Every fallible function returns a shardkit_status; SHARDKIT_STATUS_OK is 0.
  *   Out-params are written only on success (exceptions are documented).
  * - On failure, shardkit_last_error() copies the detail for this thread.
  * - A buffer pointer is always followed by its length; NULL with length 0 is
- *   an empty buffer. Keys and names are bytes, never NUL-terminated.
- * - shardkit_sharder handles are immutable snapshots, safe to share between
- *   threads; every handle returned must be released with shardkit_sharder_free().
+ *   an empty buffer.
+ * - Strings given to the library are (pointer, length) pairs of bytes, never
+ *   NUL-terminated: keys, names, algorithm and hash names, documents,
+ *   coverage policies. The one exception says so in its docs:
+ *   shardkit_http_scatter_new's leaf URLs are NUL-terminated C strings.
+ * - Strings the library gives out: shardkit_status_message(), shardkit_version()
+ *   and shardkit_last_error() are NUL-terminated; strings returned through
+ *   `char **` are NUL-terminated and freed with shardkit_string_free();
+ *   callback messages come with their length and are also NUL-terminated;
+ *   copies into the caller's buffer (node names, descriptions, token text,
+ *   leader values) are (buffer, *out_len) and NOT NUL-terminated.
+ * - Handles are opaque and typed: each `_new` has its `_free`, `_free(NULL)` is
+ *   a no-op, and a handle of one type passed where another is expected is
+ *   SHARDKIT_STATUS_INVALID_ARGUMENT naming both types (never a misread
+ *   object). shardkit_sharder handles are immutable snapshots, safe to share
+ *   between threads.
  */
 
 #ifndef SHARDKIT_H
@@ -211,6 +225,13 @@ typedef struct shardkit_lock shardkit_lock;
 typedef struct shardkit_observer shardkit_observer;
 
 /**
+ * A lock on one name, taken under a fresh lease at each acquire and given
+ * back with the lease at each release. Held at most once at a time; may be
+ * acquired again after a release. Usable from any thread.
+ */
+typedef struct shardkit_scoped_lock shardkit_scoped_lock;
+
+/**
  * A lease kept alive in the background, with a local deadline that runs out
  * before the server's. Locks, elections and shard owners are made under a
  * session and end when it is lost.
@@ -248,6 +269,85 @@ typedef struct shardkit_fencing_token {
 } shardkit_fencing_token;
 
 /**
+ * How an observer rides out a failing store (core's follow policy): a
+ * failed read or watch is retried after a pause starting at
+ * `retry_min_ms` and doubling up to `retry_max_ms`; once failures have
+ * lasted `report_after_ms`, the callback hears of the last one and the
+ * observer goes on following. Fill one with
+ * `shardkit_follow_policy_default`; pass NULL for the defaults.
+ */
+typedef struct shardkit_follow_policy {
+  /**
+   * The first pause after a failure, in milliseconds (above 0).
+   */
+  uint64_t retry_min_ms;
+  /**
+   * The longest pause between attempts (at least `retry_min_ms`).
+   */
+  uint64_t retry_max_ms;
+  /**
+   * How long failures may last before they are reported; 0 reports
+   * the first.
+   */
+  uint64_t report_after_ms;
+} shardkit_follow_policy;
+
+/**
+ * What an observer's callback is told: a leadership state, or a failure.
+ *
+ * - `status` `SHARDKIT_STATUS_OK`: a state. `has_leader` false means no
+ *   leader (then `value` is NULL and the numbers are 0); otherwise `value`
+ *   is the leader's proclaimed value (`value_len` bytes), `revision` its
+ *   fencing token and `lease` the lease it holds under.
+ * - any other status (`UNAVAILABLE`, `TIMEOUT`, `IO`, ...): the store kept
+ *   failing for the policy's `report_after_ms`; `message` (`message_len`
+ *   bytes of UTF-8, also NUL-terminated) says what failed. The observer
+ *   keeps following; the next state comes once the store answers.
+ *
+ * Every pointer is valid only during the call.
+ */
+typedef struct shardkit_leader_event {
+  /**
+   * OK for a state, else the failure's status.
+   */
+  shardkit_status status;
+  /**
+   * The failure, NUL-terminated; "" for a state.
+   */
+  const char *message;
+  /**
+   * Length of `message` without the NUL.
+   */
+  size_t message_len;
+  /**
+   * Whether the election has a leader.
+   */
+  bool has_leader;
+  /**
+   * The leader's proclaimed value; NULL without a leader.
+   */
+  const uint8_t *value;
+  /**
+   * Length of `value` in bytes.
+   */
+  size_t value_len;
+  /**
+   * The leader's fencing token (its create revision); 0 without one.
+   */
+  int64_t revision;
+  /**
+   * The lease the leader holds under; 0 without one.
+   */
+  int64_t lease;
+} shardkit_leader_event;
+
+/**
+ * Called with each leadership state or reported failure, in order, one
+ * at a time.
+ */
+typedef void (*shardkit_leader_callback)(void *userdata, const struct shardkit_leader_event *event);
+
+/**
  * Called once when a session is lost: `code` is `SHARDKIT_STATUS_SESSION_LOST`
  * and `message` (`message_len` bytes of UTF-8, also NUL-terminated) says why;
  * it is valid only during the call.
@@ -256,18 +356,6 @@ typedef void (*shardkit_lost_callback)(void *userdata,
                                        shardkit_status code,
                                        const char *message,
                                        size_t message_len);
-
-/**
- * Called with an election's leadership: `has_leader` false means no
- * leader (then `value` is NULL, `value_len` and `revision` 0). Otherwise
- * `value` is the leader's proclaimed value (`value_len` bytes, valid only
- * during the call) and `revision` its fencing token.
- */
-typedef void (*shardkit_leader_callback)(void *userdata,
-                                         bool has_leader,
-                                         const uint8_t *value,
-                                         size_t value_len,
-                                         int64_t revision);
 
 /**
  * Called for every change in a shard owner's holdings, in order: `gained`
@@ -417,11 +505,10 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The static text of a status code: "ok" for `SHARDKIT_STATUS_OK`, the kind's
- * description for the others, and "unknown status code" for any other value.
- * The pointer stays valid for the life of the process; never free it.
+ * The library version, e.g. "0.1.0": static, NUL-terminated, never freed.
+ * Matches `SHARDKIT_VERSION_MAJOR.MINOR.PATCH` of the header it was built with.
  */
-const char *shardkit_status_message(shardkit_status code);
+const char *shardkit_version(void);
 
 /**
  * Copies the detail of the last failed call on this thread (its kind and a
@@ -446,12 +533,6 @@ const char *shardkit_status_message(shardkit_status code);
  * or point to a writable `size_t`.
  */
 shardkit_status shardkit_last_error(char *buf, size_t len, size_t *out_len);
-
-/**
- * The library version, e.g. "0.1.0": static, NUL-terminated, never freed.
- * Matches `SHARDKIT_VERSION_MAJOR.MINOR.PATCH` of the header it was built with.
- */
-const char *shardkit_version(void);
 
 /**
  * A new, unfired cancellation signal in `*out`.
@@ -572,6 +653,337 @@ shardkit_status shardkit_coordinator_revoke(const struct shardkit_coordinator *c
  * `coord` must be NULL or a live handle, not used again afterwards.
  */
 void shardkit_coordinator_free(struct shardkit_coordinator *coord);
+
+/**
+ * A candidate in election `name` (same rules as lock names) under
+ * `session`. Sends nothing yet.
+ *
+ * # Safety
+ * `session` a live handle; `name` NULL or `name_len` readable bytes; `out`
+ * a writable pointer.
+ */
+shardkit_status shardkit_election_new(const struct shardkit_session *session,
+                                      const uint8_t *name,
+                                      size_t name_len,
+                                      struct shardkit_election **out);
+
+/**
+ * Waits until this candidate leads, proclaiming `value` (bytes), and
+ * writes the leadership's fencing token. `timeout_ms` and `cancel` as for
+ * `shardkit_lock_acquire`; the same errors. Blocking.
+ *
+ * # Safety
+ * `election` a live handle; `value` NULL or `value_len` readable bytes;
+ * `cancel` NULL or a live handle; `out_token` writable.
+ */
+shardkit_status shardkit_election_campaign(const struct shardkit_election *election,
+                                           const uint8_t *value,
+                                           size_t value_len,
+                                           int64_t timeout_ms,
+                                           const struct shardkit_cancel *cancel,
+                                           struct shardkit_fencing_token *out_token);
+
+/**
+ * Replaces the leader's value, only while this candidate leads (`FENCED`
+ * otherwise). Blocking.
+ *
+ * # Safety
+ * `election` a live handle; `value` NULL or `value_len` readable bytes.
+ */
+shardkit_status shardkit_election_proclaim(const struct shardkit_election *election,
+                                           const uint8_t *value,
+                                           size_t value_len);
+
+/**
+ * Gives up leadership (`INVALID_ARGUMENT` when not leader through this
+ * handle). Blocking.
+ *
+ * # Safety
+ * `election` must be a live handle.
+ */
+shardkit_status shardkit_election_resign(const struct shardkit_election *election);
+
+/**
+ * The text form of the current leadership's token (e.g.
+ * `leader:primary@88/694d7a3c1e2f0a11`), as `shardkit_lock_token_text`;
+ * `FENCED` when this handle does not lead.
+ *
+ * # Safety
+ * `election` a live handle; `buf` NULL or `buf_len` writable bytes;
+ * `out_len` a writable `size_t`.
+ */
+shardkit_status shardkit_election_token_text(const struct shardkit_election *election,
+                                             uint8_t *buf,
+                                             size_t buf_len,
+                                             size_t *out_len);
+
+/**
+ * Frees the handle without resigning: NULL is a no-op. Leadership (or a
+ * candidacy) stays until the session is closed or its lease ends.
+ *
+ * # Safety
+ * `election` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_election_free(struct shardkit_election *election);
+
+/**
+ * A gate for the tokens of lock `name`: tokens of one lock are comparable
+ * with each other only, so use one gate per lock. Errors:
+ * `INVALID_ARGUMENT` for an empty name or one with control characters.
+ *
+ * # Safety
+ * `name` NULL or `name_len` readable bytes; `out` a writable pointer.
+ */
+shardkit_status shardkit_fence_gate_new(const uint8_t *name,
+                                        size_t name_len,
+                                        struct shardkit_fence_gate **out);
+
+/**
+ * Admits a write to `resource` (bytes) carrying the token value `token`
+ * (a `shardkit_fencing_token.revision`, or `SHARDKIT_FENCING_TOKEN` from
+ * the CLI): records it as the newest and returns `OK`, or returns `FENCED`
+ * (recording nothing) when a newer token was already seen for `resource`.
+ * `INVALID_ARGUMENT` for a token <= 0. Thread-safe, not blocking.
+ *
+ * # Safety
+ * `gate` a live handle; `resource` NULL or `resource_len` readable bytes.
+ */
+shardkit_status shardkit_fence_gate_admit(const struct shardkit_fence_gate *gate,
+                                          const uint8_t *resource,
+                                          size_t resource_len,
+                                          int64_t token);
+
+/**
+ * The newest token admitted for `resource` (0 when none, and for a NULL
+ * gate or a bad buffer).
+ *
+ * # Safety
+ * `gate` NULL or a live handle; `resource` NULL or `resource_len` readable
+ * bytes.
+ */
+int64_t shardkit_fence_gate_newest(const struct shardkit_fence_gate *gate,
+                                   const uint8_t *resource,
+                                   size_t resource_len);
+
+/**
+ * Frees the gate; NULL is a no-op.
+ *
+ * # Safety
+ * `gate` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_fence_gate_free(struct shardkit_fence_gate *gate);
+
+/**
+ * A contender for the lock `name` (UTF-8, 1 to 512 bytes, no control
+ * characters) under `session`. Sends nothing yet. The lock keeps the
+ * session's lease alive until it is freed.
+ *
+ * # Safety
+ * `session` a live handle; `name` NULL or `name_len` readable bytes; `out`
+ * a writable pointer.
+ */
+shardkit_status shardkit_lock_new(const struct shardkit_session *session,
+                                  const uint8_t *name,
+                                  size_t name_len,
+                                  struct shardkit_lock **out);
+
+/**
+ * Waits until the lock is held and writes its fencing token. Blocking.
+ *
+ * `timeout_ms` < 0 waits without a timeout; otherwise `TIMEOUT` after that
+ * long (0: only if free at once). `cancel` (may be NULL) fired from another
+ * thread ends the wait with `CANCELLED`. Also `SESSION_LOST`, and
+ * `INVALID_ARGUMENT` when already held through this handle or when called
+ * from a runtime thread (a callback). On every error the waiter has left
+ * the queue.
+ *
+ * # Safety
+ * `lock` a live handle; `cancel` NULL or a live handle; `out_token` writable.
+ */
+shardkit_status shardkit_lock_acquire(const struct shardkit_lock *lock,
+                                      int64_t timeout_ms,
+                                      const struct shardkit_cancel *cancel,
+                                      struct shardkit_fencing_token *out_token);
+
+/**
+ * Takes the lock only if it is free now. `*out_acquired` says whether it
+ * was; `*out_token` gets the token, or `{0, 0}` when not acquired. Blocking.
+ *
+ * # Safety
+ * `lock` a live handle; the outs writable.
+ */
+shardkit_status shardkit_lock_try_acquire(const struct shardkit_lock *lock,
+                                          bool *out_acquired,
+                                          struct shardkit_fencing_token *out_token);
+
+/**
+ * Releases the lock. `FENCED` when the hold had already ended (its lease
+ * expired or was revoked: someone else may hold it now), `INVALID_ARGUMENT`
+ * when it is not held through this handle. Blocking.
+ *
+ * # Safety
+ * `lock` must be a live handle.
+ */
+shardkit_status shardkit_lock_release(const struct shardkit_lock *lock);
+
+/**
+ * Writes `key = value` into the store only while this lock is held (the
+ * store itself checks the hold in the same transaction) and writes the
+ * write's revision. `FENCED` when the lock is not held through this handle
+ * (never acquired, released) or its hold has ended; `SESSION_LOST`.
+ * Blocking.
+ *
+ * # Safety
+ * `lock` a live handle; `key` and `value` NULL or their lengths in readable
+ * bytes; `out_revision` writable.
+ */
+shardkit_status shardkit_lock_put(const struct shardkit_lock *lock,
+                                  const uint8_t *key,
+                                  size_t key_len,
+                                  const uint8_t *value,
+                                  size_t value_len,
+                                  int64_t *out_revision);
+
+/**
+ * Copies the text form of the current hold's token (e.g.
+ * `lock:jobs@1234/694d7a3c1e2f0a11`), not NUL-terminated, with the buffer
+ * protocol of `shardkit_coordinator_describe`. `FENCED` when not held
+ * through this handle (as a guarded write through it would be).
+ *
+ * # Safety
+ * `lock` a live handle; `buf` NULL or `buf_len` writable bytes; `out_len` a
+ * writable `size_t`.
+ */
+shardkit_status shardkit_lock_token_text(const struct shardkit_lock *lock,
+                                         uint8_t *buf,
+                                         size_t buf_len,
+                                         size_t *out_len);
+
+/**
+ * Frees the handle without releasing: NULL is a no-op. A hold (or a wait's
+ * queue key) stays until the session is closed or its lease ends; call
+ * `shardkit_lock_release` first to hand the lock on at once.
+ *
+ * # Safety
+ * `lock` must be NULL or a live handle, not used again afterwards (no call
+ * on it may still be running).
+ */
+void shardkit_lock_free(struct shardkit_lock *lock);
+
+/**
+ * Writes core's default follow policy (50 ms doubling to 1 s, failures
+ * reported after 5 s) into `*out`.
+ *
+ * # Safety
+ * `out` must point to a writable `shardkit_follow_policy`.
+ */
+shardkit_status shardkit_follow_policy_default(struct shardkit_follow_policy *out);
+
+/**
+ * Starts following the leadership of election `name`. `callback` is called
+ * first with the current state (possibly "no leader"), then on every change
+ * (a new leader, a new proclaimed value, no leader) and on every store
+ * failure the follow `policy` (NULL: the defaults) reports. Calls are in
+ * order, one at a time, on a runtime thread. Not blocking.
+ *
+ * Errors: `INVALID_ARGUMENT` (a bad name or policy), `NULL_POINTER`,
+ * `INVALID_UTF8`.
+ *
+ * # Safety
+ * `coord` a live handle; `name` NULL or `name_len` readable bytes;
+ * `policy` NULL or readable; `callback` a valid function; `userdata` valid
+ * until `shardkit_observer_free` returns and usable from another thread;
+ * `out` a writable pointer.
+ */
+shardkit_status shardkit_observer_start(const struct shardkit_coordinator *coord,
+                                        const uint8_t *name,
+                                        size_t name_len,
+                                        const struct shardkit_follow_policy *policy,
+                                        shardkit_leader_callback callback,
+                                        void *userdata,
+                                        struct shardkit_observer **out);
+
+/**
+ * Stops the observer: NULL is a no-op. Returns only once the callback is
+ * not running on another thread and will never be called again, so
+ * `userdata` may be freed right after. May be called from inside the
+ * callback itself (then that call simply finishes).
+ *
+ * # Safety
+ * `observer` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_observer_free(struct shardkit_observer *observer);
+
+/**
+ * A scoped lock on `name` (UTF-8, the rules of lock names) in `coord`'s
+ * store, whose holds live under leases of `ttl_secs` seconds (the loss
+ * margin and request bound at their defaults, as for
+ * `shardkit_session_new`). Sends nothing yet.
+ *
+ * Errors: `INVALID_ARGUMENT` (a bad name, ttl 0 or too large),
+ * `INVALID_UTF8`, `NULL_POINTER`.
+ *
+ * # Safety
+ * `coord` a live handle; `name` NULL or `name_len` readable bytes; `out`
+ * a writable pointer.
+ */
+shardkit_status shardkit_scoped_lock_new(const struct shardkit_coordinator *coord,
+                                         const uint8_t *name,
+                                         size_t name_len,
+                                         uint64_t ttl_secs,
+                                         struct shardkit_scoped_lock **out);
+
+/**
+ * Grants a lease, then waits until the lock is held under it, and writes
+ * its fencing token. Blocking. `timeout_ms` < 0 waits without a timeout
+ * (0: only if free at once); `cancel` (may be NULL) fired from another
+ * thread ends the wait with `CANCELLED`. On every error the lease is
+ * revoked and the handle is idle again.
+ *
+ * Errors: `TIMEOUT`, `CANCELLED`, `INVALID_ARGUMENT` (already held through
+ * this handle, or called from a runtime thread), store errors
+ * (`UNAVAILABLE`, `IO`, ...), `NULL_POINTER`.
+ *
+ * # Safety
+ * `lock` a live handle; `cancel` NULL or a live handle; `out_token`
+ * writable.
+ */
+shardkit_status shardkit_scoped_lock_acquire(const struct shardkit_scoped_lock *lock,
+                                             int64_t timeout_ms,
+                                             const struct shardkit_cancel *cancel,
+                                             struct shardkit_fencing_token *out_token);
+
+/**
+ * Unlocks and revokes the lease; both are attempted and the first error
+ * is returned: `FENCED` when the hold had already ended (its lease expired
+ * or was revoked: someone else may hold it now), `INVALID_ARGUMENT` when
+ * not held through this handle. Blocking.
+ *
+ * # Safety
+ * `lock` must be a live handle.
+ */
+shardkit_status shardkit_scoped_lock_release(const struct shardkit_scoped_lock *lock);
+
+/**
+ * Whether the lock is held through this handle (`*out_held`) and, if so,
+ * its token (`*out_token`, else `{0, 0}`). Not blocking.
+ *
+ * # Safety
+ * `lock` a live handle; the outs writable.
+ */
+shardkit_status shardkit_scoped_lock_token(const struct shardkit_scoped_lock *lock,
+                                           bool *out_held,
+                                           struct shardkit_fencing_token *out_token);
+
+/**
+ * Frees the handle; NULL is a no-op. A hold still in place is given up:
+ * its lease is revoked in the background, which frees the lock at once.
+ *
+ * # Safety
+ * `lock` must be NULL or a live handle, not used again afterwards (no call
+ * on it may still be running).
+ */
+void shardkit_scoped_lock_free(struct shardkit_scoped_lock *lock);
 
 /**
  * Grants a lease of `ttl_secs` seconds (1 to 9e9; etcd may require more)
@@ -698,252 +1110,6 @@ shardkit_status shardkit_session_close(const struct shardkit_session *s);
  * `s` must be NULL or a live handle, not used again afterwards.
  */
 void shardkit_session_free(struct shardkit_session *s);
-
-/**
- * A contender for the lock `name` (UTF-8, 1 to 512 bytes, no control
- * characters) under `session`. Sends nothing yet. The lock keeps the
- * session's lease alive until it is freed.
- *
- * # Safety
- * `session` a live handle; `name` NULL or `name_len` readable bytes; `out`
- * a writable pointer.
- */
-shardkit_status shardkit_lock_new(const struct shardkit_session *session,
-                                  const uint8_t *name,
-                                  size_t name_len,
-                                  struct shardkit_lock **out);
-
-/**
- * Waits until the lock is held and writes its fencing token. Blocking.
- *
- * `timeout_ms` < 0 waits without a timeout; otherwise `TIMEOUT` after that
- * long (0: only if free at once). `cancel` (may be NULL) fired from another
- * thread ends the wait with `CANCELLED`. Also `SESSION_LOST`, and
- * `INVALID_ARGUMENT` when already held through this handle or when called
- * from a runtime thread (a callback). On every error the waiter has left
- * the queue.
- *
- * # Safety
- * `lock` a live handle; `cancel` NULL or a live handle; `out_token` writable.
- */
-shardkit_status shardkit_lock_acquire(const struct shardkit_lock *lock,
-                                      int64_t timeout_ms,
-                                      const struct shardkit_cancel *cancel,
-                                      struct shardkit_fencing_token *out_token);
-
-/**
- * Takes the lock only if it is free now. `*out_acquired` says whether it
- * was; `*out_token` gets the token, or `{0, 0}` when not acquired. Blocking.
- *
- * # Safety
- * `lock` a live handle; the outs writable.
- */
-shardkit_status shardkit_lock_try_acquire(const struct shardkit_lock *lock,
-                                          bool *out_acquired,
-                                          struct shardkit_fencing_token *out_token);
-
-/**
- * Releases the lock. `FENCED` when the hold had already ended (its lease
- * expired or was revoked: someone else may hold it now), `INVALID_ARGUMENT`
- * when it is not held through this handle. Blocking.
- *
- * # Safety
- * `lock` must be a live handle.
- */
-shardkit_status shardkit_lock_release(const struct shardkit_lock *lock);
-
-/**
- * Writes `key = value` into the store only while this lock is held (the
- * store itself checks the hold in the same transaction) and writes the
- * write's revision. `FENCED` when the lock is not held through this handle
- * (never acquired, released) or its hold has ended; `SESSION_LOST`.
- * Blocking.
- *
- * # Safety
- * `lock` a live handle; `key` and `value` NULL or their lengths in readable
- * bytes; `out_revision` writable.
- */
-shardkit_status shardkit_lock_put(const struct shardkit_lock *lock,
-                                  const uint8_t *key,
-                                  size_t key_len,
-                                  const uint8_t *value,
-                                  size_t value_len,
-                                  int64_t *out_revision);
-
-/**
- * Copies the text form of the current hold's token (e.g.
- * `lock:jobs@1234/694d7a3c1e2f0a11`), not NUL-terminated, with the buffer
- * protocol of `shardkit_coordinator_describe`. `NOT_FOUND` when not held
- * through this handle.
- *
- * # Safety
- * `lock` a live handle; `buf` NULL or `buf_len` writable bytes; `out_len` a
- * writable `size_t`.
- */
-shardkit_status shardkit_lock_token_text(const struct shardkit_lock *lock,
-                                         uint8_t *buf,
-                                         size_t buf_len,
-                                         size_t *out_len);
-
-/**
- * Frees the handle without releasing: NULL is a no-op. A hold (or a wait's
- * queue key) stays until the session is closed or its lease ends; call
- * `shardkit_lock_release` first to hand the lock on at once.
- *
- * # Safety
- * `lock` must be NULL or a live handle, not used again afterwards (no call
- * on it may still be running).
- */
-void shardkit_lock_free(struct shardkit_lock *lock);
-
-/**
- * A candidate in election `name` (same rules as lock names) under
- * `session`. Sends nothing yet.
- *
- * # Safety
- * `session` a live handle; `name` NULL or `name_len` readable bytes; `out`
- * a writable pointer.
- */
-shardkit_status shardkit_election_new(const struct shardkit_session *session,
-                                      const uint8_t *name,
-                                      size_t name_len,
-                                      struct shardkit_election **out);
-
-/**
- * Waits until this candidate leads, proclaiming `value` (bytes), and
- * writes the leadership's fencing token. `timeout_ms` and `cancel` as for
- * `shardkit_lock_acquire`; the same errors. Blocking.
- *
- * # Safety
- * `election` a live handle; `value` NULL or `value_len` readable bytes;
- * `cancel` NULL or a live handle; `out_token` writable.
- */
-shardkit_status shardkit_election_campaign(const struct shardkit_election *election,
-                                           const uint8_t *value,
-                                           size_t value_len,
-                                           int64_t timeout_ms,
-                                           const struct shardkit_cancel *cancel,
-                                           struct shardkit_fencing_token *out_token);
-
-/**
- * Replaces the leader's value, only while this candidate leads (`FENCED`
- * otherwise). Blocking.
- *
- * # Safety
- * `election` a live handle; `value` NULL or `value_len` readable bytes.
- */
-shardkit_status shardkit_election_proclaim(const struct shardkit_election *election,
-                                           const uint8_t *value,
-                                           size_t value_len);
-
-/**
- * Gives up leadership (`INVALID_ARGUMENT` when not leader through this
- * handle). Blocking.
- *
- * # Safety
- * `election` must be a live handle.
- */
-shardkit_status shardkit_election_resign(const struct shardkit_election *election);
-
-/**
- * The text form of the current leadership's token (e.g.
- * `leader:primary@88/694d7a3c1e2f0a11`), as `shardkit_lock_token_text`.
- *
- * # Safety
- * `election` a live handle; `buf` NULL or `buf_len` writable bytes;
- * `out_len` a writable `size_t`.
- */
-shardkit_status shardkit_election_token_text(const struct shardkit_election *election,
-                                             uint8_t *buf,
-                                             size_t buf_len,
-                                             size_t *out_len);
-
-/**
- * Frees the handle without resigning: NULL is a no-op. Leadership (or a
- * candidacy) stays until the session is closed or its lease ends.
- *
- * # Safety
- * `election` must be NULL or a live handle, not used again afterwards.
- */
-void shardkit_election_free(struct shardkit_election *election);
-
-/**
- * Starts following the leadership of election `name`. `callback` is called
- * first with the current state (possibly "no leader"), then on every change:
- * a new leader, a new proclaimed value, or no leader. Calls are in order,
- * one at a time, on a runtime thread; store errors are retried in the
- * background (with a pause of up to 1 s), never reported. Not blocking.
- *
- * # Safety
- * `coord` a live handle; `name` NULL or `name_len` readable bytes;
- * `callback` a valid function; `userdata` valid until
- * `shardkit_observer_free` returns and usable from another thread; `out`
- * a writable pointer.
- */
-shardkit_status shardkit_observer_start(const struct shardkit_coordinator *coord,
-                                        const uint8_t *name,
-                                        size_t name_len,
-                                        shardkit_leader_callback callback,
-                                        void *userdata,
-                                        struct shardkit_observer **out);
-
-/**
- * Stops the observer: NULL is a no-op. Returns only once the callback is
- * not running on another thread and will never be called again, so
- * `userdata` may be freed right after. May be called from inside the
- * callback itself (then that call simply finishes).
- *
- * # Safety
- * `observer` must be NULL or a live handle, not used again afterwards.
- */
-void shardkit_observer_free(struct shardkit_observer *observer);
-
-/**
- * A gate for the tokens of lock `name`: tokens of one lock are comparable
- * with each other only, so use one gate per lock. Errors:
- * `INVALID_ARGUMENT` for an empty name or one with control characters.
- *
- * # Safety
- * `name` NULL or `name_len` readable bytes; `out` a writable pointer.
- */
-shardkit_status shardkit_fence_gate_new(const uint8_t *name,
-                                        size_t name_len,
-                                        struct shardkit_fence_gate **out);
-
-/**
- * Admits a write to `resource` (bytes) carrying the token value `token`
- * (a `shardkit_fencing_token.revision`, or `SHARDKIT_FENCING_TOKEN` from
- * the CLI): records it as the newest and returns `OK`, or returns `FENCED`
- * (recording nothing) when a newer token was already seen for `resource`.
- * `INVALID_ARGUMENT` for a token <= 0. Thread-safe, not blocking.
- *
- * # Safety
- * `gate` a live handle; `resource` NULL or `resource_len` readable bytes.
- */
-shardkit_status shardkit_fence_gate_admit(const struct shardkit_fence_gate *gate,
-                                          const uint8_t *resource,
-                                          size_t resource_len,
-                                          int64_t token);
-
-/**
- * The newest token admitted for `resource` (0 when none, and for a NULL
- * gate or a bad buffer).
- *
- * # Safety
- * `gate` NULL or a live handle; `resource` NULL or `resource_len` readable
- * bytes.
- */
-int64_t shardkit_fence_gate_newest(const struct shardkit_fence_gate *gate,
-                                   const uint8_t *resource,
-                                   size_t resource_len);
-
-/**
- * Frees the gate; NULL is a no-op.
- *
- * # Safety
- * `gate` must be NULL or a live handle, not used again afterwards.
- */
-void shardkit_fence_gate_free(struct shardkit_fence_gate *gate);
 
 /**
  * Joins shard group `group` as `worker` under `session`, competing for the
@@ -1134,9 +1300,11 @@ shardkit_status shardkit_http_scatter_new(const char *const *leaves,
 /**
  * Leaf sharding: POSTs `body` (`body_len` bytes; NULL with 0 sends an
  * empty body) to every leaf and gathers the answers for up to
- * `timeout_ms` (above 0) milliseconds. `min_answers` is the coverage
- * policy: -1 every leaf must answer, 0 best effort (whatever arrived, at
- * least one), k >= 1 at least k leaves. Blocking.
+ * `timeout_ms` (above 0) milliseconds. `coverage` (`coverage_len` bytes of
+ * UTF-8; NULL/0 for `all`) is the coverage policy, spelled as in every
+ * binding: `all` (every leaf must answer), `best-effort` (whatever
+ * arrived, at least one), `K` or `K/N` (at least K of the N leaves).
+ * Blocking.
  *
  * On success `*out_json` receives the gathered document:
  * `{"answers":[{"leaf":0,"answer":<the leaf's JSON>}],
@@ -1150,18 +1318,19 @@ shardkit_status shardkit_http_scatter_new(const char *const *leaves,
  * Errors (nothing written): when the policy is not met, `TIMEOUT` if a
  * leaf was cut off by the deadline, else `UNAVAILABLE`, the message naming
  * every missing leaf and why; `INVALID_ARGUMENT` for `timeout_ms` 0, a bad
- * `min_answers` (below -1, or above the leaf count), or a call from a
- * runtime thread; `NULL_POINTER`.
+ * `coverage` (the message names it), or a call from a runtime thread;
+ * `INVALID_UTF8`; `NULL_POINTER`.
  *
  * # Safety
- * `s` a live handle; `body` NULL or `body_len` readable bytes; `out_json`
- * a writable pointer.
+ * `s` a live handle; `body` NULL or `body_len` readable bytes; `coverage`
+ * NULL or `coverage_len` readable bytes; `out_json` a writable pointer.
  */
 shardkit_status shardkit_http_scatter_gather(const struct shardkit_http_scatter *s,
                                              const char *body,
                                              size_t body_len,
                                              uint32_t timeout_ms,
-                                             int32_t min_answers,
+                                             const uint8_t *coverage,
+                                             size_t coverage_len,
                                              char **out_json);
 
 /**
@@ -1200,16 +1369,6 @@ size_t shardkit_http_scatter_len(const struct shardkit_http_scatter *s);
  * still be running).
  */
 void shardkit_http_scatter_free(struct shardkit_http_scatter *s);
-
-/**
- * Frees a string this library returned through a `char **` out-param
- * (`shardkit_http_scatter_gather`, `shardkit_http_scatter_first`); NULL is
- * a no-op. Never pass it other memory, or a string twice.
- *
- * # Safety
- * `s` NULL or a string from this library not freed before.
- */
-void shardkit_string_free(char *s);
 
 /**
  * Builds a snapshot over `n_nodes` nodes (in order) with `config` (NULL for
@@ -1335,6 +1494,32 @@ shardkit_status shardkit_sharder_node_name(const struct shardkit_sharder *s,
                                            uint8_t *buf,
                                            size_t buf_len,
                                            size_t *out_len);
+
+/**
+ * Every slot's node in one call, for bindings that cache a snapshot's
+ * nodes: slot `i`'s name is `names[offsets[i] .. offsets[i + 1]]` (UTF-8,
+ * not NUL-terminated) and its weight `weights[i]`; an empty slot has an
+ * empty name and weight 0. `offsets_len` must be the slot count + 1 and
+ * `weights_len` the slot count (`INVALID_ARGUMENT` naming them otherwise).
+ *
+ * `*out_names_len` receives the bytes all names take. When `names_cap` is
+ * below that, the result is `BUFFER_TOO_SMALL` and, as the buffer
+ * convention says, only `*out_names_len` is written (so `names = NULL,
+ * names_cap = 0` asks for it).
+ *
+ * # Safety
+ * `s` a live handle; `names` NULL or `names_cap` writable bytes; `offsets`
+ * and `weights` NULL (length 0) or their lengths in writable elements;
+ * `out_names_len` a writable `size_t`.
+ */
+shardkit_status shardkit_sharder_nodes(const struct shardkit_sharder *s,
+                                       uint8_t *names,
+                                       size_t names_cap,
+                                       size_t *offsets,
+                                       size_t offsets_len,
+                                       uint32_t *weights,
+                                       size_t weights_len,
+                                       size_t *out_names_len);
 
 /**
  * The weight of the node in `slot`; `NOT_FOUND` for an empty or
@@ -1558,6 +1743,23 @@ shardkit_status shardkit_sharder_apply(const struct shardkit_sharder *s,
 shardkit_status shardkit_sharder_is_down(const struct shardkit_sharder *s,
                                          uint32_t slot,
                                          bool *out);
+
+/**
+ * The static text of a status code: "ok" for `SHARDKIT_STATUS_OK`, the kind's
+ * description for the others, and "unknown status code" for any other value.
+ * The pointer stays valid for the life of the process; never free it.
+ */
+const char *shardkit_status_message(shardkit_status code);
+
+/**
+ * Frees a string this library returned through a `char **` out-param
+ * (`shardkit_http_scatter_gather`, `shardkit_http_scatter_first`); NULL is
+ * a no-op. Never pass it other memory, or a string twice.
+ *
+ * # Safety
+ * `s` NULL or a string from this library not freed before.
+ */
+void shardkit_string_free(char *s);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -21,18 +21,23 @@
 
 #[macro_use]
 mod boundary;
+mod args;
+mod callback;
+mod handle;
 mod lease;
 mod merge;
 mod scatter;
 mod sharder;
+mod status;
+mod string;
 
-pub use boundary::{
-    shardkit_last_error, shardkit_status, shardkit_status_message, shardkit_version,
-};
+pub use boundary::shardkit_last_error;
 pub use lease::*;
 pub use merge::*;
 pub use scatter::*;
 pub use sharder::*;
+pub use status::{shardkit_status, shardkit_status_message};
+pub use string::shardkit_string_free;
 
 /// Major version of the library this header belongs to (Cargo.toml's).
 pub const SHARDKIT_VERSION_MAJOR: u32 = 0;
@@ -40,6 +45,14 @@ pub const SHARDKIT_VERSION_MAJOR: u32 = 0;
 pub const SHARDKIT_VERSION_MINOR: u32 = 1;
 /// Patch version of the library this header belongs to.
 pub const SHARDKIT_VERSION_PATCH: u32 = 0;
+
+/// The library version, e.g. "0.1.0": static, NUL-terminated, never freed.
+/// Matches `SHARDKIT_VERSION_MAJOR.MINOR.PATCH` of the header it was built with.
+#[no_mangle]
+pub extern "C" fn shardkit_version() -> *const std::ffi::c_char {
+    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    ffi_boundary!(or VERSION.as_ptr().cast() => { VERSION.as_ptr().cast() })
+}
 
 #[cfg(test)]
 mod tests;

@@ -17,10 +17,10 @@
 
 use std::fmt::Display;
 
-use crate::boundary::{out_ptr, slice, slice_mut, write};
+use crate::args::{copy_out, out_ptr, slice, slice_mut};
 use crate::shardkit_status;
 use shardkit::merge::{self, DocId, Hit};
-use shardkit::{Error, ErrorKind, Result};
+use shardkit::Result;
 
 /// One scored hit, as `shardkit_top_k` takes and returns it.
 ///
@@ -68,8 +68,7 @@ unsafe fn borrow_lists<'a, T>(
         .collect()
 }
 
-/// Copies `result` into the caller's `out` with the buffer convention: the
-/// length is reported either way, the elements only when they fit.
+/// Copies `result` into the caller's `out` with the buffer convention.
 ///
 /// # Safety
 /// `out` NULL (with `out_cap` 0) or `out_cap` writable `C`s; `out_len` from
@@ -84,19 +83,8 @@ unsafe fn deliver<R: Copy, C>(
 ) -> Result<()> {
     // SAFETY: per the caller's contract.
     let dst = unsafe { slice_mut(out, out_cap, "out")? };
-    // SAFETY: checked by out_ptr (caller); written in both outcomes, see the
-    // module docs.
-    unsafe { write(out_len, result.len()) };
-    if result.len() > out_cap {
-        return Err(Error::new(
-            ErrorKind::BufferTooSmall,
-            format!("{what} has {} elements, out_cap is {out_cap}", result.len()),
-        ));
-    }
-    for (d, &r) in dst.iter_mut().zip(result) {
-        *d = convert(r);
-    }
-    Ok(())
+    // SAFETY: per the caller's contract.
+    unsafe { copy_out(result, convert, dst, out_len, what, "out_cap") }
 }
 
 /// The hits at ranks `offset .. offset + size` of the merged order of the

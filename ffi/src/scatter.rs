@@ -1,7 +1,8 @@
 //! Scatter/gather over HTTP/JSON leaves from C: `shardkit_http_scatter`,
 //! over `shardkit::scatter` and its HTTP transport.
 //!
-//! Leaves are given as C strings, one per shard, each holding that shard's
+//! Leaves are given as NUL-terminated C strings (unlike most text in this
+//! ABI, which is (pointer, length)), one per shard, each holding that shard's
 //! replica URLs separated by `|` (`"http://10.0.0.1:8080/search|http://
 //! 10.0.0.2:8080/search"`); blanks around a URL are ignored. A call POSTs
 //! the caller's body (JSON, sent as is with `Content-Type:
@@ -17,14 +18,17 @@
 //! Strings returned through `char **out_json` are NUL-terminated UTF-8
 //! JSON owned by the caller, who frees them with `shardkit_string_free`.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::c_char;
 use std::time::Duration;
 
-use crate::boundary::{out_ptr, slice, write};
+use crate::args::{c_str, opt_text, out_ptr, slice, write};
+use crate::handle::{borrow, into_handle, take};
+use crate::lease::drop_in_runtime;
 use crate::shardkit_status;
+use crate::string::string_out;
 use bytes::Bytes;
 use serde_json::Value;
-use shardkit::scatter::http::HttpTransport;
+use shardkit::scatter::http::{split_replicas, HttpTransport};
 use shardkit::scatter::{Coverage, GatherOptions, HedgeConfig, Scatter, ScatterConfig};
 use shardkit::{runtime, Error, ErrorKind, Result};
 
@@ -87,7 +91,7 @@ impl shardkit_scatter_options {
 }
 
 /// What a handle points to.
-struct HttpScatter(Scatter<Bytes, Value>);
+pub(crate) struct HttpScatter(Scatter<Bytes, Value>);
 
 /// Writes the default options (no hedging; hedge settings at their
 /// defaults for when `hedge` is turned on) into `*out`.
@@ -104,47 +108,6 @@ pub unsafe extern "C" fn shardkit_scatter_options_default(
         unsafe { write(out, shardkit_scatter_options::default()) };
         Ok(())
     })
-}
-
-/// Borrows a NUL-terminated C string that must be UTF-8.
-///
-/// # Safety
-/// `ptr` NULL or a NUL-terminated string valid for `'a`.
-unsafe fn c_str<'a>(ptr: *const c_char, what: impl std::fmt::Display) -> Result<&'a str> {
-    if ptr.is_null() {
-        return Err(Error::new(
-            ErrorKind::NullPointer,
-            format!("{what} is NULL"),
-        ));
-    }
-    // SAFETY: non-NULL and NUL-terminated, per the caller.
-    let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
-    std::str::from_utf8(bytes).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidUtf8,
-            format!(
-                "{what} is not valid UTF-8: byte {} of {} starts an invalid sequence",
-                e.valid_up_to(),
-                bytes.len()
-            ),
-        )
-    })
-}
-
-/// Splits one leaf string into its replica URLs.
-fn replica_urls(i: usize, leaf: &str) -> Result<Vec<String>> {
-    leaf.split('|')
-        .map(|u| {
-            let u = u.trim();
-            if u.is_empty() {
-                return Err(Error::invalid(format!(
-                    "leaves[{i}] = {leaf:?} has an empty replica URL \
-                     (URLs are separated by '|')"
-                )));
-            }
-            Ok(u.to_string())
-        })
-        .collect()
 }
 
 /// A scatter over `nleaves` leaves: `leaves[i]` is shard `i`'s replica URLs
@@ -178,7 +141,9 @@ pub unsafe extern "C" fn shardkit_http_scatter_new(
             .map(|(i, &p)| {
                 // SAFETY: each entry NULL or a C string, per the caller.
                 let leaf = unsafe { c_str(p, format_args!("leaves[{i}]"))? };
-                replica_urls(i, leaf)
+                // Named as the C caller knows it, then as core says.
+                split_replicas(i, leaf)
+                    .map_err(|e| Error::new(e.kind(), format!("leaves[{i}]: {}", e.message())))
             })
             .collect::<Result<Vec<_>>>()?;
         // SAFETY: NULL or readable, per the caller.
@@ -186,7 +151,7 @@ pub unsafe extern "C" fn shardkit_http_scatter_new(
         let leaves = HttpTransport::new().leaves::<Value>(&shards)?;
         let scatter = HttpScatter(Scatter::new(leaves, opts.config())?);
         // SAFETY: checked by out_ptr above.
-        unsafe { write(out, Box::into_raw(Box::new(scatter)).cast()) };
+        unsafe { write(out, into_handle(scatter)) };
         Ok(())
     })
 }
@@ -194,11 +159,8 @@ pub unsafe extern "C" fn shardkit_http_scatter_new(
 /// # Safety
 /// `s` NULL or a live handle.
 unsafe fn scatter<'a>(s: *const shardkit_http_scatter) -> Result<&'a Scatter<Bytes, Value>> {
-    // SAFETY: non-NULL handles are `Box<HttpScatter>` pointers from
-    // `shardkit_http_scatter_new`, live until `_free`, per the caller.
-    unsafe { s.cast::<HttpScatter>().as_ref() }
-        .map(|h| &h.0)
-        .ok_or_else(|| Error::new(ErrorKind::NullPointer, "s is NULL"))
+    // SAFETY: forwarded from the caller.
+    unsafe { borrow(s, "s") }.map(|h| &h.0)
 }
 
 fn timeout(ms: u32) -> Result<Duration> {
@@ -210,32 +172,21 @@ fn timeout(ms: u32) -> Result<Duration> {
     Ok(Duration::from_millis(u64::from(ms)))
 }
 
-fn coverage(min_answers: i32) -> Result<Coverage> {
-    match min_answers {
-        -1 => Ok(Coverage::RequireAll),
-        0 => Ok(Coverage::BestEffort),
-        k if k > 0 => Ok(Coverage::AtLeast(k as usize)),
-        k => Err(Error::invalid(format!(
-            "min_answers {k}: use -1 (all leaves), 0 (best effort) or k >= 1"
-        ))),
-    }
-}
-
 /// Hands JSON text to C as a string it frees with `shardkit_string_free`.
 fn json_out(v: &Value) -> Result<*mut c_char> {
     // serde_json escapes U+0000 in strings, so the text has no NUL.
     let text = serde_json::to_string(v)
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot render JSON: {e}")))?;
-    CString::new(text)
-        .map(CString::into_raw)
-        .map_err(|e| Error::invalid(format!("rendered JSON holds a NUL byte: {e}")))
+    string_out(text, "rendered JSON")
 }
 
 /// Leaf sharding: POSTs `body` (`body_len` bytes; NULL with 0 sends an
 /// empty body) to every leaf and gathers the answers for up to
-/// `timeout_ms` (above 0) milliseconds. `min_answers` is the coverage
-/// policy: -1 every leaf must answer, 0 best effort (whatever arrived, at
-/// least one), k >= 1 at least k leaves. Blocking.
+/// `timeout_ms` (above 0) milliseconds. `coverage` (`coverage_len` bytes of
+/// UTF-8; NULL/0 for `all`) is the coverage policy, spelled as in every
+/// binding: `all` (every leaf must answer), `best-effort` (whatever
+/// arrived, at least one), `K` or `K/N` (at least K of the N leaves).
+/// Blocking.
 ///
 /// On success `*out_json` receives the gathered document:
 /// `{"answers":[{"leaf":0,"answer":<the leaf's JSON>}],
@@ -249,26 +200,34 @@ fn json_out(v: &Value) -> Result<*mut c_char> {
 /// Errors (nothing written): when the policy is not met, `TIMEOUT` if a
 /// leaf was cut off by the deadline, else `UNAVAILABLE`, the message naming
 /// every missing leaf and why; `INVALID_ARGUMENT` for `timeout_ms` 0, a bad
-/// `min_answers` (below -1, or above the leaf count), or a call from a
-/// runtime thread; `NULL_POINTER`.
+/// `coverage` (the message names it), or a call from a runtime thread;
+/// `INVALID_UTF8`; `NULL_POINTER`.
 ///
 /// # Safety
-/// `s` a live handle; `body` NULL or `body_len` readable bytes; `out_json`
-/// a writable pointer.
+/// `s` a live handle; `body` NULL or `body_len` readable bytes; `coverage`
+/// NULL or `coverage_len` readable bytes; `out_json` a writable pointer.
 #[no_mangle]
 pub unsafe extern "C" fn shardkit_http_scatter_gather(
     s: *const shardkit_http_scatter,
     body: *const c_char,
     body_len: usize,
     timeout_ms: u32,
-    min_answers: i32,
+    coverage: *const u8,
+    coverage_len: usize,
     out_json: *mut *mut c_char,
 ) -> shardkit_status {
     ffi_boundary!({
         // SAFETY: per the caller's contract.
-        let (s, body) = unsafe { (scatter(s)?, slice(body.cast::<u8>(), body_len, "body")?) };
+        let (s, body, coverage) = unsafe {
+            (
+                scatter(s)?,
+                slice(body.cast::<u8>(), body_len, "body")?,
+                opt_text(coverage, coverage_len, "coverage")?,
+            )
+        };
         let out = out_ptr(out_json, "out_json")?;
-        let (within, coverage) = (timeout(timeout_ms)?, coverage(min_answers)?);
+        let within = timeout(timeout_ms)?;
+        let coverage = Coverage::parse(coverage.unwrap_or("all"), s.len())?;
         let req = Bytes::copy_from_slice(body);
         let gathered = runtime::block_on(async {
             // The deadline starts once the call is on the runtime, so time
@@ -340,38 +299,10 @@ pub unsafe extern "C" fn shardkit_http_scatter_len(s: *const shardkit_http_scatt
 #[no_mangle]
 pub unsafe extern "C" fn shardkit_http_scatter_free(s: *mut shardkit_http_scatter) {
     ffi_boundary!(or () => {
-        if s.is_null() {
-            return;
-        }
-        // SAFETY: a live handle is a `Box<HttpScatter>`; the caller gives up
-        // ownership.
-        let s = unsafe { Box::from_raw(s.cast::<HttpScatter>()) };
         // The pool's connection tasks live on the runtime; dropping inside
         // it lets them be told to stop even from a plain C thread.
-        match runtime::shared() {
-            Ok(rt) => {
-                let _guard = rt.enter();
-                drop(s);
-            }
-            Err(_) => drop(s),
-        }
-    })
-}
-
-/// Frees a string this library returned through a `char **` out-param
-/// (`shardkit_http_scatter_gather`, `shardkit_http_scatter_first`); NULL is
-/// a no-op. Never pass it other memory, or a string twice.
-///
-/// # Safety
-/// `s` NULL or a string from this library not freed before.
-#[no_mangle]
-pub unsafe extern "C" fn shardkit_string_free(s: *mut c_char) {
-    ffi_boundary!(or () => {
-        if !s.is_null() {
-            // SAFETY: strings handed out come from `CString::into_raw`, per
-            // the caller's contract.
-            drop(unsafe { CString::from_raw(s) });
-        }
+        // SAFETY: per the caller's contract.
+        drop_in_runtime(unsafe { take(s, "s") });
     })
 }
 
@@ -380,22 +311,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leaf_strings_split_on_bars() {
-        assert_eq!(
-            replica_urls(0, "http://a/x | http://b/x").unwrap(),
-            vec!["http://a/x", "http://b/x"]
-        );
-        let e = replica_urls(3, "http://a/x||http://b/x").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-        assert!(e.message().contains("leaves[3]"), "{e}");
-    }
-
-    #[test]
-    fn coverage_codes() {
-        assert_eq!(coverage(-1).unwrap(), Coverage::RequireAll);
-        assert_eq!(coverage(0).unwrap(), Coverage::BestEffort);
-        assert_eq!(coverage(2).unwrap(), Coverage::AtLeast(2));
-        assert!(coverage(-2).unwrap_err().message().contains("-2"));
+    fn a_scatter_needs_a_deadline() {
         assert!(timeout(0).is_err());
+        assert_eq!(timeout(5).unwrap(), Duration::from_millis(5));
     }
 }

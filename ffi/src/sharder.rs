@@ -1,7 +1,8 @@
 //! `shardkit_sharder`: immutable sharding snapshots, lookups, membership
 //! changes and reports, over `shardkit::Sharder`.
 
-use crate::boundary::{opt_text, out_ptr, slice, slice_mut, text, write};
+use crate::args::{copy_bytes, copy_out, opt_text, out_ptr, slice, slice_mut, text, write};
+use crate::handle::{borrow, into_handle, take};
 use crate::shardkit_status;
 use shardkit::config::{nginx, twemproxy};
 use shardkit::{Change, Error, ErrorKind, Node, Result, ShardConfig, Sharder};
@@ -77,21 +78,14 @@ pub struct shardkit_config {
     pub hash_tag_len: usize,
 }
 
-/// Hands a snapshot to C. Sharder is an `Arc`, so the box is one pointer.
-fn into_c(s: Sharder) -> *mut shardkit_sharder {
-    Box::into_raw(Box::new(s)).cast()
-}
-
 /// Borrows the snapshot behind a C handle.
 ///
 /// # Safety
 /// `ptr` must be NULL or a live handle from this library.
 #[inline(always)]
 unsafe fn sharder<'a>(ptr: *const shardkit_sharder, what: &'static str) -> Result<&'a Sharder> {
-    // SAFETY: non-NULL handles are `Box<Sharder>` pointers from `into_c`,
-    // live until `shardkit_sharder_free`, per the caller.
-    unsafe { ptr.cast::<Sharder>().as_ref() }
-        .ok_or_else(|| Error::new(ErrorKind::NullPointer, format!("{what} is NULL")))
+    // SAFETY: forwarded from the caller.
+    unsafe { borrow(ptr, what) }
 }
 
 /// Publishes a new snapshot through `out`, checked before any work was done.
@@ -100,7 +94,7 @@ unsafe fn sharder<'a>(ptr: *const shardkit_sharder, what: &'static str) -> Resul
 /// `out` came from `out_ptr`.
 unsafe fn publish(out: *mut *mut shardkit_sharder, s: Sharder) {
     // SAFETY: forwarded from the caller.
-    unsafe { write(out, into_c(s)) }
+    unsafe { write(out, into_handle(s)) }
 }
 
 /// Converts one C node.
@@ -279,7 +273,7 @@ pub unsafe extern "C" fn shardkit_sharder_clone(
     ffi_boundary!(or std::ptr::null_mut() => {
         // SAFETY: per the caller's contract.
         match unsafe { sharder(s, "s") } {
-            Ok(s) => into_c(s.clone()),
+            Ok(s) => into_handle(s.clone()),
             Err(_) => std::ptr::null_mut(),
         }
     })
@@ -293,11 +287,8 @@ pub unsafe extern "C" fn shardkit_sharder_clone(
 #[no_mangle]
 pub unsafe extern "C" fn shardkit_sharder_free(s: *mut shardkit_sharder) {
     ffi_boundary!(or () => {
-        if !s.is_null() {
-            // SAFETY: a live handle is a `Box<Sharder>` from `into_c`, and the
-            // caller gives up ownership.
-            drop(unsafe { Box::from_raw(s.cast::<Sharder>()) });
-        }
+        // SAFETY: per the caller's contract.
+        drop(unsafe { take(s, "s") });
     })
 }
 
@@ -349,19 +340,83 @@ pub unsafe extern "C" fn shardkit_sharder_node_name(
         // SAFETY: per the caller's contract.
         let buf = unsafe { slice_mut(buf, buf_len, "buf")? };
         let name = node_in(s, slot)?.name().as_bytes();
-        // SAFETY: checked by out_ptr above; set in both outcomes, see docs.
-        unsafe { write(out_len, name.len()) };
-        buf.get_mut(..name.len())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::BufferTooSmall,
-                    format!(
-                        "slot {slot}'s node name needs {} bytes, buf_len is {buf_len}",
-                        name.len()
-                    ),
-                )
-            })?
-            .copy_from_slice(name);
+        // SAFETY: checked by out_ptr above.
+        unsafe { copy_bytes(name, buf, out_len, format_args!("slot {slot}'s node name")) }
+    })
+}
+
+/// Every slot's node in one call, for bindings that cache a snapshot's
+/// nodes: slot `i`'s name is `names[offsets[i] .. offsets[i + 1]]` (UTF-8,
+/// not NUL-terminated) and its weight `weights[i]`; an empty slot has an
+/// empty name and weight 0. `offsets_len` must be the slot count + 1 and
+/// `weights_len` the slot count (`INVALID_ARGUMENT` naming them otherwise).
+///
+/// `*out_names_len` receives the bytes all names take. When `names_cap` is
+/// below that, the result is `BUFFER_TOO_SMALL` and, as the buffer
+/// convention says, only `*out_names_len` is written (so `names = NULL,
+/// names_cap = 0` asks for it).
+///
+/// # Safety
+/// `s` a live handle; `names` NULL or `names_cap` writable bytes; `offsets`
+/// and `weights` NULL (length 0) or their lengths in writable elements;
+/// `out_names_len` a writable `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_sharder_nodes(
+    s: *const shardkit_sharder,
+    names: *mut u8,
+    names_cap: usize,
+    offsets: *mut usize,
+    offsets_len: usize,
+    weights: *mut u32,
+    weights_len: usize,
+    out_names_len: *mut usize,
+) -> shardkit_status {
+    ffi_boundary!({
+        // SAFETY: per the caller's contract.
+        let (s, names, offsets, weights) = unsafe {
+            (
+                sharder(s, "s")?,
+                slice_mut(names, names_cap, "names")?,
+                slice_mut(offsets, offsets_len, "offsets")?,
+                slice_mut(weights, weights_len, "weights")?,
+            )
+        };
+        let out_len = out_ptr(out_names_len, "out_names_len")?;
+        let slots = s.slot_count();
+        if offsets.len() != slots + 1 || weights.len() != slots {
+            return Err(Error::invalid(format!(
+                "offsets_len {} and weights_len {} must be the slot count + 1 ({}) and the \
+                 slot count ({slots})",
+                offsets.len(),
+                weights.len(),
+                slots + 1
+            )));
+        }
+        let mut packed = Vec::new();
+        let mut ends = Vec::with_capacity(slots);
+        for i in 0..slots {
+            let node = s.node(i as u32);
+            packed.extend_from_slice(node.map_or(&[][..], |n| n.name().as_bytes()));
+            ends.push((packed.len(), node.map_or(0, |n| n.weight())));
+        }
+        // SAFETY: checked by out_ptr above.
+        unsafe {
+            copy_out(
+                &packed,
+                |b| b,
+                names,
+                out_len,
+                "the node names",
+                "names_cap",
+            )?
+        };
+        let mut at = 0;
+        for (i, &(end, weight)) in ends.iter().enumerate() {
+            offsets[i] = at;
+            weights[i] = weight;
+            at = end;
+        }
+        offsets[slots] = at;
         Ok(())
     })
 }

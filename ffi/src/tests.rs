@@ -62,7 +62,7 @@ fn free(s: *mut shardkit_sharder) {
 
 #[test]
 fn status_codes_are_core_codes() {
-    for kind in ErrorKind::ALL {
+    for &kind in ErrorKind::ALL {
         assert_eq!(
             shardkit_status::from_kind(kind) as u32,
             kind.code(),
@@ -73,14 +73,43 @@ fn status_codes_are_core_codes() {
         assert_eq!(text.to_str().unwrap(), kind.description());
     }
     assert_eq!(shardkit_status::Ok as u32, 0);
+    assert_eq!(shardkit_status::ALL.len(), ErrorKind::ALL.len() + 1);
     // SAFETY: static NUL-terminated text.
     let ok = unsafe { CStr::from_ptr(shardkit_status_message(0)) };
     assert_eq!(ok.to_str().unwrap(), "ok");
-    for bad in [18, 999, u32::MAX] {
+    let past = ErrorKind::ALL.len() as u32 + 1;
+    for bad in [past, 999, u32::MAX] {
         // SAFETY: static NUL-terminated text.
         let t = unsafe { CStr::from_ptr(shardkit_status_message(bad)) };
         assert_eq!(t.to_str().unwrap(), "unknown status code");
     }
+}
+
+/// The header's enumerators are core's table: `SHARDKIT_STATUS_` and the
+/// kind's name in capitals, with the kind's code; nothing more, nothing less.
+#[test]
+fn header_status_enum_is_cores_table() {
+    let header = include_str!("../../include/shardkit.h");
+    let start = header
+        .find("enum shardkit_status")
+        .expect("the status enum");
+    let body = &header[start..start + header[start..].find("};").unwrap()];
+    let mut found: Vec<(String, u32)> = body
+        .lines()
+        .filter_map(|l| {
+            let (name, code) = l.trim().trim_end_matches(',').split_once(" = ")?;
+            let name = name.strip_prefix("SHARDKIT_STATUS_")?;
+            Some((name.to_string(), code.parse().ok()?))
+        })
+        .collect();
+    found.sort_by_key(|&(_, c)| c);
+    let mut want = vec![("OK".to_string(), 0)];
+    want.extend(
+        ErrorKind::ALL
+            .iter()
+            .map(|k| (k.name().to_ascii_uppercase(), k.code())),
+    );
+    assert_eq!(found, want);
 }
 
 #[test]
@@ -359,4 +388,127 @@ fn clone_and_free_handle_null() {
     // SAFETY: the clone outlives the original handle.
     assert_eq!(unsafe { shardkit_sharder_len(c) }, 1);
     free(c);
+}
+
+/// A handle of one type passed where another is expected is an error that
+/// names both, never a misread object; a wrong-typed free frees nothing.
+#[test]
+fn a_handle_of_another_type_is_refused() {
+    let s = build(&[node("a", 1)], &config("jump", "", ""));
+    let as_lock = s.cast::<shardkit_lock>();
+    // SAFETY: a live handle of another shardkit type: what is tested.
+    let st = unsafe { shardkit_lock_release(as_lock) };
+    assert_eq!(st, shardkit_status::InvalidArgument);
+    assert_eq!(
+        last_error(),
+        "invalid argument: lock is not a shardkit_lock handle: it is a shardkit_sharder"
+    );
+    // SAFETY: as above.
+    unsafe { shardkit_lock_free(as_lock) };
+    assert!(last_error().contains("not a shardkit_lock handle"));
+    // Still alive and usable.
+    let mut slot = u32::MAX;
+    // SAFETY: a live sharder handle.
+    let st = unsafe { shardkit_sharder_lookup(s, b"k".as_ptr(), 1, &mut slot) };
+    assert_eq!(st, shardkit_status::Ok);
+    assert_eq!(slot, 0);
+
+    let mut cancel = null_mut();
+    // SAFETY: a writable out-pointer.
+    assert_eq!(
+        unsafe { shardkit_cancel_new(&mut cancel) },
+        shardkit_status::Ok
+    );
+    let mut len = 0;
+    // SAFETY: a live handle of another type, as above.
+    let st = unsafe {
+        shardkit_sharder_node_name(
+            cancel.cast::<shardkit_sharder>(),
+            0,
+            null_mut(),
+            0,
+            &mut len,
+        )
+    };
+    assert_eq!(st, shardkit_status::InvalidArgument);
+    assert!(
+        last_error().contains("is a shardkit_cancel"),
+        "{}",
+        last_error()
+    );
+    // SAFETY: live handles, freed once each.
+    unsafe { shardkit_cancel_free(cancel) };
+    free(s);
+}
+
+/// Every slot's node in one call, holes included, with the buffer
+/// convention for the names.
+#[test]
+fn nodes_come_out_packed_by_slot() {
+    let s = build(
+        &[node("a", 1), node("bb", 1), node("ccc", 1)],
+        &config("memento", "", ""),
+    );
+    let mut holed = null_mut();
+    // SAFETY: a live handle and a writable out-pointer.
+    let st = unsafe { shardkit_sharder_remove(s, b"bb".as_ptr(), 2, &mut holed) };
+    assert_eq!(st, shardkit_status::Ok, "{}", last_error());
+    // SAFETY: a live handle.
+    assert_eq!(unsafe { shardkit_sharder_slot_count(holed) }, 3);
+
+    let (mut offsets, mut weights, mut len) = ([9usize; 4], [9u32; 3], 0usize);
+    // SAFETY: NULL/0 names asks for the length; the arrays are writable.
+    let st = unsafe {
+        shardkit_sharder_nodes(
+            holed,
+            null_mut(),
+            0,
+            offsets.as_mut_ptr(),
+            4,
+            weights.as_mut_ptr(),
+            3,
+            &mut len,
+        )
+    };
+    assert_eq!(st, shardkit_status::BufferTooSmall);
+    assert_eq!(len, 4);
+    assert!(last_error().contains("names_cap is 0"), "{}", last_error());
+    assert_eq!(offsets, [9; 4], "nothing but the length is written");
+
+    let mut names = [0u8; 4];
+    // SAFETY: as above, with a names buffer that fits.
+    let st = unsafe {
+        shardkit_sharder_nodes(
+            holed,
+            names.as_mut_ptr(),
+            4,
+            offsets.as_mut_ptr(),
+            4,
+            weights.as_mut_ptr(),
+            3,
+            &mut len,
+        )
+    };
+    assert_eq!(st, shardkit_status::Ok, "{}", last_error());
+    assert_eq!(&names, b"accc");
+    assert_eq!(offsets, [0, 1, 1, 4]);
+    assert_eq!(weights, [1, 0, 1]);
+
+    // SAFETY: as above, with the wrong array lengths.
+    let st = unsafe {
+        shardkit_sharder_nodes(
+            holed,
+            names.as_mut_ptr(),
+            4,
+            offsets.as_mut_ptr(),
+            3,
+            weights.as_mut_ptr(),
+            3,
+            &mut len,
+        )
+    };
+    assert_eq!(st, shardkit_status::InvalidArgument);
+    assert!(last_error().contains("offsets_len 3"), "{}", last_error());
+    free(holed);
+    free(s);
 }

@@ -13,6 +13,8 @@
 
 #include "shardkit.h"
 
+#include "check.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -22,94 +24,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---- a tiny assert harness (as in test_shardkit.c) ---------------------- */
-
-static int g_passed;
-static int g_failed;
-static pthread_mutex_t g_record_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static const char *last_error(void) {
-  static char buf[1024];
-  size_t len = 0;
-  buf[0] = '\0';
-  (void)shardkit_last_error(buf, sizeof buf, &len);
-  return buf;
-}
-
-/* The last error into a caller's buffer: for callbacks on other threads,
- * which must not share last_error()'s static buffer. */
-static void last_error_into(char *buf, size_t cap) {
-  size_t len = 0;
-  buf[0] = '\0';
-  (void)shardkit_last_error(buf, cap, &len);
-}
-
-static void record(int ok, const char *file, int line, const char *what, const char *detail) {
-  pthread_mutex_lock(&g_record_mu);
-  if (ok) {
-    g_passed++;
-  } else {
-    g_failed++;
-    fprintf(stderr, "%s:%d: FAILED: %s%s%s\n", file, line, what, detail ? " -- " : "",
-            detail ? detail : "");
-  }
-  pthread_mutex_unlock(&g_record_mu);
-}
-
-#define CHECK(cond) record((cond) ? 1 : 0, __FILE__, __LINE__, #cond, NULL)
-#define CHECK_STATUS(expr, want) check_status((expr), (want), __FILE__, __LINE__, #expr)
-#define CHECK_ERR(expr, want, needle) check_err((expr), (want), (needle), __FILE__, __LINE__, #expr)
-
-static void check_status(shardkit_status got, shardkit_status want, const char *file, int line,
-                         const char *expr) {
-  char detail[1400];
-  snprintf(detail, sizeof detail, "returned %u (%s), want %u (%s); last error: %s", (unsigned)got,
-           shardkit_status_message(got), (unsigned)want, shardkit_status_message(want),
-           last_error());
-  record(got == want, file, line, expr, got == want ? NULL : detail);
-}
-
-static void check_err(shardkit_status got, shardkit_status want, const char *needle,
-                      const char *file, int line, const char *expr) {
-  check_status(got, want, file, line, expr);
-  if (got != SHARDKIT_STATUS_OK) {
-    const char *e = last_error();
-    char detail[1400];
-    snprintf(detail, sizeof detail, "last error \"%s\" does not mention \"%s\"", e, needle);
-    record(strstr(e, needle) != NULL, file, line, expr, strstr(e, needle) ? NULL : detail);
-  }
-}
-
-#define S(lit) (const uint8_t *)(lit), (sizeof(lit) - 1)
-#define SZ(str) (const uint8_t *)(str), strlen(str)
-
-/* ---- time --------------------------------------------------------------- */
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms) {
-  struct timespec ts;
-  ts.tv_sec = ms / 1000;
-  ts.tv_nsec = (ms % 1000) * 1000000L;
-  while (nanosleep(&ts, &ts) != 0) {
-  }
-}
-
-/* Time bounds are multiplied by this (SHARDKIT_TEST_SLOW; run.sh sets it
- * under the sanitizers and valgrind, which slow everything down). */
-static int g_slow = 1;
-
-/* Polls `cond` every 10 ms for at most `ms` (times g_slow). */
-#define WAIT_UNTIL(cond, ms)                                                                       \
-  do {                                                                                             \
-    int64_t wait_deadline_ = now_ms() + (int64_t)(ms) * g_slow;                                    \
-    while (!(cond) && now_ms() < wait_deadline_) sleep_ms(10);                                     \
-  } while (0)
 
 /* ---- fixtures ----------------------------------------------------------- */
 
@@ -129,21 +43,6 @@ static shardkit_lock *new_lock(const shardkit_session *s, const char *name) {
   shardkit_lock *l = NULL;
   CHECK_STATUS(shardkit_lock_new(s, SZ(name), &l), SHARDKIT_STATUS_OK);
   return l;
-}
-
-/* A loopback TCP port nothing listens on (bound, then closed). */
-static int free_port(void) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof a;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0) close(fd);
-  return port;
 }
 
 /* ---- statuses, NULLs, bad input ------------------------------------------ */
@@ -179,8 +78,8 @@ static void test_free_null(void) {
   CHECK(shardkit_fence_gate_newest(NULL, S("r")) == 0);
 }
 
-static void noop_leader(void *ud, bool has, const uint8_t *v, size_t n, int64_t rev) {
-  (void)ud, (void)has, (void)v, (void)n, (void)rev;
+static void noop_leader(void *ud, const shardkit_leader_event *ev) {
+  (void)ud, (void)ev;
 }
 
 static void noop_lost(void *ud, shardkit_status code, const char *msg, size_t len) {
@@ -249,10 +148,20 @@ static void test_bad_input(void) {
   CHECK_ERR(shardkit_lock_new(s, S("tab\there"), &l), SHARDKIT_STATUS_INVALID_ARGUMENT,
             "control");
   CHECK_ERR(shardkit_election_new(s, S(""), &e), SHARDKIT_STATUS_INVALID_ARGUMENT, "empty");
-  CHECK_ERR(shardkit_observer_start(c, S(""), noop_leader, NULL, &o),
+  CHECK_ERR(shardkit_observer_start(c, S(""), NULL, noop_leader, NULL, &o),
             SHARDKIT_STATUS_INVALID_ARGUMENT, "empty");
-  CHECK_ERR(shardkit_observer_start(c, S("e"), NULL, NULL, &o), SHARDKIT_STATUS_NULL_POINTER,
+  CHECK_ERR(shardkit_observer_start(c, S("e"), NULL, NULL, NULL, &o), SHARDKIT_STATUS_NULL_POINTER,
             "callback");
+  {
+    /* Core's follow policy: the defaults, and a bad one named. */
+    shardkit_follow_policy p;
+    CHECK_STATUS(shardkit_follow_policy_default(&p), SHARDKIT_STATUS_OK);
+    CHECK(p.retry_min_ms == 50 && p.retry_max_ms == 1000 && p.report_after_ms == 5000);
+    p.retry_max_ms = 10;
+    CHECK_ERR(shardkit_observer_start(c, S("e"), &p, noop_leader, NULL, &o),
+              SHARDKIT_STATUS_INVALID_ARGUMENT, "retry_min (50 ms)");
+    CHECK_ERR(shardkit_follow_policy_default(NULL), SHARDKIT_STATUS_NULL_POINTER, "out");
+  }
   CHECK_ERR(shardkit_fence_gate_new(NULL, 3, &g), SHARDKIT_STATUS_NULL_POINTER, "name");
   CHECK_ERR(shardkit_fence_gate_new(S(""), &g), SHARDKIT_STATUS_INVALID_ARGUMENT, "empty");
   CHECK(l == NULL && e == NULL && o == NULL && g == NULL);
@@ -261,7 +170,8 @@ static void test_bad_input(void) {
   l = new_lock(s, "misuse");
   CHECK_ERR(shardkit_lock_release(l), SHARDKIT_STATUS_INVALID_ARGUMENT, "not held");
   CHECK_ERR(shardkit_lock_put(l, S("k"), S("v"), &rev), SHARDKIT_STATUS_FENCED, "not held");
-  CHECK_ERR(shardkit_lock_token_text(l, NULL, 0, &len), SHARDKIT_STATUS_NOT_FOUND, "not held");
+  /* As a guarded write through it would be: FENCED, as core says. */
+  CHECK_ERR(shardkit_lock_token_text(l, NULL, 0, &len), SHARDKIT_STATUS_FENCED, "not held");
   CHECK_ERR(shardkit_lock_try_acquire(l, NULL, &tok), SHARDKIT_STATUS_NULL_POINTER,
             "out_acquired");
   CHECK_ERR(shardkit_lock_put(l, NULL, 2, S("v"), &rev), SHARDKIT_STATUS_NULL_POINTER, "key");
@@ -551,8 +461,16 @@ struct observed {
   int probed;
 };
 
-static void on_leader(void *ud, bool has, const uint8_t *value, size_t len, int64_t revision) {
+static void on_leader(void *ud, const shardkit_leader_event *ev) {
   struct observed *o = ud;
+  bool has = ev->has_leader;
+  const uint8_t *value = ev->value;
+  size_t len = ev->value_len;
+  int64_t revision = ev->revision;
+  /* The stores here do not fail: every event is a state. */
+  record(ev->status == SHARDKIT_STATUS_OK && ev->message_len == 0 && ev->message[0] == '\0',
+         __FILE__, __LINE__, "a leader event is a state", NULL);
+  record(!has || ev->lease != 0, __FILE__, __LINE__, "a leader has its lease", NULL);
   pthread_mutex_lock(&o->mu);
   if (!o->probed && o->probe_lock) {
     shardkit_fencing_token t;
@@ -616,7 +534,8 @@ static void test_election_and_observer(void) {
   pthread_mutex_init(&o->mu, NULL);
   o->probe_lock = probe;
   o->probe_coord = c;
-  CHECK_STATUS(shardkit_observer_start(c, S("primary"), on_leader, o, &obs), SHARDKIT_STATUS_OK);
+  CHECK_STATUS(shardkit_observer_start(c, S("primary"), NULL, on_leader, o, &obs),
+               SHARDKIT_STATUS_OK);
   /* First call: the current state, no leader. */
   WAIT_UNTIL(observed_count(o) >= 1, 3000);
   CHECK(observed_last_is(o, NULL));
@@ -656,6 +575,8 @@ static void test_election_and_observer(void) {
   CHECK(observed_last_is(o, "alpha2"));
 
   CHECK_STATUS(shardkit_election_resign(e1), SHARDKIT_STATUS_OK);
+  CHECK_ERR(shardkit_election_token_text(e1, (uint8_t *)text, sizeof text - 1, &len),
+            SHARDKIT_STATUS_FENCED, "not leader");
   WAIT_UNTIL(observed_last_is(o, NULL), 3000);
   CHECK(observed_last_is(o, NULL));
   CHECK_STATUS(shardkit_coordinator_leader(c, S("primary"), buf, sizeof buf, &found, &len, &lt),
@@ -702,9 +623,9 @@ struct slow_obs {
   int inside;
 };
 
-static void slow_leader(void *ud, bool has, const uint8_t *v, size_t n, int64_t rev) {
+static void slow_leader(void *ud, const shardkit_leader_event *ev) {
   struct slow_obs *o = ud;
-  (void)has, (void)v, (void)n, (void)rev;
+  (void)ev;
   pthread_mutex_lock(&o->mu);
   o->inside = 1;
   o->calls++;
@@ -731,9 +652,9 @@ struct self_free {
   int freed;
 };
 
-static void self_freeing(void *ud, bool has, const uint8_t *v, size_t n, int64_t rev) {
+static void self_freeing(void *ud, const shardkit_leader_event *ev) {
   struct self_free *sf = ud;
-  (void)v, (void)n, (void)rev;
+  bool has = ev->has_leader;
   pthread_mutex_lock(&sf->mu);
   sf->calls++;
   if (has && sf->self) {
@@ -758,7 +679,8 @@ static void test_observer_free_waits(void) {
   int calls_at_free;
 
   pthread_mutex_init(&o->mu, NULL);
-  CHECK_STATUS(shardkit_observer_start(c, S("slow"), slow_leader, o, &obs), SHARDKIT_STATUS_OK);
+  CHECK_STATUS(shardkit_observer_start(c, S("slow"), NULL, slow_leader, o, &obs),
+               SHARDKIT_STATUS_OK);
   WAIT_UNTIL(slow_inside(o), 3000);
   CHECK(slow_inside(o));
   shardkit_observer_free(obs); /* mid-call: waits for it */
@@ -780,7 +702,7 @@ static void test_observer_free_waits(void) {
   memset(&sf, 0, sizeof sf);
   pthread_mutex_init(&sf.mu, NULL);
   pthread_mutex_lock(&sf.mu);
-  CHECK_STATUS(shardkit_observer_start(c, S("slow"), self_freeing, &sf, &obs2),
+  CHECK_STATUS(shardkit_observer_start(c, S("slow"), NULL, self_freeing, &sf, &obs2),
                SHARDKIT_STATUS_OK);
   sf.self = obs2;
   pthread_mutex_unlock(&sf.mu);
@@ -1111,6 +1033,74 @@ static void test_describe(void) {
 
 /* ---- a real etcd (SHARDKIT_TEST_ETCD) ----------------------------------- */
 
+/* A lock held for one scope under a lease of its own (core's ScopedLock). */
+static void test_scoped_lock(void) {
+  shardkit_coordinator *c = embedded();
+  shardkit_scoped_lock *a = NULL, *b = NULL, *bad = NULL;
+  shardkit_session *resumed = NULL;
+  shardkit_cancel *cancel = NULL;
+  shardkit_fencing_token t1, t2, t;
+  bool held = true;
+
+  CHECK_ERR(shardkit_scoped_lock_new(c, S(""), 10, &bad), SHARDKIT_STATUS_INVALID_ARGUMENT,
+            "empty");
+  CHECK_ERR(shardkit_scoped_lock_new(c, S("x"), 0, &bad), SHARDKIT_STATUS_INVALID_ARGUMENT,
+            "ttl 0s");
+  CHECK_ERR(shardkit_scoped_lock_new(NULL, S("x"), 10, &bad), SHARDKIT_STATUS_NULL_POINTER,
+            "coord");
+  CHECK_ERR(shardkit_scoped_lock_new(c, S("x"), 10, NULL), SHARDKIT_STATUS_NULL_POINTER, "out");
+  CHECK(bad == NULL);
+
+  CHECK_STATUS(shardkit_scoped_lock_new(c, S("scoped"), 30, &a), SHARDKIT_STATUS_OK);
+  CHECK_STATUS(shardkit_scoped_lock_new(c, S("scoped"), 30, &b), SHARDKIT_STATUS_OK);
+  CHECK_ERR(shardkit_scoped_lock_release(a), SHARDKIT_STATUS_INVALID_ARGUMENT, "not held");
+  CHECK_STATUS(shardkit_scoped_lock_token(a, &held, &t), SHARDKIT_STATUS_OK);
+  CHECK(!held && t.revision == 0 && t.lease == 0);
+
+  CHECK_STATUS(shardkit_scoped_lock_acquire(a, -1, NULL, &t1), SHARDKIT_STATUS_OK);
+  CHECK(t1.revision > 0 && t1.lease != 0);
+  CHECK_STATUS(shardkit_scoped_lock_token(a, &held, &t), SHARDKIT_STATUS_OK);
+  CHECK(held && t.revision == t1.revision && t.lease == t1.lease);
+  CHECK_ERR(shardkit_scoped_lock_acquire(a, -1, NULL, &t), SHARDKIT_STATUS_INVALID_ARGUMENT,
+            "already held");
+  CHECK_ERR(shardkit_scoped_lock_acquire(b, 100, NULL, &t2), SHARDKIT_STATUS_TIMEOUT, "scoped");
+  CHECK_STATUS(shardkit_scoped_lock_token(b, &held, &t), SHARDKIT_STATUS_OK);
+  CHECK(!held);
+
+  /* The release revokes the hold's lease. */
+  CHECK_STATUS(shardkit_scoped_lock_release(a), SHARDKIT_STATUS_OK);
+  CHECK_ERR(shardkit_session_resume(c, t1.lease, &resumed), SHARDKIT_STATUS_NOT_FOUND,
+            "expired or was revoked");
+  CHECK(resumed == NULL);
+  CHECK_STATUS(shardkit_scoped_lock_acquire(b, 5000, NULL, &t2), SHARDKIT_STATUS_OK);
+  CHECK(t2.revision > t1.revision && t2.lease != t1.lease);
+
+  /* Freed while held: the lock is free again long before the 30 s TTL. */
+  shardkit_scoped_lock_free(b);
+  CHECK_STATUS(shardkit_scoped_lock_acquire(a, 5000, NULL, &t), SHARDKIT_STATUS_OK);
+  CHECK(t.revision > t2.revision);
+  CHECK_STATUS(shardkit_scoped_lock_release(a), SHARDKIT_STATUS_OK);
+
+  /* A cancel that already fired: CANCELLED, and the handle stays usable. */
+  CHECK_STATUS(shardkit_cancel_new(&cancel), SHARDKIT_STATUS_OK);
+  CHECK_STATUS(shardkit_cancel_cancel(cancel), SHARDKIT_STATUS_OK);
+  CHECK_ERR(shardkit_scoped_lock_acquire(a, -1, cancel, &t), SHARDKIT_STATUS_CANCELLED,
+            "cancelled");
+  CHECK_STATUS(shardkit_scoped_lock_acquire(a, 5000, NULL, &t), SHARDKIT_STATUS_OK);
+  CHECK_STATUS(shardkit_scoped_lock_release(a), SHARDKIT_STATUS_OK);
+
+  /* Another type of handle where a scoped lock belongs. */
+  CHECK_ERR(shardkit_scoped_lock_release((const shardkit_scoped_lock *)c),
+            SHARDKIT_STATUS_INVALID_ARGUMENT,
+            "is not a shardkit_scoped_lock handle: it is a shardkit_coordinator");
+  CHECK_ERR(shardkit_scoped_lock_release(NULL), SHARDKIT_STATUS_NULL_POINTER, "lock");
+
+  shardkit_cancel_free(cancel);
+  shardkit_scoped_lock_free(a);
+  shardkit_scoped_lock_free(NULL);
+  shardkit_coordinator_free(c);
+}
+
 static void test_etcd(const char *endpoints) {
   shardkit_coordinator *c = NULL;
   shardkit_session *s1 = NULL, *s2 = NULL;
@@ -1150,7 +1140,7 @@ static void test_etcd(const char *endpoints) {
   CHECK(tb.revision > ta.revision);
   CHECK_STATUS(shardkit_lock_release(b), SHARDKIT_STATUS_OK);
 
-  CHECK_STATUS(shardkit_observer_start(c, S("etcd-primary"), on_leader, o, &obs),
+  CHECK_STATUS(shardkit_observer_start(c, S("etcd-primary"), NULL, on_leader, o, &obs),
                SHARDKIT_STATUS_OK);
   WAIT_UNTIL(observed_count(o) >= 1, 5000);
   CHECK(observed_last_is(o, NULL));
@@ -1189,8 +1179,7 @@ out:
 
 int main(void) {
   const char *etcd = getenv("SHARDKIT_TEST_ETCD");
-  const char *slow = getenv("SHARDKIT_TEST_SLOW");
-  if (slow && atoi(slow) > 1) g_slow = atoi(slow);
+  check_init();
   test_status_codes();
   test_free_null();
   test_describe();
@@ -1204,6 +1193,7 @@ int main(void) {
   test_observer_free_waits();
   test_on_lost();
   test_shard_owner();
+  test_scoped_lock();
   if (etcd && *etcd) {
     test_etcd(etcd);
   } else {
@@ -1213,6 +1203,5 @@ int main(void) {
    * threads drop it (and the store it holds) a moment later: wait for that
    * before exit, or valgrind's leak check can find the store still alive. */
   sleep_ms(100L * g_slow);
-  printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return check_done();
 }

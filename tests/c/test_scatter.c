@@ -18,6 +18,8 @@
 
 #include "shardkit.h"
 
+#include "check.h"
+
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -29,82 +31,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---- a tiny assert harness (as in test_lease.c) -------------------------- */
-
-static int g_passed;
-static int g_failed;
-
-static const char *last_error(void) {
-  static char buf[2048];
-  size_t len = 0;
-  buf[0] = '\0';
-  (void)shardkit_last_error(buf, sizeof buf, &len);
-  return buf;
-}
-
-static void record(int ok, const char *file, int line, const char *what, const char *detail) {
-  if (ok) {
-    g_passed++;
-  } else {
-    g_failed++;
-    fprintf(stderr, "%s:%d: FAILED: %s%s%s\n", file, line, what, detail ? " -- " : "",
-            detail ? detail : "");
-  }
-}
-
-#define CHECK(cond) record((cond) ? 1 : 0, __FILE__, __LINE__, #cond, NULL)
-#define CHECK_STATUS(expr, want) check_status((expr), (want), __FILE__, __LINE__, #expr)
-#define CHECK_ERR(expr, want, needle) check_err((expr), (want), (needle), __FILE__, __LINE__, #expr)
-/* `hay` (a string) contains `needle`; prints both when not. */
-#define CHECK_HAS(hay, needle) check_has((hay), (needle), __FILE__, __LINE__, #hay)
-
-static void check_status(shardkit_status got, shardkit_status want, const char *file, int line,
-                         const char *expr) {
-  char detail[2600];
-  snprintf(detail, sizeof detail, "returned %u (%s), want %u (%s); last error: %s", (unsigned)got,
-           shardkit_status_message(got), (unsigned)want, shardkit_status_message(want),
-           last_error());
-  record(got == want, file, line, expr, got == want ? NULL : detail);
-}
-
-static void check_err(shardkit_status got, shardkit_status want, const char *needle,
-                      const char *file, int line, const char *expr) {
-  check_status(got, want, file, line, expr);
-  if (got != SHARDKIT_STATUS_OK) {
-    const char *e = last_error();
-    char detail[2600];
-    snprintf(detail, sizeof detail, "last error \"%s\" does not mention \"%s\"", e, needle);
-    record(strstr(e, needle) != NULL, file, line, expr, strstr(e, needle) ? NULL : detail);
-  }
-}
-
-static void check_has(const char *hay, const char *needle, const char *file, int line,
-                      const char *expr) {
-  char detail[4096];
-  int ok = hay != NULL && strstr(hay, needle) != NULL;
-  snprintf(detail, sizeof detail, "\"%.3000s\" does not contain \"%s\"", hay ? hay : "(null)",
-           needle);
-  record(ok, file, line, expr, ok ? NULL : detail);
-}
-
-/* Time bounds are multiplied by this (SHARDKIT_TEST_SLOW; run.sh sets it
- * under the sanitizers and valgrind). */
-static int g_slow = 1;
-
-static void sleep_ms(long ms) {
-  struct timespec ts;
-  ts.tv_sec = ms / 1000;
-  ts.tv_nsec = (ms % 1000) * 1000000L;
-  while (nanosleep(&ts, &ts) != 0) {
-  }
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the leaf server -------------------------------------------------------- */
 
@@ -270,21 +196,6 @@ static int requests(void) {
   return n;
 }
 
-/* A loopback TCP port nothing listens on (bound, then closed). */
-static int free_port(void) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof a;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0) close(fd);
-  return port;
-}
-
 /* ---- scatter fixtures -------------------------------------------------------- */
 
 /* "http://127.0.0.1:<port><path>" into a static ring of buffers, so a test
@@ -326,7 +237,7 @@ static void test_gather_all(void) {
   char *json = NULL;
   /* Twice: the second call runs over pooled or fresh connections alike. */
   for (int round = 0; round < 2; round++) {
-    CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, -1, &json),
+    CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, S("all"), &json),
                  SHARDKIT_STATUS_OK);
     CHECK_HAS(json, "\"answered\":3");
     CHECK_HAS(json, "\"total\":3");
@@ -340,16 +251,16 @@ static void test_gather_all(void) {
     json = NULL;
   }
   /* k of n. */
-  CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, 2, &json),
+  CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, S("2"), &json),
                SHARDKIT_STATUS_OK);
   CHECK_HAS(json, "\"total\":3");
   shardkit_string_free(json);
   json = NULL;
-  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, 4, &json),
-            SHARDKIT_STATUS_INVALID_ARGUMENT, "AtLeast(4)");
+  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, S("4"), &json),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "coverage 4: K must be between 1 and the 3 leaves");
   CHECK(json == NULL);
   /* An empty body is sent as such (the leaf echoes null). */
-  CHECK_STATUS(shardkit_http_scatter_gather(s, NULL, 0, TIMEOUT_MS, -1, &json),
+  CHECK_STATUS(shardkit_http_scatter_gather(s, NULL, 0, TIMEOUT_MS, S("all"), &json),
                SHARDKIT_STATUS_OK);
   CHECK_HAS(json, "\"got\":null");
   shardkit_string_free(json);
@@ -362,7 +273,7 @@ static void test_best_effort_with_slow_leaf(void) {
   char *json = NULL;
   unsigned timeout = 300u * (unsigned)g_slow;
   int64_t t0 = now_ms();
-  CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), timeout, 0, &json),
+  CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), timeout, S("best-effort"), &json),
                SHARDKIT_STATUS_OK);
   int64_t took = now_ms() - t0;
   CHECK(took >= (int64_t)timeout - 5);
@@ -375,7 +286,7 @@ static void test_best_effort_with_slow_leaf(void) {
   shardkit_string_free(json);
   json = NULL;
   /* Every leaf required: the deadline cuts the slow one off. */
-  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), timeout, -1, &json),
+  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), timeout, S("all"), &json),
             SHARDKIT_STATUS_TIMEOUT, "coverage 1/2");
   CHECK(json == NULL);
   shardkit_http_scatter_free(s);
@@ -388,7 +299,7 @@ static void test_bad_leaves(void) {
   const char *leaves[] = {url("/ok/0"), url("/bad"), url("/500"), refused};
   shardkit_http_scatter *s = scatter_of(leaves, 4, NULL);
   char *json = NULL;
-  CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, 0, &json),
+  CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, S("best-effort"), &json),
                SHARDKIT_STATUS_OK);
   CHECK_HAS(json, "\"answered\":1");
   CHECK_HAS(json, "\"total\":4");
@@ -408,7 +319,7 @@ static void test_bad_leaves(void) {
   /* Every leaf required, one malformed: the gather fails and names it. */
   const char *two[] = {url("/ok/0"), url("/bad")};
   s = scatter_of(two, 2, NULL);
-  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, -1, &json),
+  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, S("all"), &json),
             SHARDKIT_STATUS_UNAVAILABLE, "malformed JSON");
   CHECK(strstr(last_error(), "bad response") != NULL);
   CHECK(json == NULL);
@@ -424,6 +335,50 @@ static void test_bad_leaves(void) {
   CHECK_ERR(shardkit_http_scatter_first(s, BODY, strlen(BODY), TIMEOUT_MS, &json),
             SHARDKIT_STATUS_BAD_RESPONSE, "500");
   CHECK(json == NULL);
+  shardkit_http_scatter_free(s);
+}
+
+/* The coverage policy is spelled as in every binding and the CLI, and
+ * parsed by core's one parser; a bad one is an error naming it. */
+static void test_coverage_spellings(void) {
+  const char *leaves[] = {url("/ok/0"), url("/ok/1"), url("/ok/2")};
+  shardkit_http_scatter *s = scatter_of(leaves, 3, NULL);
+  const char *good[] = {"all", "best-effort", "best_effort", "2", "2/3", " 3 ", "1 / 3"};
+  struct {
+    const char *text, *says;
+  } bad[] = {
+      {"most", "coverage \"most\": expected all, best-effort, K or K/N"},
+      {"All", "coverage \"All\""},
+      {"0", "coverage 0: K must be between 1 and the 3 leaves"},
+      {"4", "coverage 4: K must be between 1 and the 3 leaves"},
+      {"2/4", "coverage \"2/4\": N is 4 but the scatter has 3 leaves"},
+      {"2/x", "coverage \"2/x\""},
+      {"-1", "coverage \"-1\""},
+  };
+  char *json = NULL;
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, SZ(good[i]),
+                                              &json),
+                 SHARDKIT_STATUS_OK);
+    CHECK_HAS(json, "\"answered\":3");
+    shardkit_string_free(json);
+    json = NULL;
+  }
+  /* NULL/0 (the empty buffer) takes the default: all. */
+  CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, NULL, 0, &json),
+               SHARDKIT_STATUS_OK);
+  shardkit_string_free(json);
+  json = NULL;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, SZ(bad[i].text),
+                                           &json),
+              SHARDKIT_STATUS_INVALID_ARGUMENT, bad[i].says);
+    CHECK(json == NULL);
+  }
+  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, S("\xff"), &json),
+            SHARDKIT_STATUS_INVALID_UTF8, "coverage");
+  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, NULL, 3, &json),
+            SHARDKIT_STATUS_NULL_POINTER, "coverage is NULL but its length is 3");
   shardkit_http_scatter_free(s);
 }
 
@@ -479,7 +434,7 @@ static void test_options(void) {
   shardkit_http_scatter *s = scatter_of(one, 1, &o);
   char *json = NULL;
   int before = requests();
-  CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, -1, &json),
+  CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, S("all"), &json),
                SHARDKIT_STATUS_OK);
   CHECK_HAS(json, "\"path\":\"/ok/t");
   shardkit_string_free(json);
@@ -498,7 +453,7 @@ static void test_options(void) {
   const char *hedged[] = {replicas2("/ok/h", "/ok/h")};
   s = scatter_of(hedged, 1, &o);
   for (int i = 0; i < 3; i++) {
-    CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, -1, &json),
+    CHECK_STATUS(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, S("all"), &json),
                  SHARDKIT_STATUS_OK);
     CHECK_HAS(json, "\"answered\":1");
     shardkit_string_free(json);
@@ -547,17 +502,17 @@ static void test_scatter_errors(void) {
 
   s = scatter_of(ok, 1, NULL);
   char *json = NULL;
-  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), 0, -1, &json),
+  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), 0, S("all"), &json),
             SHARDKIT_STATUS_INVALID_ARGUMENT, "timeout_ms");
   CHECK_ERR(shardkit_http_scatter_first(s, BODY, strlen(BODY), 0, &json),
             SHARDKIT_STATUS_INVALID_ARGUMENT, "timeout_ms");
-  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, -2, &json),
-            SHARDKIT_STATUS_INVALID_ARGUMENT, "min_answers -2");
-  CHECK_ERR(shardkit_http_scatter_gather(s, NULL, 5, TIMEOUT_MS, -1, &json),
+  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, S("-2"), &json),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "coverage \"-2\": expected all, best-effort");
+  CHECK_ERR(shardkit_http_scatter_gather(s, NULL, 5, TIMEOUT_MS, S("all"), &json),
             SHARDKIT_STATUS_NULL_POINTER, "body");
-  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, -1, NULL),
+  CHECK_ERR(shardkit_http_scatter_gather(s, BODY, strlen(BODY), TIMEOUT_MS, S("all"), NULL),
             SHARDKIT_STATUS_NULL_POINTER, "out_json");
-  CHECK_ERR(shardkit_http_scatter_gather(NULL, BODY, strlen(BODY), TIMEOUT_MS, -1, &json),
+  CHECK_ERR(shardkit_http_scatter_gather(NULL, BODY, strlen(BODY), TIMEOUT_MS, S("all"), &json),
             SHARDKIT_STATUS_NULL_POINTER, "s is NULL");
   CHECK_ERR(shardkit_http_scatter_first(NULL, BODY, strlen(BODY), TIMEOUT_MS, &json),
             SHARDKIT_STATUS_NULL_POINTER, "s is NULL");
@@ -826,8 +781,7 @@ static void test_postings(void) {
 }
 
 int main(void) {
-  const char *slow = getenv("SHARDKIT_TEST_SLOW");
-  if (slow && atoi(slow) > 1) g_slow = atoi(slow);
+  check_init();
   test_top_k();
   test_postings();
   if (server_start() != 0) {
@@ -836,6 +790,7 @@ int main(void) {
   }
   test_scatter_errors();
   test_gather_all();
+  test_coverage_spellings();
   test_best_effort_with_slow_leaf();
   test_bad_leaves();
   test_first();
@@ -844,6 +799,5 @@ int main(void) {
   /* Dropped connections' tasks finish on the runtime's threads a moment
    * after the last call: let them, before valgrind's leak check. */
   sleep_ms(100L * g_slow);
-  printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return check_done();
 }

@@ -10,6 +10,8 @@
 
 #include "shardkit.h"
 
+#include "check.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -19,62 +21,6 @@
 #ifndef SHARDKIT_CARGO_VERSION
 #error "build with -DSHARDKIT_CARGO_VERSION=\"x.y.z\" (tests/c/run.sh does)"
 #endif
-
-/* ---- a tiny assert harness ------------------------------------------- */
-
-static int g_passed;
-static int g_failed;
-
-static const char *last_error(void) {
-  static char buf[1024];
-  size_t len = 0;
-  buf[0] = '\0';
-  (void)shardkit_last_error(buf, sizeof buf, &len);
-  return buf;
-}
-
-static void record(int ok, const char *file, int line, const char *what, const char *detail) {
-  if (ok) {
-    g_passed++;
-  } else {
-    g_failed++;
-    fprintf(stderr, "%s:%d: FAILED: %s%s%s\n", file, line, what, detail ? " -- " : "",
-            detail ? detail : "");
-  }
-}
-
-#define CHECK(cond) record((cond) ? 1 : 0, __FILE__, __LINE__, #cond, NULL)
-
-/* `expr` returns `want`. */
-#define CHECK_STATUS(expr, want) check_status((expr), (want), __FILE__, __LINE__, #expr)
-
-/* `expr` returns `want` and the last error mentions `needle`. */
-#define CHECK_ERR(expr, want, needle) check_err((expr), (want), (needle), __FILE__, __LINE__, #expr)
-
-static void check_status(shardkit_status got, shardkit_status want, const char *file, int line,
-                         const char *expr) {
-  char detail[1400];
-  snprintf(detail, sizeof detail, "returned %u (%s), want %u (%s); last error: %s", (unsigned)got,
-           shardkit_status_message(got), (unsigned)want, shardkit_status_message(want),
-           last_error());
-  record(got == want, file, line, expr, got == want ? NULL : detail);
-}
-
-static void check_err(shardkit_status got, shardkit_status want, const char *needle,
-                      const char *file, int line, const char *expr) {
-  check_status(got, want, file, line, expr);
-  if (got != SHARDKIT_STATUS_OK) {
-    const char *e = last_error();
-    char detail[1400];
-    snprintf(detail, sizeof detail, "last error \"%s\" does not mention \"%s\"", e, needle);
-    record(strstr(e, needle) != NULL, file, line, expr, strstr(e, needle) ? NULL : detail);
-  }
-}
-
-/* A string literal as a (pointer, length) pair: S("abc") -> ptr, 3. */
-#define S(lit) (const uint8_t *)(lit), (sizeof(lit) - 1)
-/* A C string as a (pointer, length) pair. */
-#define SZ(str) (const uint8_t *)(str), strlen(str)
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -261,6 +207,80 @@ static void test_node_name_protocol(void) {
   CHECK_ERR(shardkit_sharder_node_name(s, 0, NULL, 5, &len), SHARDKIT_STATUS_NULL_POINTER, "buf");
   CHECK_ERR(shardkit_sharder_node_name(NULL, 0, buf, sizeof buf, &len),
             SHARDKIT_STATUS_NULL_POINTER, "s is NULL");
+  shardkit_sharder_free(s);
+}
+
+/* Every slot's node in one call, holes included. */
+static void test_nodes_in_one_call(void) {
+  shardkit_sharder *s = numbered(12, "memento", NULL, NULL);
+  shardkit_sharder *holed = NULL;
+  size_t offsets[13], names_len = 0;
+  uint32_t weights[12];
+  uint8_t names[64];
+  CHECK_STATUS(shardkit_sharder_remove(s, S("n3"), &holed), SHARDKIT_STATUS_OK);
+  CHECK(shardkit_sharder_slot_count(holed) == 12);
+  /* NULL/0 names asks for the length; nothing else is written. */
+  offsets[0] = 99;
+  CHECK_STATUS(shardkit_sharder_nodes(holed, NULL, 0, offsets, 13, weights, 12, &names_len),
+               SHARDKIT_STATUS_BUFFER_TOO_SMALL);
+  CHECK(names_len == 10 * 2 + 2 * 3 - 2 && offsets[0] == 99);
+  CHECK_ERR(shardkit_sharder_nodes(holed, names, 3, offsets, 13, weights, 12, &names_len),
+            SHARDKIT_STATUS_BUFFER_TOO_SMALL, "names_cap is 3");
+  CHECK_STATUS(
+      shardkit_sharder_nodes(holed, names, sizeof names, offsets, 13, weights, 12, &names_len),
+      SHARDKIT_STATUS_OK);
+  CHECK(offsets[0] == 0 && offsets[12] == names_len);
+  CHECK(offsets[4] == offsets[3] && weights[3] == 0); /* the hole */
+  CHECK(memcmp(names + offsets[11], "n11", 3) == 0 && weights[11] == 1);
+  CHECK(memcmp(names + offsets[2], "n2", 2) == 0 && offsets[3] - offsets[2] == 2);
+  CHECK_ERR(shardkit_sharder_nodes(holed, names, sizeof names, offsets, 12, weights, 12,
+                                   &names_len),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "offsets_len 12");
+  shardkit_sharder_free(holed);
+  shardkit_sharder_free(s);
+}
+
+/* Handles are typed: one of another type is refused, naming both types,
+ * and freeing it through the wrong _free frees nothing (ASan and valgrind
+ * would see a bad read, a double free or a leak otherwise). */
+static void test_typed_handles(void) {
+  shardkit_sharder *s = numbered(3, "jump", NULL, NULL);
+  shardkit_cancel *cancel = NULL;
+  shardkit_fence_gate *gate = NULL; /* handles that need no runtime: no threads here */
+  uint32_t slot = 0;
+  size_t len = 0;
+  bool ok = false;
+  CHECK_STATUS(shardkit_cancel_new(&cancel), SHARDKIT_STATUS_OK);
+  CHECK_STATUS(shardkit_fence_gate_new(S("g"), &gate), SHARDKIT_STATUS_OK);
+
+  CHECK_ERR(shardkit_sharder_lookup((const shardkit_sharder *)cancel, S("k"), &slot),
+            SHARDKIT_STATUS_INVALID_ARGUMENT,
+            "s is not a shardkit_sharder handle: it is a shardkit_cancel");
+  CHECK_ERR(shardkit_sharder_node_name((const shardkit_sharder *)gate, 0, NULL, 0, &len),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "it is a shardkit_fence_gate");
+  CHECK_ERR(shardkit_cancel_cancel((const shardkit_cancel *)s), SHARDKIT_STATUS_INVALID_ARGUMENT,
+            "cancel is not a shardkit_cancel handle: it is a shardkit_sharder");
+  CHECK_ERR(shardkit_lock_release((const shardkit_lock *)gate), SHARDKIT_STATUS_INVALID_ARGUMENT,
+            "lock is not a shardkit_lock handle: it is a shardkit_fence_gate");
+  CHECK_ERR(shardkit_coordinator_describe((const shardkit_coordinator *)s, NULL, 0, &len),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "it is a shardkit_sharder");
+  /* Value-returning calls give their "nothing" value. */
+  CHECK(shardkit_sharder_len((const shardkit_sharder *)cancel) == 0);
+  CHECK(!shardkit_cancel_is_cancelled((const shardkit_cancel *)s));
+
+  /* The wrong _free frees nothing and says why; the handles still work. */
+  shardkit_sharder_free((shardkit_sharder *)cancel);
+  CHECK_HAS(last_error(), "s is not a shardkit_sharder handle: it is a shardkit_cancel");
+  shardkit_cancel_free((shardkit_cancel *)s);
+  shardkit_coordinator_free((shardkit_coordinator *)s);
+  CHECK_STATUS(shardkit_sharder_lookup(s, S("k"), &slot), SHARDKIT_STATUS_OK);
+  CHECK(slot < 3);
+  CHECK_STATUS(shardkit_cancel_cancel(cancel), SHARDKIT_STATUS_OK);
+  ok = shardkit_cancel_is_cancelled(cancel);
+  CHECK(ok);
+
+  shardkit_fence_gate_free(gate);
+  shardkit_cancel_free(cancel);
   shardkit_sharder_free(s);
 }
 
@@ -1042,11 +1062,14 @@ static void test_vectors(const char *path) {
 }
 
 int main(int argc, char **argv) {
+  check_init();
   test_version();
   test_status_messages();
   test_free_null_and_clone();
   test_construction_and_accessors();
   test_node_name_protocol();
+  test_nodes_in_one_call();
+  test_typed_handles();
   test_lookup_and_hash();
   test_lookup_n();
   test_batches();
@@ -1061,6 +1084,5 @@ int main(int argc, char **argv) {
   test_last_error_protocol();
   test_threads();
   test_vectors(argc > 1 ? argv[1] : "tests/vectors/placement.tsv");
-  printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return check_done();
 }
