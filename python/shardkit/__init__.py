@@ -32,7 +32,7 @@ Scatter/gather fans a request out to shards (HTTP/JSON URLs, callables or
 coroutine functions) and gathers the answers under a deadline::
 
     s = shardkit.Scatter(["http://10.0.0.1:8080/search", "http://10.0.0.2:8080/search"])
-    got = s.gather({"q": "tail latency"}, timeout=0.5, coverage="best_effort")
+    got = s.gather({"q": "tail latency"}, timeout=0.5, coverage="best-effort")  # or "all", 1, "1/2"
     got.answers, got.missing, got.degraded
 
 Merging what the shards answered: :func:`top_k` (a k-way merge of per-shard
@@ -52,6 +52,7 @@ from shardkit._native import (
     CancelledError,
     CompactedError,
     BadResponseError,
+    BufferTooSmallError,
     ConfigError,
     Coordinator,
     DuplicateNodeError,
@@ -67,8 +68,10 @@ from shardkit._native import (
     Lock,
     Movement,
     NotFoundError,
+    NullPointerError,
     Observer,
     OwnershipEvent,
+    PanicError,
     Scatter,
     ScopedLock,
     Session,
@@ -95,6 +98,7 @@ __all__ = [
     "CancelledError",
     "CompactedError",
     "BadResponseError",
+    "BufferTooSmallError",
     "ConfigError",
     "Coordinator",
     "DuplicateNodeError",
@@ -110,8 +114,10 @@ __all__ = [
     "Lock",
     "Movement",
     "NotFoundError",
+    "NullPointerError",
     "Observer",
     "OwnershipEvent",
+    "PanicError",
     "Scatter",
     "ScopedLock",
     "Session",

@@ -14,6 +14,7 @@ __all__ = [
     "CancelledError",
     "CompactedError",
     "BadResponseError",
+    "BufferTooSmallError",
     "ConfigError",
     "Coordinator",
     "DEFAULT_ALGORITHM",
@@ -31,9 +32,11 @@ __all__ = [
     "Lock",
     "Movement",
     "NotFoundError",
+    "NullPointerError",
     "Observer",
     "OwnershipEvent",
     "PARALLEL_BATCH_THRESHOLD",
+    "PanicError",
     "Scatter",
     "ScopedLock",
     "Session",
@@ -45,6 +48,7 @@ __all__ = [
     "ShardOwner",
     "UnavailableError",
     "__version__",
+    "error_kinds",
     "intersect",
     "top_k",
     "top_k_arrays",
@@ -176,6 +180,20 @@ class CompactedError(ShardkitError, LookupError):
 
 class BadResponseError(ShardkitError, ConnectionError):
     code: int
+
+# The C ABI's own kinds: never raised in Python, present so every code of
+# core's error table has its class.
+class NullPointerError(ShardkitError, ValueError):
+    code: int
+
+class BufferTooSmallError(ShardkitError, ValueError):
+    code: int
+
+class PanicError(ShardkitError, RuntimeError):
+    code: int
+
+def error_kinds() -> list[tuple[int, str, str]]:
+    """Core's error table: ``(code, name, description)`` of every kind, in code order."""
 
 @final
 class Movement:
@@ -357,12 +375,22 @@ class Lock:
 
 @final
 class ScopedLock:
-    """``Coordinator.lock(...)``: a lock held for one ``with`` block under a lease of its own."""
+    """``Coordinator.lock(...)``: a lock held under a lease of its own, for a
+    ``with`` block or between ``acquire`` and ``release``; each release
+    revokes the lease."""
 
     @property
     def name(self) -> str: ...
     @property
     def token(self) -> FencingToken | None: ...
+    @property
+    def session(self) -> Session | None: ...
+    def acquire(self, timeout: float | None = None) -> FencingToken: ...
+    def try_acquire(self) -> FencingToken | None: ...
+    def release(self) -> None: ...
+    def acquire_async(self, timeout: float | None = None) -> Awaitable[FencingToken]: ...
+    def try_acquire_async(self) -> Awaitable[FencingToken | None]: ...
+    def release_async(self) -> Awaitable[None]: ...
     def __enter__(self) -> FencingToken: ...
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -508,7 +536,18 @@ class Coordinator:
     ) -> Awaitable[Session]: ...
     def leader(self, name: str) -> Leader | None: ...
     def leader_async(self, name: str) -> Awaitable[Leader | None]: ...
-    def observe(self, name: str) -> Observer: ...
+    def observe(
+        self,
+        name: str,
+        *,
+        retry_min: float | None = None,
+        retry_max: float | None = None,
+        report_after: float | None = None,
+    ) -> Observer:
+        """Follows election ``name``. Store failures are retried (pausing
+        ``retry_min`` seconds, doubling up to ``retry_max``); ``wait()`` and
+        iteration raise the store's error only after ``report_after`` seconds
+        of continuous failure. ``None``: core's default (0.05, 1.0, 5.0 s)."""
     def revoke(self, lease_id: int) -> None: ...
     def revoke_async(self, lease_id: int) -> Awaitable[None]: ...
     def lease_ttl(self, lease_id: int) -> tuple[int, int] | None: ...
@@ -520,8 +559,10 @@ _Replica: TypeAlias = Union[str, Callable[[Any], Any]]
 _LeafSpec: TypeAlias = Union[_Replica, Sequence[_Replica]]
 """One shard: a replica, or a list of interchangeable replicas."""
 
-_Coverage: TypeAlias = Union[Literal["all", "best_effort"], int]
-"""How many shards must answer: all, at least one, or at least k."""
+_Coverage: TypeAlias = Union[Literal["all", "best-effort", "best_effort"], str, int]
+"""How many shards must answer: ``"all"``; ``"best-effort"`` (or
+``"best_effort"``): at least one; at least K of the N leaves as the int K or
+the text ``"K"`` or ``"K/N"`` (N must be the leaf count)."""
 
 class _ReplicaMetrics(TypedDict):
     calls: int

@@ -2,6 +2,12 @@
 //! `shardkit.ShardkitError` *and* of the matching builtin, so callers can catch
 //! either `shardkit.NotFoundError` or plain `KeyError`.
 //!
+//! Core's table declares each kind once (code, name, description, doc); the
+//! classes take their `code` and docstring from it. Only what is Python's
+//! own is written here: each class's name and builtin base.
+//! `tests/test_errors.py` checks the classes against the table
+//! (`error_kinds()`), both ways.
+//!
 //! `create_exception!` takes a single base, so the classes are built at module
 //! import with `type(name, (ShardkitError, Builtin), namespace)`.
 
@@ -14,89 +20,6 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use shardkit::{Error, ErrorKind};
 
-/// The Python name, builtin base, and docstring of each kind's class.
-struct ClassSpec {
-    kind: ErrorKind,
-    name: &'static str,
-    doc: &'static str,
-}
-
-const SPECS: &[ClassSpec] = &[
-    ClassSpec {
-        kind: ErrorKind::InvalidArgument,
-        name: "InvalidArgumentError",
-        doc: "A value is outside what the operation accepts (weight, table size, name).",
-    },
-    ClassSpec {
-        kind: ErrorKind::EmptyNodeSet,
-        name: "EmptyNodeSetError",
-        doc: "A node set with no nodes where at least one is needed.",
-    },
-    ClassSpec {
-        kind: ErrorKind::DuplicateNode,
-        name: "DuplicateNodeError",
-        doc: "Two nodes share a name.",
-    },
-    ClassSpec {
-        kind: ErrorKind::NotFound,
-        name: "NotFoundError",
-        doc: "A named node (or pool, or slot) does not exist.",
-    },
-    ClassSpec {
-        kind: ErrorKind::Config,
-        name: "ConfigError",
-        doc: "A configuration document could not be parsed or is inconsistent.",
-    },
-    ClassSpec {
-        kind: ErrorKind::Io,
-        name: "ShardkitIOError",
-        doc: "Reading a file failed.",
-    },
-    ClassSpec {
-        kind: ErrorKind::InvalidUtf8,
-        name: "InvalidUtf8Error",
-        doc: "Text was required and the value was not valid UTF-8.",
-    },
-    ClassSpec {
-        kind: ErrorKind::Unavailable,
-        name: "UnavailableError",
-        doc: "No node can serve: every node is marked down, or no endpoint answers.",
-    },
-    ClassSpec {
-        kind: ErrorKind::Timeout,
-        name: "ShardkitTimeoutError",
-        doc: "An operation did not finish within its timeout (an acquire, a campaign, a request).",
-    },
-    ClassSpec {
-        kind: ErrorKind::SessionLost,
-        name: "SessionLostError",
-        doc: "The session's lease is gone (expired, revoked, or its local deadline passed), \
-              or the session was closed: nothing held under it may be used any more.",
-    },
-    ClassSpec {
-        kind: ErrorKind::Cancelled,
-        name: "CancelledError",
-        doc: "The operation was cancelled while it waited.",
-    },
-    ClassSpec {
-        kind: ErrorKind::Fenced,
-        name: "FencedError",
-        doc: "A fencing token is no longer current (or older than one already seen): \
-              the lock, leadership or shard it proves has passed on, and the write was refused.",
-    },
-    ClassSpec {
-        kind: ErrorKind::Compacted,
-        name: "CompactedError",
-        doc: "History was asked for that the store has already compacted away.",
-    },
-    ClassSpec {
-        kind: ErrorKind::BadResponse,
-        name: "BadResponseError",
-        doc: "A remote peer (a scatter leaf) answered with a non-2xx status or a body \
-              that is not the JSON the protocol asks for.",
-    },
-];
-
 /// The classes, created once at module import.
 pub(crate) struct Classes {
     base: Py<PyType>,
@@ -105,24 +28,50 @@ pub(crate) struct Classes {
 
 static CLASSES: PyOnceLock<Classes> = PyOnceLock::new();
 
-fn builtin_base(py: Python<'_>, kind: ErrorKind) -> Bound<'_, PyType> {
-    match kind {
-        ErrorKind::NotFound => py.get_type::<PyKeyError>(),
-        ErrorKind::Io => py.get_type::<PyOSError>(),
-        ErrorKind::Unavailable => py.get_type::<PyConnectionError>(),
-        ErrorKind::Timeout => py.get_type::<PyTimeoutError>(),
+/// The Python class name and builtin base of `kind`; `None` for a kind core
+/// added that has no class yet (raised as `ShardkitError`; the test fails
+/// until it is named here).
+fn python_class(py: Python<'_>, kind: ErrorKind) -> Option<(&'static str, Bound<'_, PyType>)> {
+    let value = || py.get_type::<PyValueError>();
+    Some(match kind {
+        ErrorKind::InvalidArgument => ("InvalidArgumentError", value()),
+        ErrorKind::EmptyNodeSet => ("EmptyNodeSetError", value()),
+        ErrorKind::DuplicateNode => ("DuplicateNodeError", value()),
+        ErrorKind::NotFound => ("NotFoundError", py.get_type::<PyKeyError>()),
+        ErrorKind::Config => ("ConfigError", value()),
+        // Prefixed where the plain name would shadow a builtin.
+        ErrorKind::Io => ("ShardkitIOError", py.get_type::<PyOSError>()),
+        ErrorKind::InvalidUtf8 => ("InvalidUtf8Error", value()),
+        // The C ABI's own kinds: Python passes no pointers or buffers and
+        // turns panics into its PanicException, so these are never raised;
+        // they exist so every code has its class.
+        ErrorKind::NullPointer => ("NullPointerError", value()),
+        ErrorKind::BufferTooSmall => ("BufferTooSmallError", value()),
+        ErrorKind::Panic => ("PanicError", py.get_type::<PyRuntimeError>()),
+        ErrorKind::Unavailable => ("UnavailableError", py.get_type::<PyConnectionError>()),
+        ErrorKind::Timeout => ("ShardkitTimeoutError", py.get_type::<PyTimeoutError>()),
         // States, not bad values: the lease ended, the caller gave up, the
         // token was overtaken.
-        ErrorKind::SessionLost | ErrorKind::Cancelled | ErrorKind::Fenced => {
-            py.get_type::<PyRuntimeError>()
-        }
+        ErrorKind::SessionLost => ("SessionLostError", py.get_type::<PyRuntimeError>()),
+        ErrorKind::Cancelled => ("CancelledError", py.get_type::<PyRuntimeError>()),
+        ErrorKind::Fenced => ("FencedError", py.get_type::<PyRuntimeError>()),
         // The revision asked for is no longer there to look up.
-        ErrorKind::Compacted => py.get_type::<PyLookupError>(),
+        ErrorKind::Compacted => ("CompactedError", py.get_type::<PyLookupError>()),
         // The peer was reached and answered wrongly: a connection-level
         // failure of the exchange, as ConnectionError's users expect.
-        ErrorKind::BadResponse => py.get_type::<PyConnectionError>(),
-        _ => py.get_type::<PyValueError>(),
-    }
+        ErrorKind::BadResponse => ("BadResponseError", py.get_type::<PyConnectionError>()),
+        _ => return None,
+    })
+}
+
+/// Core's error table: `(code, name, description)` of every kind, in code
+/// order.
+#[pyfunction]
+fn error_kinds() -> Vec<(u32, &'static str, &'static str)> {
+    ErrorKind::ALL
+        .iter()
+        .map(|k| (k.code(), k.name(), k.description()))
+        .collect()
 }
 
 fn make_class<'py>(
@@ -150,7 +99,7 @@ fn make_class<'py>(
     Ok(cls.cast_into::<PyType>()?)
 }
 
-/// Creates the classes (idempotent) and adds them to `m`.
+/// Creates the classes (idempotent) and adds them, and `error_kinds`, to `m`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let classes = CLASSES.get_or_try_init(py, || -> PyResult<Classes> {
@@ -162,11 +111,14 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
             None,
             PyTuple::new(py, [py.get_type::<PyException>()])?,
         )?;
-        let mut by_kind = Vec::with_capacity(SPECS.len());
-        for spec in SPECS {
-            let bases = PyTuple::new(py, [base.clone(), builtin_base(py, spec.kind)])?;
-            let cls = make_class(py, spec.name, spec.doc, Some(spec.kind.code()), bases)?;
-            by_kind.push((spec.kind, cls.unbind()));
+        let mut by_kind = Vec::with_capacity(ErrorKind::ALL.len());
+        for &kind in ErrorKind::ALL {
+            let Some((name, builtin)) = python_class(py, kind) else {
+                continue;
+            };
+            let bases = PyTuple::new(py, [base.clone(), builtin])?;
+            let cls = make_class(py, name, kind.doc(), Some(kind.code()), bases)?;
+            by_kind.push((kind, cls.unbind()));
         }
         Ok(Classes {
             base: base.unbind(),
@@ -174,13 +126,16 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         })
     })?;
     m.add("ShardkitError", classes.base.bind(py))?;
-    for (spec, (_, cls)) in SPECS.iter().zip(&classes.by_kind) {
-        m.add(spec.name, cls.bind(py))?;
+    for (_, cls) in &classes.by_kind {
+        let cls = cls.bind(py);
+        m.add(cls.name()?, cls)?;
     }
+    m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
     Ok(())
 }
 
-/// The class for `kind`; kinds that only the C ABI produces map to the base.
+/// The class for `kind`; a kind without one (see [`python_class`]) maps to
+/// the base.
 fn class_for(py: Python<'_>, kind: ErrorKind) -> Bound<'_, PyType> {
     let classes = CLASSES
         .get(py)
@@ -204,6 +159,18 @@ pub(crate) fn raise(py: Python<'_>, kind: ErrorKind, message: impl Into<String>)
 /// detail (the class already says the kind).
 pub(crate) fn to_py(py: Python<'_>, e: Error) -> PyErr {
     raise(py, e.kind(), e.message().to_string())
+}
+
+/// [`to_py`] from any thread: futures finish on runtime threads, which hold
+/// no GIL.
+pub(crate) fn py_err(e: Error) -> PyErr {
+    Python::attach(|py| to_py(py, e))
+}
+
+/// The exception object for `e`, handed over rather than raised (a lost
+/// session's reason, a shard owner's error).
+pub(crate) fn exception_object(py: Python<'_>, e: Error) -> Py<PyAny> {
+    to_py(py, e).into_value(py).into_any()
 }
 
 /// `result.or_raise(py)?` converts core errors at the binding boundary.

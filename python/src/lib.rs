@@ -3,12 +3,15 @@
 //! values, core does the work (with the GIL released where it is more than a
 //! few nanoseconds), and core's errors become one exception class per kind.
 
+mod awaitable;
 mod errors;
 mod keys;
 mod lease;
 mod merge;
 mod scatter;
+mod scope;
 mod sharder;
+mod wait;
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import shardkit
+from shardkit import _native
 
 CLASSES = {
     "InvalidArgumentError": (ValueError, 1),
@@ -32,6 +33,28 @@ def test_hierarchy(name: str) -> None:
     assert cls.__module__ == "shardkit" and cls.__doc__
     e = cls("detail")
     assert str(e) == "detail"  # KeyError's quoting is undone for NotFoundError
+
+
+def test_classes_match_cores_error_table() -> None:
+    """Every kind in core's one table has its class, with its code and its
+    name, and every class is a kind of the table."""
+    table = _native.error_kinds()
+    codes = [code for code, _, _ in table]
+    assert codes == list(range(1, len(codes) + 1))  # stable, contiguous
+    classes = {
+        cls.code: cls
+        for cls in (getattr(shardkit, n) for n in shardkit.__all__)
+        if isinstance(cls, type) and issubclass(cls, shardkit.ShardkitError) and cls is not shardkit.ShardkitError
+    }
+    for code, name, description in table:
+        assert code in classes, f"kind {name!r} ({code}, {description!r}) has no Python class"
+        cls = classes[code]
+        # InvalidArgumentError for invalid_argument; a Shardkit prefix where
+        # the plain name would shadow a builtin (ShardkitIOError for io).
+        assert cls.__name__.removeprefix("Shardkit").removesuffix("Error").lower() == name.replace("_", ""), (cls, name)
+        assert cls.__module__ == "shardkit" and cls.__doc__, cls
+        assert getattr(_native, cls.__name__) is cls
+    assert sorted(classes) == codes  # and no class without a kind
 
 
 def test_empty_node_list() -> None:

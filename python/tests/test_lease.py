@@ -433,6 +433,25 @@ def test_observer_cancelled_wait_loses_no_change(coord: shardkit.Coordinator) ->
     s.close()
 
 
+def test_observer_follow_policy_is_checked(coord: shardkit.Coordinator) -> None:
+    # A policy of one's own follows as the default does (the embedded store
+    # never fails; test_lease_etcd.py stops a real etcd).
+    obs = coord.observe("policy", retry_min=0.01, retry_max=0.1, report_after=0)
+    assert obs.wait(timeout=1) is None
+    for bad, says in (
+        ({"retry_min": 0}, "retry_min"),
+        ({"retry_min": 2.0, "retry_max": 1.0}, "retry_max"),
+        ({"retry_min": -1}, "retry_min -1"),
+        ({"retry_max": float("nan")}, "retry_max nan"),
+        ({"report_after": float("inf")}, "report_after inf"),
+    ):
+        with pytest.raises(shardkit.InvalidArgumentError, match=says) as e:
+            coord.observe("policy", **bad)
+        assert isinstance(e.value, ValueError)
+    with pytest.raises(TypeError):
+        coord.observe("policy", 0.1)  # type: ignore[misc]
+
+
 # --- lost sessions and guarded writes -----------------------------------------------
 
 

@@ -1,89 +1,22 @@
 """Ownership election from Python against a real etcd (/usr/bin/etcd), started
 on free loopback ports in a temporary directory for this module and stopped
-afterwards: locks, contention across two coordinators, elections."""
+afterwards (conftest's `etcd` fixture): locks, contention across two
+coordinators, elections, and an observer riding out an etcd outage."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import shardkit
+from conftest import EtcdServer
 
-ETCD = os.environ.get("SHARDKIT_ETCD", "/usr/bin/etcd")
 # etcd refuses TTLs below its minimum (about 2 s with default timings).
 TTL = 10
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Starts one etcd member; yields its client endpoint."""
-    if shutil.which(ETCD) is None:
-        pytest.skip(f"etcd not installed at {ETCD} (make installs it)")
-    tmp: Path = tmp_path_factory.mktemp("etcd")
-    client, peer = free_ports(2)
-    client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
-    log = open(tmp / "etcd.log", "wb")
-    proc = subprocess.Popen(
-        [
-            ETCD,
-            "--name", "py",
-            "--data-dir", str(tmp / "data"),
-            "--listen-client-urls", client_url,
-            "--advertise-client-urls", client_url,
-            "--listen-peer-urls", peer_url,
-            "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"py={peer_url}",
-            "--heartbeat-interval", "50",
-            "--election-timeout", "500",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"etcd exited with {proc.returncode}: {(tmp / 'etcd.log').read_text()[-2000:]}")
-            try:
-                # A lease grant succeeds only once the member has a leader.
-                shardkit.Coordinator.connect(f"127.0.0.1:{client}", timeout=1).session(ttl=TTL).close()
-                break
-            except shardkit.ShardkitError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield f"127.0.0.1:{client}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
 
 
 def test_connects_to_etcd(etcd: str) -> None:
@@ -182,3 +115,33 @@ def test_async_against_etcd(etcd: str) -> None:
             await c.release_async()
 
     asyncio.run(main())
+
+
+def test_observer_reports_an_etcd_outage_after_report_after(tmp_path: Path) -> None:
+    # An etcd of its own: the module's stays up for the other tests.
+    server = EtcdServer(tmp_path)
+    server.start()
+    try:
+        coord = shardkit.Coordinator.connect(server.endpoint, timeout=1)
+        obs = coord.observe("py-outage", retry_min=0.05, retry_max=0.2, report_after=0.5)
+        assert obs.wait(timeout=5) is None
+        server.stop()
+        t0 = time.monotonic()
+        with pytest.raises(shardkit.ShardkitError) as e:
+            obs.wait(timeout=20)
+        took = time.monotonic() - t0
+        # The store's own error, reported once failures lasted report_after
+        # (not the wait's timeout, which names no store failure).
+        assert "py-outage" in str(e.value) and "kept failing" in str(e.value), str(e.value)
+        assert 0.5 <= took < 10, f"reported after {took:.2f} s"
+
+        # The store comes back: the next call gets the state it then has,
+        # and the observer follows changes again.
+        server.start()
+        assert obs.wait(timeout=20) is None
+        with coord.session(ttl=TTL) as s:
+            s.election("py-outage").campaign("back", timeout=5)
+            seen = obs.wait(timeout=5)
+            assert seen is not None and seen.value == b"back"
+    finally:
+        server.stop()

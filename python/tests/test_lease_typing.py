@@ -15,6 +15,14 @@ def sync_usage() -> list[int]:
     with coord.lock("jobs", ttl=10, timeout=None) as token:
         fenced: int = int(token)
         values.append(fenced)
+    scoped: shardkit.ScopedLock = coord.lock("jobs", ttl=10)
+    held: shardkit.FencingToken = scoped.acquire(timeout=1.0)
+    hold_session: Optional[shardkit.Session] = scoped.session
+    assert hold_session is not None and hold_session.lease_id == held.lease
+    scoped.release()
+    again: Optional[shardkit.FencingToken] = scoped.try_acquire()
+    assert again is not None and again > held
+    scoped.release()
     with coord.session(ttl=10, margin=None, rpc_timeout=5.0) as session:
         lease: int = session.lease_id
         left: float = session.remaining
@@ -38,7 +46,7 @@ def sync_usage() -> list[int]:
         lead: shardkit.FencingToken = election.campaign(b"host:80", timeout=1.0)
         leader: Optional[shardkit.Leader] = coord.leader("svc")
         assert leader is not None and leader.value == b"host:80" and leader.revision == lead.revision
-        observer: shardkit.Observer = coord.observe("svc")
+        observer: shardkit.Observer = coord.observe("svc", retry_min=0.05, retry_max=1.0, report_after=5.0)
         state: Optional[shardkit.Leader] = observer.wait(timeout=1.0)
         assert state == leader
         election.resign()
@@ -60,6 +68,12 @@ async def async_usage() -> int:
     coord = shardkit.Coordinator.embedded()
     async with coord.lock("jobs") as token:
         first: shardkit.FencingToken = token
+    scoped = coord.lock("jobs")
+    held: shardkit.FencingToken = await scoped.acquire_async(timeout=1.0)
+    await scoped.release_async()
+    again: Optional[shardkit.FencingToken] = await scoped.try_acquire_async()
+    assert again is not None and again > held > first
+    await scoped.release_async()
     session: shardkit.Session = await coord.session_async(ttl=10)
     async with session:
         lock = session.lock("jobs")

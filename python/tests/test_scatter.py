@@ -6,109 +6,15 @@ from __future__ import annotations
 
 import _thread
 import asyncio
-import json
-import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 import shardkit
-
-SLOW = 2.0  # seconds the /slow leaf sleeps: far past every deadline used
-
-
-class Leaves:
-    """One HTTP server with a route per leaf behaviour."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, int] = {}
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.dropped = threading.Event()
-        leaves = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out as two writes: with Nagle on, the
-            # body waits for the client's delayed ACK (40 ms a call).
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                path = self.path
-                with leaves.lock:
-                    n = leaves.calls.get(path, 0)
-                    leaves.calls[path] = n + 1
-                if path.startswith("/echo/"):
-                    leaf = path.rsplit("/", 1)[1]
-                    self.reply(200, json.dumps({"leaf": leaf, "got": json.loads(body)}))
-                elif path == "/malformed":
-                    self.reply(200, '{"hits": [1, 2')
-                elif path == "/status500":
-                    self.reply(500, "index corrupt")
-                elif path == "/status404":
-                    self.reply(404, "no such index")
-                elif path == "/slow":
-                    leaves.stop.wait(SLOW)
-                    self.reply(200, '"late"')
-                elif path == "/hang":
-                    # Never answers; notes when the client closes the connection.
-                    deadline = time.monotonic() + SLOW
-                    while time.monotonic() < deadline and not leaves.stop.is_set():
-                        readable, _, _ = select.select([self.connection], [], [], 0.01)
-                        if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
-                            leaves.dropped.set()
-                            self.close_connection = True
-                            return
-                    self.reply(200, '"late"')
-                elif path.startswith("/sometimes/"):
-                    # Every 25th call (4%) is slow: the tail hedging cuts.
-                    delay = 0.2 if n % 25 == 12 else 0.0
-                    if delay:
-                        leaves.stop.wait(delay)
-                    self.reply(200, json.dumps(path))
-                else:
-                    self.reply(404, "no route")
-
-            def reply(self, status: int, text: str) -> None:
-                data = text.encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client dropped the call: that is the point
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def leaves() -> Iterator[Leaves]:
-    srv = Leaves()
-    yield srv
-    srv.close()
+from conftest import Leaves
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +129,48 @@ def test_k_of_n(leaves: Leaves) -> None:
     for bad in (0, -1, "most", True, 1.5):
         with pytest.raises(shardkit.InvalidArgumentError, match="coverage"):
             s.gather(7, timeout=5, coverage=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("coverage", "answers"),
+    [("all", 3), ("best-effort", 2), ("best_effort", 2), ("2", 2), ("2/3", 2), (2, 2), (" 2 / 3 ", 2)],
+)
+def test_every_coverage_spelling_is_accepted(leaves: Leaves, coverage: str | int, answers: int) -> None:
+    # One leaf of three fails: only "all" asks for more than two answers.
+    s = shardkit.Scatter([leaves.url("/echo/0"), leaves.url("/echo/1"), leaves.url("/status500")])
+    if answers == 3:
+        with pytest.raises(shardkit.UnavailableError, match="require all 3"):
+            s.gather(7, timeout=5, coverage=coverage)
+        s = shardkit.Scatter([leaves.url(f"/echo/{i}") for i in range(3)])
+    got = s.gather(7, timeout=5, coverage=coverage)
+    assert len(got.answers) == answers
+
+
+@pytest.mark.parametrize(
+    ("coverage", "says"),
+    [
+        ("most", 'coverage "most": expected all, best-effort, K or K/N'),
+        ("", 'coverage "": expected all, best-effort, K or K/N'),
+        ("All", 'coverage "All": expected all, best-effort, K or K/N'),
+        ("0", "coverage 0: K must be between 1 and the 3 leaves"),
+        ("4", "coverage 4: K must be between 1 and the 3 leaves"),
+        ("2/4", 'coverage "2/4": N is 4 but the scatter has 3 leaves'),
+        (-1, 'coverage "-1": expected all, best-effort, K or K/N'),
+        (0, "coverage 0: K must be between 1 and the 3 leaves"),
+        (4, "coverage 4: K must be between 1 and the 3 leaves"),
+        (2**70, 'coverage "1180591620717411303424": expected all'),
+    ],
+)
+def test_each_bad_coverage_is_refused_naming_the_value(leaves: Leaves, coverage: str | int, says: str) -> None:
+    s = shardkit.Scatter([leaves.url(f"/echo/{i}") for i in range(3)])
+    sent = sum(leaves.calls.values())
+    for call in (s.gather, s.gather_async):
+        with pytest.raises(shardkit.InvalidArgumentError) as e:
+            call(7, timeout=5, coverage=coverage)
+        assert isinstance(e.value, ValueError)
+        assert str(e.value).startswith(says), str(e.value)
+    # Refused before anything was sent.
+    assert sum(leaves.calls.values()) == sent
 
 
 def test_bad_arguments(leaves: Leaves) -> None:

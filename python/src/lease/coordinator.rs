@@ -1,18 +1,18 @@
-//! `Coordinator` (the entry point) and `ScopedLock` (`coord.lock(...)`).
+//! `Coordinator`: the entry point to a store.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use shardkit::lease::{Coordinator, Lock, Session, SessionOptions, WaitOptions, DEFAULT_TIMEOUT};
+use shardkit::lease::{Coordinator, FollowPolicy, SessionOptions, DEFAULT_TIMEOUT};
 use shardkit::ErrorKind;
 
 use super::election::{PyLeader, PyObserver};
+use super::scoped_lock::PyScopedLock;
 use super::session::PySession;
-use super::token::PyFencingToken;
-use super::waiter::acquire_blocking;
-use super::{awaitable, block, opt_seconds, py_err, seconds};
-use crate::errors::{raise, OrRaise};
+use super::{opt_seconds, seconds};
+use crate::awaitable::awaitable;
+use crate::errors::{py_err, raise, OrRaise};
+use crate::wait::block;
 
 /// Session options from Python arguments, checked by core when used.
 fn session_options(
@@ -198,8 +198,29 @@ impl PyCoordinator {
     }
 
     /// Follows the leadership of election `name` (iterate it, or `wait()`).
-    fn observe(&self, py: Python<'_>, name: &str) -> PyResult<PyObserver> {
-        let observer = self.inner.observe(name).or_raise(py)?;
+    /// A failing store is retried, pausing `retry_min` seconds at first and
+    /// doubling up to `retry_max`; `wait()` and iteration raise the store's
+    /// error only once it has kept failing for `report_after` seconds (0:
+    /// at the first failure), and the call after that gets the state the
+    /// store then has. `None` takes core's default, the policy of every
+    /// binding: 0.05, 1 and 5 seconds.
+    #[pyo3(signature = (name, *, retry_min = None, retry_max = None, report_after = None))]
+    fn observe(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        retry_min: Option<f64>,
+        retry_max: Option<f64>,
+        report_after: Option<f64>,
+    ) -> PyResult<PyObserver> {
+        let default = FollowPolicy::default();
+        let policy = FollowPolicy {
+            retry_min: opt_seconds(py, "retry_min", retry_min)?.unwrap_or(default.retry_min),
+            retry_max: opt_seconds(py, "retry_max", retry_max)?.unwrap_or(default.retry_max),
+            report_after: opt_seconds(py, "report_after", report_after)?
+                .unwrap_or(default.report_after),
+        };
+        let observer = self.inner.observe_with(name, policy).or_raise(py)?;
         Ok(PyObserver::new(name, observer))
     }
 
@@ -227,197 +248,27 @@ impl PyCoordinator {
         block(py, coord.lease_ttl(lease_id))
     }
 
-    /// Lock `name` for the length of a `with` / `async with` block:
-    /// `with coord.lock("jobs") as token:`. Each entry grants its own lease
-    /// of `ttl` seconds, waits at most `timeout` seconds for the lock
-    /// (`None`: as long as it takes), and on exit releases the lock and
-    /// revokes the lease, so nothing outlives the block.
+    /// Lock `name` under a lease of its own, for the length of a `with` /
+    /// `async with` block (`with coord.lock("jobs") as token:`) or between
+    /// `acquire` and `release`. Each hold grants its own lease of `ttl`
+    /// seconds and each release revokes it, so nothing outlives the hold.
+    /// A `with` entry waits at most `timeout` seconds for the lock (`None`:
+    /// as long as it takes).
     #[pyo3(signature = (name, ttl = 10, timeout = None))]
     fn lock(
         &self,
         py: Python<'_>,
-        name: String,
+        name: &str,
         ttl: i64,
         timeout: Option<f64>,
     ) -> PyResult<PyScopedLock> {
-        Ok(PyScopedLock {
-            coord: self.inner.clone(),
-            name,
-            opts: session_options(py, ttl, None, DEFAULT_TIMEOUT.as_secs_f64())?,
-            timeout: opt_seconds(py, "timeout", timeout)?,
-            held: Arc::new(Mutex::new(None)),
-        })
+        let opts = session_options(py, ttl, None, DEFAULT_TIMEOUT.as_secs_f64())?;
+        let timeout = opt_seconds(py, "timeout", timeout)?;
+        let inner = self.inner.scoped_lock(name, opts).or_raise(py)?;
+        Ok(PyScopedLock::new(inner, timeout))
     }
 
     fn __repr__(&self) -> String {
         format!("<Coordinator {}>", self.inner.describe())
-    }
-}
-
-type Held = Arc<Mutex<Option<(Session, Arc<Lock>)>>>;
-
-fn take(held: &Held) -> Option<(Session, Arc<Lock>)> {
-    held.lock().unwrap_or_else(|p| p.into_inner()).take()
-}
-
-/// Revokes a session unless disarmed: an `async with` entry cancelled
-/// half-way must not leave its lease to run out on its own.
-struct CloseOnDrop(Option<Session>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        if let (Some(session), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
-            rt.spawn(async move { session.close().await });
-        }
-    }
-}
-
-/// Releases the lock and revokes the lease; the first error, if any.
-async fn release(session: Session, lock: Arc<Lock>) -> shardkit::Result<()> {
-    let unlocked = lock.unlock().await;
-    let closed = session.close().await;
-    unlocked.and(closed)
-}
-
-/// `coord.lock(name, ttl, timeout)`: a lock held for one `with` block under
-/// a lease of its own. One object is entered once at a time.
-#[pyclass(frozen, module = "shardkit", name = "ScopedLock")]
-pub(crate) struct PyScopedLock {
-    coord: Coordinator,
-    name: String,
-    opts: SessionOptions,
-    timeout: Option<Duration>,
-    held: Held,
-}
-
-impl PyScopedLock {
-    fn not_entered(&self, py: Python<'_>) -> PyResult<()> {
-        if self
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-        {
-            return Err(raise(
-                py,
-                ErrorKind::InvalidArgument,
-                format!(
-                    "lock {:?} is already entered through this object",
-                    self.name
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-#[pymethods]
-impl PyScopedLock {
-    /// The lock's name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The token while entered, else `None`.
-    #[getter]
-    fn token(&self) -> Option<PyFencingToken> {
-        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.as_ref()
-            .and_then(|(_, l)| l.token())
-            .map(PyFencingToken::from)
-    }
-
-    fn __enter__(&self, py: Python<'_>) -> PyResult<PyFencingToken> {
-        self.not_entered(py)?;
-        let coord = &self.coord;
-        let session = block(py, coord.session(self.opts))?;
-        let got = Lock::new(&session, &self.name)
-            .or_raise(py)
-            .and_then(|lock| {
-                let lock = Arc::new(lock);
-                acquire_blocking(py, &lock, self.timeout).map(|t| (lock, t))
-            });
-        match got {
-            Ok((lock, token)) => {
-                *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some((session, lock));
-                Ok(token.into())
-            }
-            Err(e) => {
-                let _ = block(py, session.close());
-                Err(e)
-            }
-        }
-    }
-
-    /// Releases and revokes; errors are raised only when the block did not
-    /// raise (so they never hide the block's exception).
-    #[pyo3(signature = (exc_type, exc, tb))]
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        exc_type: Option<&Bound<'_, PyAny>>,
-        exc: Option<&Bound<'_, PyAny>>,
-        tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let _ = (exc, tb);
-        let Some((session, lock)) = take(&self.held) else {
-            return Ok(false);
-        };
-        let r = block(py, release(session, lock));
-        if exc_type.is_none() {
-            r?;
-        }
-        Ok(false)
-    }
-
-    fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.not_entered(py)?;
-        let (coord, name, opts, held) = (
-            self.coord.clone(),
-            self.name.clone(),
-            self.opts,
-            self.held.clone(),
-        );
-        let wait = WaitOptions {
-            timeout: self.timeout,
-            cancel: None,
-        };
-        awaitable(py, async move {
-            let session = coord.session(opts).await.map_err(py_err)?;
-            let mut guard = CloseOnDrop(Some(session.clone()));
-            let lock = Arc::new(Lock::new(&session, &name).map_err(py_err)?);
-            let token = lock.lock_with(&wait).await.map_err(py_err)?;
-            guard.0 = None;
-            *held.lock().unwrap_or_else(|p| p.into_inner()) = Some((session, lock));
-            Ok(PyFencingToken::from(token))
-        })
-    }
-
-    #[pyo3(signature = (exc_type, exc, tb))]
-    fn __aexit__<'py>(
-        &self,
-        py: Python<'py>,
-        exc_type: Option<&Bound<'py, PyAny>>,
-        exc: Option<&Bound<'py, PyAny>>,
-        tb: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let _ = (exc, tb);
-        let raised = exc_type.is_some();
-        let held = take(&self.held);
-        awaitable(py, async move {
-            if let Some((session, lock)) = held {
-                if let Err(e) = release(session, lock).await {
-                    if !raised {
-                        return Err(py_err(e));
-                    }
-                }
-            }
-            Ok(false)
-        })
-    }
-
-    fn __repr__(&self) -> String {
-        format!("<ScopedLock {:?}>", self.name)
     }
 }

@@ -5,14 +5,17 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use shardkit::lease::{Cancel, Election, LeaderInfo, Observer, WaitOptions};
+use shardkit::lease::{Election, LeaderInfo, Observer, WaitOptions};
+use shardkit::runtime::Home;
 use shardkit::{Error, ErrorKind};
 use tokio::task::JoinHandle;
 
+use super::opt_seconds;
 use super::token::PyFencingToken;
 use super::waiter::bytes_of;
-use super::{awaitable, block, opt_seconds, py_err, wait_interruptible, Waited, POLL};
-use crate::errors::OrRaise;
+use crate::awaitable::awaitable;
+use crate::errors::{py_err, OrRaise};
+use crate::wait::{block, hold, wait_or_drop};
 
 /// Who leads an election, as read from the store.
 #[pyclass(frozen, eq, module = "shardkit", name = "Leader")]
@@ -99,21 +102,15 @@ impl PyElection {
     fn campaign(&self, value: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<PyFencingToken> {
         let py = value.py();
         let value = bytes_of(value)?;
-        let cancel = Cancel::new();
-        let opts = WaitOptions {
-            timeout: opt_seconds(py, "timeout", timeout)?,
-            cancel: Some(cancel.clone()),
-        };
+        let timeout = opt_seconds(py, "timeout", timeout)?;
         let election = &self.inner;
-        match wait_interruptible(py, &cancel, election.campaign_with(&value, &opts)) {
-            Waited::Done(r) => r.or_raise(py).map(PyFencingToken::from),
-            Waited::Interrupted { signal, late } => {
-                if late.is_some() {
-                    let _ = block(py, election.resign());
-                }
-                Err(signal)
-            }
-        }
+        let token = hold(
+            py,
+            timeout,
+            |opts| async move { election.campaign_with(&value, &opts).await },
+            |py| block(py, election.resign()),
+        )?;
+        Ok(token.into())
     }
 
     /// Replaces the proclaimed value, only while leading (`FencedError`).
@@ -198,12 +195,20 @@ type Next = shardkit::Result<Option<LeaderInfo>>;
 struct ObserverState {
     observer: Arc<tokio::sync::Mutex<Observer>>,
     pending: Option<JoinHandle<Next>>,
+    /// The process whose runtime runs `pending`.
+    home: Home,
 }
 
 impl Drop for ObserverState {
     fn drop(&mut self) {
         if let Some(task) = self.pending.take() {
-            task.abort();
+            if self.home.is_here() {
+                task.abort();
+            } else {
+                // A forked child: aborting would schedule the parent's task
+                // on a runtime with no threads here.
+                std::mem::forget(task);
+            }
         }
     }
 }
@@ -249,17 +254,38 @@ fn leader_object(py: Python<'_>, state: Option<LeaderInfo>) -> PyResult<Py<PyAny
 pub(crate) struct PyObserver {
     name: String,
     state: Arc<tokio::sync::Mutex<ObserverState>>,
+    /// Where the step in flight runs: a forked child would wait on it
+    /// forever (or on the locks it holds), so it is refused there first.
+    home: Home,
 }
 
 impl PyObserver {
     pub(crate) fn new(name: &str, observer: Observer) -> PyObserver {
+        let home = Home::here();
         PyObserver {
             name: name.to_string(),
             state: Arc::new(tokio::sync::Mutex::new(ObserverState {
                 observer: Arc::new(tokio::sync::Mutex::new(observer)),
                 pending: None,
+                home,
             })),
+            home,
         }
+    }
+
+    fn check_process(&self, py: Python<'_>) -> PyResult<()> {
+        self.home.check("this Observer").or_raise(py)
+    }
+
+    fn timed_out(&self, timeout: Option<Duration>) -> Error {
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "no leadership state of election {:?} within {} ms",
+                self.name,
+                timeout.unwrap_or_default().as_millis()
+            ),
+        )
     }
 }
 
@@ -277,29 +303,12 @@ impl PyObserver {
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let timeout = opt_seconds(py, "timeout", timeout)?;
-        let started = std::time::Instant::now();
-        loop {
-            let slice = match timeout {
-                Some(t) => t.saturating_sub(started.elapsed()).min(POLL),
-                None => POLL,
-            };
-            let state = &self.state;
-            let step = block(py, async { Ok(next_state(state, Some(slice)).await) })?;
-            if let Some(r) = step {
-                return leader_object(py, r.or_raise(py)?);
-            }
-            if timeout.is_some_and(|t| started.elapsed() >= t) {
-                return Err(crate::errors::raise(
-                    py,
-                    ErrorKind::Timeout,
-                    format!(
-                        "no leadership state of election {:?} within {} ms",
-                        self.name,
-                        timeout.unwrap_or_default().as_millis()
-                    ),
-                ));
-            }
-            py.check_signals()?;
+        self.check_process(py)?;
+        // Cancel-safe: a wait dropped by Ctrl-C leaves its step running for
+        // the next call.
+        match wait_or_drop(py, next_state(&self.state, timeout))? {
+            Some(r) => leader_object(py, r.or_raise(py)?),
+            None => Err(crate::errors::to_py(py, self.timed_out(timeout))),
         }
     }
 
@@ -311,21 +320,16 @@ impl PyObserver {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let timeout = opt_seconds(py, "timeout", timeout)?;
+        self.check_process(py)?;
         let state = self.state.clone();
-        let name = self.name.clone();
+        let timed_out = self.timed_out(timeout);
         awaitable(py, async move {
             match next_state(&state, timeout).await {
                 Some(r) => {
                     let r = r.map_err(py_err)?;
                     Python::attach(|py| leader_object(py, r))
                 }
-                None => Err(py_err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "no leadership state of election {name:?} within {} ms",
-                        timeout.unwrap_or_default().as_millis()
-                    ),
-                ))),
+                None => Err(py_err(timed_out)),
             }
         })
     }

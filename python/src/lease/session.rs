@@ -4,19 +4,16 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use shardkit::lease::{Election, Lock, Session};
-use shardkit::Error;
+use shardkit::{Error, ErrorKind};
 
 use super::election::PyElection;
 use super::shards::{self, PyShardOwner};
 use super::token::PyFencingToken;
 use super::waiter::{bytes_of, PyLock};
-use super::{awaitable, block, py_err};
-use crate::errors::{to_py, OrRaise};
-
-/// The exception object for `e`, as `lost()` and `on_lost` hand it over.
-pub(super) fn exception_object(py: Python<'_>, e: Error) -> Py<PyAny> {
-    to_py(py, e).into_value(py).into_any()
-}
+use crate::awaitable::awaitable;
+use crate::errors::{exception_object, py_err, OrRaise};
+use crate::scope;
+use crate::wait::block;
 
 /// A lease kept alive in the background (`Coordinator.session()`).
 ///
@@ -76,11 +73,16 @@ impl PySession {
 
     /// An awaitable that resolves, once the session is lost, with the reason
     /// (a `SessionLostError` instance, returned, not raised). It never
-    /// resolves for a session that is closed instead.
+    /// resolves for a session that is closed instead. In a child forked
+    /// after the session was made it raises at once (the session cannot be
+    /// followed there).
     fn lost<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let session = self.inner.clone();
         awaitable(py, async move {
             let e = session.lost().await;
+            if e.kind() != ErrorKind::SessionLost {
+                return Err(py_err(e));
+            }
             Ok(Python::attach(|py| exception_object(py, e)))
         })
     }
@@ -225,17 +227,11 @@ impl PySession {
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let _ = (exc, tb);
-        let r = self.close(py);
-        if exc_type.is_none() {
-            r?;
-        }
-        Ok(false)
+        scope::exit(exc_type, self.close(py))
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let me = slf.unbind();
-        awaitable(py, async move { Ok(me) })
+        scope::aenter_self(slf)
     }
 
     #[pyo3(signature = (exc_type, exc, tb))]
@@ -247,14 +243,8 @@ impl PySession {
         tb: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = (exc, tb);
-        let raised = exc_type.is_some();
         let session = self.inner.clone();
-        awaitable(py, async move {
-            match session.close().await {
-                Err(e) if !raised => Err(py_err(e)),
-                _ => Ok(false),
-            }
-        })
+        scope::aexit(py, exc_type, async move { session.close().await })
     }
 
     fn __repr__(&self) -> String {

@@ -7,13 +7,16 @@ use pyo3::exceptions::{PyStopAsyncIteration, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use shardkit::lease::{OwnershipEvent, OwnershipHandler, ShardOwner};
+use shardkit::runtime::Home;
 use shardkit::{Error, ErrorKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use super::session::exception_object;
+use super::opt_seconds;
 use super::token::PyFencingToken;
-use super::{awaitable, block, opt_seconds, py_err, POLL};
-use crate::errors::raise;
+use crate::awaitable::awaitable;
+use crate::errors::{exception_object, py_err, raise, OrRaise};
+use crate::scope;
+use crate::wait::{block, wait_or_drop};
 
 type Events = Arc<tokio::sync::Mutex<UnboundedReceiver<OwnershipEvent>>>;
 
@@ -129,6 +132,9 @@ pub(crate) struct PyShardOwner {
     worker: String,
     inner: Arc<ShardOwner>,
     events: Option<Events>,
+    /// The events come from the owner's worker task, which runs in this
+    /// process only: a forked child would wait for them forever.
+    home: Home,
 }
 
 impl PyShardOwner {
@@ -143,10 +149,12 @@ impl PyShardOwner {
             worker: worker.to_string(),
             inner: Arc::new(owner),
             events,
+            home: Home::here(),
         }
     }
 
     fn events(&self, py: Python<'_>) -> PyResult<&Events> {
+        self.home.check("this ShardOwner").or_raise(py)?;
         self.events.as_ref().ok_or_else(|| {
             raise(
                 py,
@@ -219,20 +227,10 @@ impl PyShardOwner {
     ) -> PyResult<Option<PyOwnershipEvent>> {
         let timeout = opt_seconds(py, "timeout", timeout)?;
         let events = self.events(py)?;
-        let started = std::time::Instant::now();
-        loop {
-            let slice = match timeout {
-                Some(t) => t.saturating_sub(started.elapsed()).min(POLL),
-                None => POLL,
-            };
-            let got = block(py, async { Ok(recv(events, Some(slice)).await) })?;
-            if let Some(ev) = got {
-                return Ok(ev.map(|inner| PyOwnershipEvent { inner }));
-            }
-            if timeout.is_some_and(|t| started.elapsed() >= t) {
-                return Err(self.timed_out(py, timeout));
-            }
-            py.check_signals()?;
+        // Receiving is cancel-safe: a wait dropped by Ctrl-C loses no event.
+        match wait_or_drop(py, recv(events, timeout))? {
+            Some(ev) => Ok(ev.map(|inner| PyOwnershipEvent { inner })),
+            None => Err(self.timed_out(py, timeout)),
         }
     }
 
@@ -308,17 +306,11 @@ impl PyShardOwner {
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let _ = (exc, tb);
-        let r = self.close(py);
-        if exc_type.is_none() {
-            r?;
-        }
-        Ok(false)
+        scope::exit(exc_type, self.close(py))
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let me = slf.unbind();
-        awaitable(py, async move { Ok(me) })
+        scope::aenter_self(slf)
     }
 
     #[pyo3(signature = (exc_type, exc, tb))]
@@ -329,12 +321,9 @@ impl PyShardOwner {
         exc: Option<&Bound<'py, PyAny>>,
         tb: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let _ = (exc_type, exc, tb);
+        let _ = (exc, tb);
         let owner = self.inner.clone();
-        awaitable(py, async move {
-            owner.close().await.map_err(py_err)?;
-            Ok(false)
-        })
+        scope::aexit(py, exc_type, async move { owner.close().await })
     }
 
     fn __repr__(&self) -> String {

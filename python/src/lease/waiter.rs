@@ -1,43 +1,21 @@
 //! `Lock`: one contender for a named lock under a session.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use pyo3::prelude::*;
-use shardkit::lease::{Cancel, FencingToken, Lock, WaitOptions};
+use shardkit::lease::{Lock, WaitOptions};
 
+use super::opt_seconds;
 use super::token::PyFencingToken;
-use super::{awaitable, block, opt_seconds, py_err, wait_interruptible, Waited};
-use crate::errors::OrRaise;
+use crate::awaitable::awaitable;
+use crate::errors::py_err;
 use crate::keys::with_key;
+use crate::scope;
+use crate::wait::{block, hold};
 
 /// Bytes of a key or value argument (`bytes | str | bytearray | memoryview`).
 pub(super) fn bytes_of(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     with_key(obj, <[u8]>::to_vec)
-}
-
-/// Waits for `lock` from a Python thread, interruptible by Ctrl-C: the wait
-/// is cancelled, its waiter key deleted, and a hold that was granted in the
-/// meantime released, before `KeyboardInterrupt` propagates.
-pub(super) fn acquire_blocking(
-    py: Python<'_>,
-    lock: &Lock,
-    timeout: Option<Duration>,
-) -> PyResult<FencingToken> {
-    let cancel = Cancel::new();
-    let opts = WaitOptions {
-        timeout,
-        cancel: Some(cancel.clone()),
-    };
-    match wait_interruptible(py, &cancel, lock.lock_with(&opts)) {
-        Waited::Done(r) => r.or_raise(py),
-        Waited::Interrupted { signal, late } => {
-            if late.is_some() {
-                let _ = block(py, lock.unlock());
-            }
-            Err(signal)
-        }
-    }
 }
 
 /// A contender for a named lock, bound to a session (`Session.lock(name)`).
@@ -72,7 +50,14 @@ impl PyLock {
     #[pyo3(signature = (timeout = None))]
     fn acquire(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyFencingToken> {
         let timeout = opt_seconds(py, "timeout", timeout)?;
-        acquire_blocking(py, &self.inner, timeout).map(PyFencingToken::from)
+        let lock = &self.inner;
+        let token = hold(
+            py,
+            timeout,
+            |opts| async move { lock.lock_with(&opts).await },
+            |py| block(py, lock.unlock()),
+        )?;
+        Ok(token.into())
     }
 
     /// Takes the lock only if it is free now; `None` when it is held.
@@ -177,11 +162,7 @@ impl PyLock {
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let _ = (exc, tb);
-        let r = self.release(py);
-        if exc_type.is_none() {
-            r?;
-        }
-        Ok(false)
+        scope::exit(exc_type, self.release(py))
     }
 
     fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -197,15 +178,8 @@ impl PyLock {
         tb: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = (exc, tb);
-        let raised = exc_type.is_some();
         let lock = self.inner.clone();
-        awaitable(py, async move {
-            let r = lock.unlock().await;
-            match r {
-                Err(e) if !raised => Err(py_err(e)),
-                _ => Ok(false),
-            }
-        })
+        scope::aexit(py, exc_type, async move { lock.unlock().await })
     }
 
     fn __repr__(&self) -> String {

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PySequence, PyString, PyTuple};
-use shardkit::scatter::http::HttpTransport;
+use shardkit::runtime::Home;
+use shardkit::scatter::http::{HttpReplica, HttpTransport};
 use shardkit::scatter::{CallFuture, Leaf, Replica};
 use shardkit::{Error, ErrorKind};
 use tokio::sync::oneshot;
@@ -109,8 +110,9 @@ pub(crate) fn build(list: &Bound<'_, PyAny>) -> PyResult<Built> {
             vec![entry]
         };
         let mut replicas: Vec<Arc<dyn Replica<Request, Answer>>> = Vec::with_capacity(items.len());
-        // Named as core names HTTP leaves, `shard-<i> (<replica>|...)`, so
-        // errors and metrics say which servers or functions they mean.
+        // Core names the leaf after these (`Leaf::for_shard`), as it names
+        // HTTP leaves, so errors and metrics say which servers or functions
+        // they mean.
         let mut names: Vec<String> = Vec::with_capacity(items.len());
         for item in &items {
             if let Ok(url) = item.cast::<PyString>() {
@@ -119,10 +121,7 @@ pub(crate) fn build(list: &Bound<'_, PyAny>) -> PyResult<Built> {
                 let t = transport.get_or_insert_with(HttpTransport::new);
                 let http = t.replica::<serde_json::Value>(url).or_raise(py)?;
                 built.http = true;
-                replicas.push(Arc::new(move |req: &Request| -> CallFuture<Answer> {
-                    let call = http.call(&req.body);
-                    Box::pin(async move { call.await.map(Answer::Json) })
-                }));
+                replicas.push(Arc::new(HttpLeaf(http)));
             } else if item.is_callable() {
                 let what = describe(item);
                 names.push(what.to_string());
@@ -149,9 +148,25 @@ pub(crate) fn build(list: &Bound<'_, PyAny>) -> PyResult<Built> {
         }
         built
             .leaves
-            .push(Leaf::new(format!("shard-{i} ({})", names.join("|")), replicas).or_raise(py)?);
+            .push(Leaf::for_shard(i, &names, replicas).or_raise(py)?);
     }
     Ok(built)
+}
+
+/// An HTTP replica over this binding's request and answer types. A type
+/// rather than a closure so the scatter sees its [`Replica::home`] (its
+/// connection pool's process) and refuses calls in a forked child.
+struct HttpLeaf(HttpReplica<serde_json::Value>);
+
+impl Replica<Request, Answer> for HttpLeaf {
+    fn call(&self, req: &Request) -> CallFuture<Answer> {
+        let call = self.0.call(&req.body);
+        Box::pin(async move { call.await.map(Answer::Json) })
+    }
+
+    fn home(&self) -> Option<Home> {
+        self.0.home()
+    }
 }
 
 /// A list, tuple or other sequence, but not text.

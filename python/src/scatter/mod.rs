@@ -2,32 +2,29 @@
 //! out to leaves (HTTP/JSON URLs, callables or coroutine functions) and
 //! gather the answers under a deadline and a coverage policy.
 //!
-//! Blocking calls release the GIL and come back every [`POLL`] to run
-//! Python's signal handlers: Ctrl-C drops the gather, which cancels every
-//! leaf call still outstanding. `*_async` calls return asyncio awaitables
-//! on the shared runtime; cancelling one does the same.
+//! Blocking calls release the GIL and run Python's signal handlers as they
+//! wait (`crate::wait`): Ctrl-C drops the gather, which cancels every leaf
+//! call still outstanding. `*_async` calls return asyncio awaitables
+//! (`crate::awaitable`); cancelling one does the same.
 
 mod convert;
 mod leaves;
 
-use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt, PyList, PyString};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString};
 use shardkit::scatter::{Coverage, GatherOptions, HedgeConfig, Scatter, ScatterConfig};
 use shardkit::ErrorKind;
 use tokio::time::Instant;
 
+use crate::awaitable::awaitable;
 use crate::errors::{raise, OrRaise};
+use crate::wait::wait_or_drop;
 use convert::{answer_to_py, error_to_py, metrics_to_py, PyGathered};
 use leaves::{Answer, Causes, Request};
-
-/// How often a blocking gather comes back to check for signals (Ctrl-C).
-const POLL: Duration = Duration::from_millis(100);
 
 /// Adds the scatter classes to the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -85,75 +82,29 @@ fn timeout_of(py: Python<'_>, secs: f64) -> PyResult<Duration> {
     }
 }
 
-/// `"all"`, `"best_effort"`, or k (at least k shards).
-fn coverage_of(obj: &Bound<'_, PyAny>) -> PyResult<Coverage> {
+/// A coverage argument for a scatter over `total` leaves: text goes to
+/// core's parser as it is, and an int k as the text `K`, so both are checked
+/// (and refused) with the words every binding and the CLI use.
+fn coverage_of(obj: &Bound<'_, PyAny>, total: usize) -> PyResult<Coverage> {
     let py = obj.py();
-    if let Ok(s) = obj.cast::<PyString>() {
-        return match s.to_str()? {
-            "all" => Ok(Coverage::RequireAll),
-            "best_effort" => Ok(Coverage::BestEffort),
-            other => Err(raise(
-                py,
-                ErrorKind::InvalidArgument,
-                format!("coverage {other:?}: expected \"all\", \"best_effort\" or a shard count"),
-            )),
-        };
-    }
-    if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<pyo3::types::PyBool>() {
-        let k: i64 = obj.extract()?;
-        return match usize::try_from(k) {
-            Ok(k) => Ok(Coverage::AtLeast(k)),
-            Err(_) => Err(raise(
-                py,
-                ErrorKind::InvalidArgument,
-                format!("coverage {k}: a shard count must be at least 1"),
-            )),
-        };
-    }
-    Err(raise(
-        py,
-        ErrorKind::InvalidArgument,
-        format!(
-            "coverage {}: expected \"all\", \"best_effort\" or a shard count",
-            obj.repr()?
-        ),
-    ))
-}
-
-/// Runs `fut` on the shared runtime with the GIL released, checking for
-/// signals every [`POLL`]; a signal handler's exception drops `fut`.
-fn block_interruptible<T: Send>(
-    py: Python<'_>,
-    fut: impl Future<Output = T> + Send,
-) -> PyResult<T> {
-    let mut fut = pin!(fut);
-    loop {
-        let step = py
-            .detach(|| {
-                shardkit::runtime::block_on(async {
-                    tokio::time::timeout(POLL, fut.as_mut()).await.ok()
-                })
-            })
-            .or_raise(py)?;
-        if let Some(out) = step {
-            return Ok(out);
-        }
-        py.check_signals()?;
-    }
-}
-
-/// Wraps `fut` in an asyncio awaitable on shardkit's shared runtime
-/// (pyo3-async-runtimes would otherwise start a second one).
-fn awaitable<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
-where
-    F: Future<Output = PyResult<T>> + Send + 'static,
-    T: for<'a> IntoPyObject<'a> + Send + 'static,
-{
-    let rt = shardkit::runtime::shared().or_raise(py)?;
-    // Err means it was set already (here or by the lease bindings), to the
-    // same runtime.
-    let _ = pyo3_async_runtimes::tokio::init_with_runtime(rt);
-    pyo3_async_runtimes::tokio::future_into_py(py, fut)
+    let text = if let Ok(s) = obj.cast::<PyString>() {
+        s.to_str()?.to_string()
+    } else if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyBool>() {
+        obj.str()?.to_str()?.to_string()
+    } else {
+        // The type is this binding's to check; the values are core's.
+        return Err(raise(
+            py,
+            ErrorKind::InvalidArgument,
+            format!(
+                "coverage {}: expected a str (\"all\", \"best-effort\", \"K\" or \"K/N\") \
+                 or an int K, got {}",
+                obj.repr()?,
+                obj.get_type().qualname()?
+            ),
+        ));
+    };
+    Coverage::parse(&text, total).or_raise(py)
 }
 
 impl PyScatter {
@@ -237,7 +188,10 @@ impl PyScatter {
 
     /// Sends `request` to every leaf and gathers the answers within
     /// `timeout` seconds. `coverage`: `"all"` (every leaf must answer),
-    /// `"best_effort"` (at least one) or k (at least k). Too few answers
+    /// `"best-effort"` or `"best_effort"` (at least one), or at least K of
+    /// the N leaves as the int K or the text `"K"` or `"K/N"` (N must be the
+    /// leaf count); anything else raises `InvalidArgumentError` naming the
+    /// value. The same spellings as the CLI and every binding. Too few answers
     /// raise `ShardkitTimeoutError` (a leaf was cut off by the deadline) or
     /// `UnavailableError` (leaves only failed), naming each missing leaf.
     #[pyo3(
@@ -251,10 +205,10 @@ impl PyScatter {
         coverage: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyGathered> {
         let py = request.py();
-        let opts = options(py, timeout, coverage)?;
+        let opts = options(py, timeout, coverage, self.inner.len())?;
         let req = self.request(request, false)?;
         let scatter = &self.inner;
-        let out = block_interruptible(py, scatter.gather(&req, &opts))?;
+        let out = wait_or_drop(py, scatter.gather(&req, &opts))?;
         match out {
             Ok(g) => PyGathered::new(py, g, &req.causes),
             Err(e) => Err(crate::errors::to_py(py, e)),
@@ -273,7 +227,7 @@ impl PyScatter {
         coverage: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = request.py();
-        let opts = options(py, timeout, coverage)?;
+        let opts = options(py, timeout, coverage, self.inner.len())?;
         let req = self.request(request, true)?;
         let scatter = self.inner.clone();
         awaitable(py, async move {
@@ -294,7 +248,7 @@ impl PyScatter {
         let deadline = Instant::now() + timeout_of(py, timeout)?;
         let req = self.request(request, false)?;
         let scatter = &self.inner;
-        let out = block_interruptible(py, scatter.first(&req, deadline))?;
+        let out = wait_or_drop(py, scatter.first(&req, deadline))?;
         match out {
             Ok(a) => answer_to_py(py, a),
             Err(e) => Err(error_to_py(py, &req.causes, 0, e)),
@@ -337,14 +291,16 @@ impl PyScatter {
     }
 }
 
+/// Deadline and coverage of one gather over `total` leaves.
 fn options(
     py: Python<'_>,
     timeout: f64,
     coverage: Option<&Bound<'_, PyAny>>,
+    total: usize,
 ) -> PyResult<GatherOptions> {
     let within = timeout_of(py, timeout)?;
     let coverage = match coverage {
-        Some(c) => coverage_of(c)?,
+        Some(c) => coverage_of(c, total)?,
         None => Coverage::RequireAll,
     };
     Ok(GatherOptions::within(within).with_coverage(coverage))

@@ -17,3 +17,7 @@ s.with_weight("a", "2")  # E
 s.apply([("explode", "a")])  # E
 s.movement(["a"])  # E
 y: str = s.balance().peak_to_mean  # E
+c = shardkit.Coordinator.embedded()
+c.observe("svc", 0.05)  # E
+c.lock("jobs").acquire("soon")  # E
+shardkit.Scatter(["http://127.0.0.1:1/x"]).gather(1, timeout=1, coverage=2.5)  # E
