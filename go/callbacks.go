@@ -17,7 +17,7 @@ package shardkit
 // types differ from the ABI's callback types only in the const of pointed-to
 // data, which does not change how they are called.
 extern void skGoSessionLost(void *, shardkit_status, char *, size_t);
-extern void skGoLeader(void *, bool, uint8_t *, size_t, int64_t);
+extern void skGoLeader(void *, shardkit_leader_event *);
 extern void skGoOwnership(void *, bool, char *, size_t, int64_t);
 */
 import "C"
@@ -42,16 +42,19 @@ func skGoSessionLost(ud unsafe.Pointer, code C.shardkit_status, msg *C.char, n C
 }
 
 //export skGoLeader
-func skGoLeader(ud unsafe.Pointer, hasLeader C.bool, value *C.uint8_t, n C.size_t, revision C.int64_t) {
+func skGoLeader(ud unsafe.Pointer, ev *C.shardkit_leader_event) {
 	st := callbackValue(ud).(*observerState)
-	var l *Leader
-	if hasLeader {
-		l = &Leader{
-			Value: C.GoBytes(unsafe.Pointer(value), C.int(n)),
-			Token: FencingToken{Revision: int64(revision)},
+	var state LeaderState
+	switch {
+	case ev.status != C.SHARDKIT_STATUS_OK:
+		state.Err = newError(uint32(ev.status), C.GoStringN(ev.message, C.int(ev.message_len)))
+	case bool(ev.has_leader):
+		state.Leader = &Leader{
+			Value: C.GoBytes(unsafe.Pointer(ev.value), C.int(ev.value_len)),
+			Token: FencingToken{Revision: int64(ev.revision), Lease: int64(ev.lease)},
 		}
 	}
-	st.offer(l)
+	st.offer(state)
 }
 
 //export skGoOwnership

@@ -9,8 +9,8 @@ package shardkit
 /*
 #cgo CFLAGS: -I${SRCDIR}/../include
 
-// The exports on hot paths: lookups run once per key, node reads once per
-// slot of every new snapshot, and shardkit_last_error on every failure. They
+// The exports on hot paths: lookups run once per key, the node read once or
+// twice per new snapshot, and shardkit_last_error on every failure. They
 // keep no pointer past the call and never call into Go, so they are declared
 // noescape and nocallback (cgo honours noescape only with nocallback): their
 // out-parameters and buffers then stay on the goroutine's stack instead of
@@ -19,10 +19,8 @@ package shardkit
 // calls) do run Go callbacks.
 #cgo noescape shardkit_last_error
 #cgo nocallback shardkit_last_error
-#cgo noescape shardkit_sharder_node_name
-#cgo nocallback shardkit_sharder_node_name
-#cgo noescape shardkit_sharder_node_weight
-#cgo nocallback shardkit_sharder_node_weight
+#cgo noescape shardkit_sharder_nodes
+#cgo nocallback shardkit_sharder_nodes
 #cgo noescape shardkit_sharder_slot_of
 #cgo nocallback shardkit_sharder_slot_of
 #cgo noescape shardkit_sharder_key_hash

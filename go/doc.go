@@ -24,9 +24,11 @@
 // background; its Lost channel closes when the lease can no longer be
 // trusted, strictly before the server can expire it. Locks and elections
 // return fencing tokens; Lock.Put writes only while the lock is held, and a
-// FenceGate refuses writes carrying an older token. Every blocking call takes
-// a context: its deadline bounds the wait and cancelling it withdraws the
-// waiter.
+// FenceGate refuses writes carrying an older token. A ScopedLock takes its
+// lock under a lease of its own and revokes it on release. Observe follows an
+// election's leader, reporting a store that keeps failing on the same
+// channel. Every blocking call takes a context: its deadline bounds the wait
+// and cancelling it withdraws the waiter.
 //
 //	coord, err := shardkit.Connect(ctx, "127.0.0.1:2379")
 //	sess, err := coord.Session(ctx, 10*time.Second)

@@ -44,6 +44,44 @@ func ExampleSession_Lock() {
 	// true
 }
 
+// A lock for one piece of work, under a lease of its own: nothing of the
+// hold outlives Release (or Close), not even the lease.
+func ExampleScopedLock() {
+	ctx := context.Background()
+	coord, err := shardkit.NewEmbeddedCoordinator()
+	if err != nil {
+		panic(err)
+	}
+	defer coord.Close()
+	lock, err := coord.ScopedLock("nightly-report", 10*time.Second)
+	if err != nil {
+		panic(err)
+	}
+	defer lock.Close() // gives up a hold still in place
+
+	token, err := lock.Acquire(ctx) // grants a lease, waits for the lock
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("held:", token.Revision > 0)
+	fmt.Println(lock.Release(ctx)) // unlocks and revokes the lease
+	_, held := lock.Token()
+	fmt.Println("held:", held)
+
+	// The same, with the release done however the work ends.
+	err = lock.WithLock(ctx, func(token shardkit.FencingToken) error {
+		fmt.Println("working under token", token.Revision > 0)
+		return nil
+	})
+	fmt.Println(err)
+	// Output:
+	// held: true
+	// <nil>
+	// held: false
+	// working under token true
+	// <nil>
+}
+
 // A wait bounded by a context: the error matches both the context's error
 // and shardkit's kind.
 func ExampleLock_Lock_timeout() {
@@ -78,20 +116,26 @@ func ExampleCoordinator_Observe() {
 	sess, _ := coord.Session(ctx, 10*time.Second)
 	defer sess.Close(context.Background())
 
-	leaders, err := coord.Observe(ctx, "primary")
+	// nil options: core's follow policy (a store failing for 5 s is
+	// reported on the channel, and following goes on).
+	leaders, err := coord.Observe(ctx, "primary", nil)
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println("leader:", <-leaders) // the current state first: none
+	fmt.Println("leader:", (<-leaders).Leader) // the current state first: none
 
 	e, _ := sess.Election("primary")
 	defer e.Close()
 	if _, err := e.Campaign(ctx, []byte("node-1")); err != nil {
 		panic(err)
 	}
-	for l := range leaders { // the channel keeps the latest state only
-		if l != nil {
-			fmt.Println("leader:", string(l.Value))
+	for v := range leaders { // the channel keeps the latest value only
+		if v.Err != nil {
+			fmt.Println("leadership unknown for now:", v.Err)
+			continue
+		}
+		if v.Leader != nil {
+			fmt.Println("leader:", string(v.Leader.Value))
 			break
 		}
 	}

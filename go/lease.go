@@ -112,8 +112,8 @@ func (c *Coordinator) Close() error {
 type Leader struct {
 	// Value is what the leader proclaimed.
 	Value []byte
-	// Token is the leadership's fencing token. Token.Lease is 0 in values
-	// delivered by Observe, whose C callback carries the revision only.
+	// Token is the leadership's fencing token: its revision and the lease
+	// the leader holds under.
 	Token FencingToken
 }
 
@@ -168,50 +168,121 @@ func (c *Coordinator) Revoke(ctx context.Context, leaseID int64) error {
 	return call(func() C.shardkit_status { return C.shardkit_coordinator_revoke(c.ptr, C.int64_t(leaseID)) })
 }
 
-// observerState is what an observer's callback delivers into: a channel
-// of capacity one holding the latest state only.
-type observerState struct {
-	mu sync.Mutex
-	ch chan *Leader
+// ObserveOptions is how an observer rides out a failing store (core's
+// follow policy, the same in every binding): a failed read or watch is
+// retried after a pause of RetryMin, doubling up to RetryMax, and once the
+// failures have lasted ReportAfter the channel carries the last one as a
+// LeaderState with Err set; the observer then goes on following. A nil
+// *ObserveOptions, like a zero field, takes core's default: 50 ms, 1 s and
+// 5 s (which rides out an etcd leader change but not an outage). Durations
+// are rounded up to whole milliseconds.
+type ObserveOptions struct {
+	// RetryMin is the first pause after a failure.
+	RetryMin time.Duration
+	// RetryMax is the longest pause between attempts (at least RetryMin).
+	RetryMax time.Duration
+	// ReportAfter is how long failures may last before one is reported
+	// (time.Millisecond reports about the first).
+	ReportAfter time.Duration
 }
 
-// offer replaces any undelivered state with l. It never blocks: the
+// policy is o as the C ABI's follow policy, core's defaults filling the
+// zero fields.
+func (o *ObserveOptions) policy() (C.shardkit_follow_policy, error) {
+	var p C.shardkit_follow_policy
+	C.shardkit_follow_policy_default(&p)
+	if o == nil {
+		return p, nil
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+		ms   *C.uint64_t
+	}{
+		{"RetryMin", o.RetryMin, &p.retry_min_ms},
+		{"RetryMax", o.RetryMax, &p.retry_max_ms},
+		{"ReportAfter", o.ReportAfter, &p.report_after_ms},
+	} {
+		// A negative duration has no C form (the ABI's are unsigned).
+		if f.d < 0 {
+			return p, invalidArgf("observe option %s %v is negative", f.name, f.d)
+		}
+		if f.d > 0 {
+			*f.ms = millisOf(f.d)
+		}
+	}
+	return p, nil
+}
+
+// LeaderState is what an observer delivers: a leadership state (Err nil;
+// Leader nil means no leader), or a store failure (Err set, Leader nil)
+// that lasted the ObserveOptions' ReportAfter. Err is an *Error of the
+// store's kind (ErrUnavailable, ErrTimeout, ErrIO, ...) naming the
+// election. After a failure the observer keeps following, and the next
+// state is the store's current one, even if it did not change.
+type LeaderState struct {
+	Leader *Leader
+	Err    error
+}
+
+// observerState is what an observer's callback delivers into: a channel
+// of capacity one holding the latest value only.
+type observerState struct {
+	mu sync.Mutex
+	ch chan LeaderState
+}
+
+// offer replaces any undelivered value with v. It never blocks: the
 // callback runs on a runtime thread, and a slow reader only needs the
-// newest leadership, not every step in between.
-func (o *observerState) offer(l *Leader) {
+// newest news, not every step in between.
+func (o *observerState) offer(v LeaderState) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	select {
 	case <-o.ch:
 	default:
 	}
-	o.ch <- l // cannot block: emptied above, and only offer sends
+	o.ch <- v // cannot block: emptied above, and only offer sends
 }
 
 // Observe follows the leadership of election name until ctx is done, then
 // closes the channel. The first value is the current state; after that a
 // value comes on every change (a new leader, a new proclaimed value, no
-// leader). A nil *Leader means "no leader" (tell it from a closed channel
-// with v, ok := <-ch).
+// leader), and for a store failure that outlasted opts.ReportAfter (nil
+// opts: core's defaults, see ObserveOptions).
+//
+// States and failures travel on one channel, in the order they happened,
+// so one receive tells both what is known and whether it is current:
+//
+//	for v := range ch {
+//		if v.Err != nil { /* leadership unknown for now: v.Err says why */ continue }
+//		if v.Leader == nil { /* no leader */ }
+//	}
 //
 // Delivery policy: the channel holds one value and keeps only the latest.
-// A reader that falls behind skips intermediate states and always sees the
+// A reader that falls behind skips intermediate values and always sees the
 // newest one next; the engine's thread is never blocked by a slow reader.
-// Store errors are retried in the background, never reported. Pass a ctx
-// that ends: an observer on context.Background() runs for the life of the
+// A failure is itself such a value: one followed by the recovered state
+// before the reader came back is superseded by that state. Pass a ctx that
+// ends: an observer on context.Background() runs for the life of the
 // process.
-func (c *Coordinator) Observe(ctx context.Context, name string) (<-chan *Leader, error) {
+func (c *Coordinator) Observe(ctx context.Context, name string, opts *ObserveOptions) (<-chan LeaderState, error) {
 	if ctx.Err() != nil {
 		return nil, ctxError(ctx, fmt.Sprintf("observing election %q", name), nil)
+	}
+	policy, err := opts.policy()
+	if err != nil {
+		return nil, err
 	}
 	if !c.ref.acquire() {
 		return nil, ErrClosed
 	}
-	st := &observerState{ch: make(chan *Leader, 1)}
+	st := &observerState{ch: make(chan LeaderState, 1)}
 	ud := newCallbackUserdata(st)
 	var obs *C.shardkit_observer
-	err := call(func() C.shardkit_status {
-		return C.shardkit_observer_start(c.ptr, stringPtr(name), C.size_t(len(name)), leaderCallback, ud, &obs)
+	err = call(func() C.shardkit_status {
+		return C.shardkit_observer_start(c.ptr, stringPtr(name), C.size_t(len(name)), &policy,
+			leaderCallback, ud, &obs)
 	})
 	c.ref.release()
 	if err != nil {

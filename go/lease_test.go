@@ -442,7 +442,7 @@ func TestElectionAndObserve(t *testing.T) {
 	defer e2.Close()
 
 	octx, stop := context.WithCancel(ctx)
-	ch, err := c.Observe(octx, "primary")
+	ch, err := c.Observe(octx, "primary", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,12 +453,15 @@ func TestElectionAndObserve(t *testing.T) {
 		timeout := time.After(5 * time.Second)
 		for {
 			select {
-			case l, ok := <-ch:
+			case v, ok := <-ch:
 				if !ok {
 					t.Fatalf("channel closed waiting for %s", what)
 				}
-				if want(l) {
-					return l
+				if v.Err != nil {
+					t.Fatalf("the embedded store failed waiting for %s: %v", what, v.Err)
+				}
+				if want(v.Leader) {
+					return v.Leader
 				}
 			case <-timeout:
 				t.Fatalf("observer did not see %s", what)
@@ -478,8 +481,8 @@ func TestElectionAndObserve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := next("alpha", valued("alpha")); got.Token.Revision != t1.Revision {
-		t.Fatalf("observed revision %d, token %d", got.Token.Revision, t1.Revision)
+	if got := next("alpha", valued("alpha")); got.Token.Revision != t1.Revision || got.Token != t1 {
+		t.Fatalf("observed token %+v, campaign's %+v", got.Token, t1)
 	}
 	if err := e1.Proclaim(ctx, []byte("alpha2")); err != nil {
 		t.Fatal(err)
@@ -801,8 +804,15 @@ func TestLeaseBadInput(t *testing.T) {
 	wantKind(t, err, ErrDuplicateNode, `"x"`)
 	_, err = s.OwnShardsFunc(ctx, "g", "w", []string{"x"}, nil)
 	wantKind(t, err, ErrInvalidArgument, "nil")
-	_, err = c.Observe(ctx, "")
+	_, err = c.Observe(ctx, "", nil)
 	wantKind(t, err, ErrInvalidArgument, "")
+	_, err = c.Observe(ctx, "e", &ObserveOptions{ReportAfter: -time.Second})
+	wantKind(t, err, ErrInvalidArgument, "ReportAfter -1s")
+	// The engine checks the policy itself: a first pause above the longest.
+	_, err = c.Observe(ctx, "e", &ObserveOptions{RetryMin: 2 * time.Second, RetryMax: time.Second})
+	wantKind(t, err, ErrInvalidArgument, "retry_min (2000 ms)")
+	_, err = c.Observe(ctx, "e", &ObserveOptions{RetryMin: 2 * time.Second})
+	wantKind(t, err, ErrInvalidArgument, "retry_max (1000 ms)")
 	_, err = c.Leader(ctx, "")
 	wantKind(t, err, ErrInvalidArgument, "")
 
@@ -906,7 +916,7 @@ func TestCloseTwiceAndUseAfterClose(t *testing.T) {
 	_, checks["Coordinator.Session"] = c.Session(ctx, time.Second)
 	_, checks["Coordinator.Resume"] = c.Resume(ctx, 1)
 	_, checks["Coordinator.Leader"] = c.Leader(ctx, "e")
-	_, checks["Coordinator.Observe"] = c.Observe(ctx, "e")
+	_, checks["Coordinator.Observe"] = c.Observe(ctx, "e", nil)
 	checks["Coordinator.Revoke"] = c.Revoke(ctx, 1)
 	for what, err := range checks {
 		if !errors.Is(err, ErrClosed) {
@@ -966,7 +976,7 @@ func TestCallbackHandlesAreReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	octx, stop := context.WithCancel(ctx)
-	ch, err := c.Observe(octx, "e")
+	ch, err := c.Observe(octx, "e", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

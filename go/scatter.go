@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -37,58 +38,32 @@ type ScatterOptions struct {
 	Tied bool
 }
 
-// Coverage says how many leaves must answer a Gather. The zero value is
-// RequireAll.
-type Coverage struct {
-	mode coverageMode
-	k    int
-}
-
-type coverageMode uint8
+// Coverage says how many leaves must answer a Gather, spelled as in every
+// shardkit binding and the CLI: "all" (every leaf), "best-effort" (alias
+// "best_effort": whatever arrived by the deadline, as long as one leaf
+// answered), "K" (at least K leaves, 1 to the leaf count) or "K/N" (the
+// same, N stating the leaf count, which must match). Any string may be
+// given (a flag's or a config file's value); the engine parses it, so every
+// language accepts and refuses the same spellings, and a bad one is an
+// ErrInvalidArgument whose message starts "coverage <text>: ".
+//
+// The zero value "" means All, as the C ABI reads an empty policy.
+type Coverage string
 
 const (
-	coverAll coverageMode = iota
-	coverBestEffort
-	coverAtLeast
-)
-
-var (
-	// RequireAll needs every leaf's answer.
-	RequireAll = Coverage{mode: coverAll}
+	// All needs every leaf's answer.
+	All Coverage = "all"
+	// RequireAll is All, under its earlier name.
+	RequireAll = All
 	// BestEffort takes whatever arrived by the deadline, as long as one
 	// leaf answered (a gather no leaf answered is an error, not an empty
 	// result).
-	BestEffort = Coverage{mode: coverBestEffort}
+	BestEffort Coverage = "best-effort"
 )
 
-// AtLeast needs at least k leaves' answers (1 <= k <= the leaf count).
-func AtLeast(k int) Coverage { return Coverage{mode: coverAtLeast, k: k} }
-
-func (c Coverage) String() string {
-	switch c.mode {
-	case coverBestEffort:
-		return "BestEffort"
-	case coverAtLeast:
-		return fmt.Sprintf("AtLeast(%d)", c.k)
-	default:
-		return "RequireAll"
-	}
-}
-
-// minAnswers is the C ABI's min_answers: -1 all, 0 best effort, k >= 1.
-func (c Coverage) minAnswers() (C.int32_t, error) {
-	switch c.mode {
-	case coverBestEffort:
-		return 0, nil
-	case coverAtLeast:
-		if c.k < 1 || c.k > math.MaxInt32 {
-			return 0, invalidArgf("coverage %v: k must be between 1 and the leaf count", c)
-		}
-		return C.int32_t(c.k), nil
-	default:
-		return -1, nil
-	}
-}
+// AtLeast needs at least k leaves' answers (1 <= k <= the leaf count; the
+// engine refuses other k when the Gather runs).
+func AtLeast(k int) Coverage { return Coverage(strconv.Itoa(k)) }
 
 // Answer is one leaf's answer: its index in the leaf list and the JSON it
 // returned.
@@ -298,16 +273,13 @@ func (s *HTTPScatter) call(ctx context.Context, what string, body []byte,
 // its error. Otherwise the error is ErrTimeout (also matching
 // context.DeadlineExceeded) when a leaf was cut off by the deadline, else
 // ErrUnavailable; its message names every missing leaf and why. Also
-// ErrInvalidArgument for a coverage the leaf count cannot meet, ErrClosed
+// ErrInvalidArgument for a coverage that does not parse or that the leaf
+// count cannot meet (the message names it), ErrClosed
 // after Close, and ctx's error (with ErrCancelled) when ctx is cancelled.
 func (s *HTTPScatter) Gather(ctx context.Context, body []byte, coverage Coverage) (*Gathered, error) {
-	minAnswers, err := coverage.minAnswers()
-	if err != nil {
-		return nil, err
-	}
 	text, err := s.call(ctx, "scatter gather", body,
 		func(p *C.shardkit_http_scatter, b *C.char, n C.size_t, t C.uint32_t, out **C.char) C.shardkit_status {
-			return C.shardkit_http_scatter_gather(p, b, n, t, minAnswers, out)
+			return C.shardkit_http_scatter_gather(p, b, n, t, stringPtr(string(coverage)), C.size_t(len(coverage)), out)
 		})
 	if err != nil {
 		return nil, err

@@ -122,6 +122,51 @@ func TestGatherAll(t *testing.T) {
 	}
 }
 
+// Coverage goes to the engine as text, so Go takes every spelling core
+// does and refuses the rest with core's message, which names the value.
+func TestGatherCoverageSpellings(t *testing.T) {
+	ls := newLeafServer(t)
+	s := newScatter(t, [][]string{{ls.url("/ok/0")}, {ls.url("/ok/1")}, {ls.url("/ok/2")}}, nil)
+	for _, c := range []struct {
+		coverage Coverage
+		atLeast  int
+	}{
+		{All, 3}, {RequireAll, 3}, {"all", 3},
+		// The zero value is All, as the C ABI reads an empty policy.
+		{"", 3},
+		{BestEffort, 1}, {"best-effort", 1}, {"best_effort", 1},
+		{AtLeast(1), 1}, {AtLeast(2), 2}, {AtLeast(3), 3},
+		{"2", 2}, {"2/3", 2}, {"3/3", 3}, {" 2 ", 2},
+	} {
+		g, err := s.Gather(within(t, 5*time.Second), query, c.coverage)
+		if err != nil || g.Answered < c.atLeast || g.Total != 3 {
+			t.Fatalf("coverage %q: %+v, %v", c.coverage, g, err)
+		}
+	}
+	for _, c := range []struct {
+		coverage Coverage
+		prefix   string // how core names the value
+	}{
+		{"most", `coverage "most": `},
+		{"All", `coverage "All": `},
+		{"best effort", `coverage "best effort": `},
+		{"0", "coverage 0: "},
+		{AtLeast(0), "coverage 0: "},
+		{"4", "coverage 4: "},
+		{AtLeast(4), "coverage 4: "},
+		{AtLeast(-1), `coverage "-1": `},
+		{"2/4", `coverage "2/4": `},
+		{"4/3", `coverage "4/3": `},
+		{"2/x", `coverage "2/x": `},
+	} {
+		_, err := s.Gather(within(t, 5*time.Second), query, c.coverage)
+		expectError(t, err, ErrInvalidArgument, c.prefix)
+		if e := (*Error)(nil); !errors.As(err, &e) || !strings.HasPrefix(e.Message, c.prefix) {
+			t.Fatalf("coverage %q: %v, want a message starting %q", c.coverage, err, c.prefix)
+		}
+	}
+}
+
 func TestGatherSlowLeaf(t *testing.T) {
 	ls := newLeafServer(t)
 	s := newScatter(t, [][]string{{ls.url("/ok/0")}, {ls.url("/slow")}}, nil)

@@ -158,6 +158,59 @@ func TestNodesAndSlots(t *testing.T) {
 	expectError(t, err, ErrNotFound, "2147483648")
 }
 
+// The node cache is read in one C call when the names fit a first guess
+// of their size, and in two when they do not; both paths, and the empty
+// slots removals leave, give every slot its node.
+func TestNodeCacheLongNamesAndHoles(t *testing.T) {
+	forEachAlgorithm(t, func(t *testing.T, alg string, weighted bool) {
+		for _, size := range []int{1, 7, 30} {
+			nodes := make([]Node, 40)
+			for i := range nodes {
+				w := int64(1)
+				if weighted {
+					w = int64(1 + i%4)
+				}
+				// Multi-byte UTF-8 too: offsets count bytes.
+				name := fmt.Sprintf("%02d-%s", i, strings.Repeat("é", size))
+				nodes[i] = Node{Name: name, Weight: w}
+			}
+			s := mustNew(t, nodes, &Config{Algorithm: alg})
+			if got := s.Nodes(); !slices.Equal(got, nodes) {
+				t.Fatalf("names of %d runes: Nodes() = %v", size, got)
+			}
+			removed, err := s.Remove(nodes[17].Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer removed.Close()
+			// Compared as sets: some algorithms move a node into the
+			// freed slot (jump's last), others leave it empty.
+			byName := func(a, b Node) int { return strings.Compare(a.Name, b.Name) }
+			want := slices.SortedFunc(slices.Values(slices.Delete(slices.Clone(nodes), 17, 18)), byName)
+			if got := slices.SortedFunc(slices.Values(removed.Nodes()), byName); !slices.Equal(got, want) {
+				t.Fatalf("after Remove: Nodes() = %v", got)
+			}
+			empty := 0
+			for slot := range uint32(removed.SlotCount()) {
+				name, err := removed.NodeName(slot)
+				if err != nil {
+					expectError(t, err, ErrNotFound, fmt.Sprint(slot))
+					empty++
+					continue
+				}
+				got, err := removed.SlotOf(name)
+				w, _ := removed.NodeWeight(slot)
+				if err != nil || got != slot || w != nodes[slices.IndexFunc(nodes, func(n Node) bool { return n.Name == name })].Weight {
+					t.Fatalf("slot %d holds %q (weight %d), SlotOf = %d, %v", slot, name, w, got, err)
+				}
+			}
+			if removed.SlotCount()-empty != removed.Len() {
+				t.Fatalf("%d slots, %d empty, %d nodes", removed.SlotCount(), empty, removed.Len())
+			}
+		}
+	})
+}
+
 func TestDefaultConfig(t *testing.T) {
 	nodes := nodeSet(5, true)
 	a := mustNew(t, nodes, nil)
