@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use shardkit::lease::{
-    parse_endpoints, validate_name, Coordinator, EventKind, FencingToken, LeaderInfo, Session,
-    SessionOptions, WaitOptions, Watch, ENDPOINTS_ENV,
+    parse_endpoints, validate_name, Coordinator, EventKind, FencingToken, LeaderInfo, ScopedLock,
+    Session, SessionOptions, WaitOptions, Watch, ENDPOINTS_ENV,
 };
 use shardkit::{Error, ErrorKind};
 
@@ -313,18 +313,21 @@ impl StoreArgs {
 }
 
 impl SessionArgs {
+    fn options(&self) -> SessionOptions {
+        SessionOptions {
+            ttl: Duration::from_secs(self.ttl),
+            margin: self.margin,
+            ..SessionOptions::default()
+        }
+    }
+
     async fn session(
         &self,
         coord: &Coordinator,
         signals: &mut Signals,
     ) -> Result<Session, Failure> {
-        let opts = SessionOptions {
-            ttl: Duration::from_secs(self.ttl),
-            margin: self.margin,
-            ..SessionOptions::default()
-        };
         tokio::select! {
-            r = coord.session(opts) => Ok(r?),
+            r = coord.session(self.options()) => Ok(r?),
             sig = signals.next() => Err(Failure::interrupted(sig, "while starting a session")),
         }
     }
@@ -337,16 +340,21 @@ impl SessionArgs {
     }
 }
 
-/// `shardkit lock NAME -- CMD...`.
+/// `shardkit lock NAME -- CMD...`: core's [`ScopedLock`], a lease of its own
+/// for the one hold, with CMD run while it lasts.
 pub(crate) fn lock(args: LockArgs) -> ExitCode {
     finish(async move {
         check_name("lock", &args.name)?;
         let list = args.store.endpoints("lock")?;
         let mut signals = Signals::catch()?;
         let coord = args.store.connect(&list, &mut signals).await?;
-        let session = args.session.session(&coord, &mut signals).await?;
-        let outcome = lock_held(&args, &coord, &session, &mut signals).await;
-        release(&session, &format!("lock {:?}", args.name), &outcome).await;
+        let scoped = coord.scoped_lock(&args.name, args.session.options())?;
+        let outcome = lock_held(&args, &coord, &scoped, &mut signals).await;
+        if let Some(session) = scoped.session() {
+            if let Err(e) = scoped.release().await {
+                warn_unreleased(&session, &format!("lock {:?}", args.name), &e, &outcome);
+            }
+        }
         outcome
     })
 }
@@ -354,18 +362,17 @@ pub(crate) fn lock(args: LockArgs) -> ExitCode {
 async fn lock_held(
     args: &LockArgs,
     coord: &Coordinator,
-    session: &Session,
+    scoped: &ScopedLock,
     signals: &mut Signals,
 ) -> Outcome {
     let name = &args.name;
-    let lock = session.lock(name)?;
     let wait = args.session.wait_options();
     let acquired = tokio::select! {
         r = async {
             if args.try_only {
-                lock.try_lock().await
+                scoped.try_acquire().await
             } else {
-                lock.lock_with(&wait).await.map(Some)
+                scoped.acquire(&wait).await.map(Some)
             }
         } => r,
         sig = signals.next() => {
@@ -385,6 +392,9 @@ async fn lock_held(
         }
         Err(e) => return Err(e.into()),
     };
+    let session = scoped
+        .session()
+        .ok_or_else(|| Failure::new(EXIT_ERROR, format!("lock {name:?} was released at once")))?;
     let env = [
         (TOKEN_ENV, token.value().to_string()),
         (LOCK_NAME_ENV, name.clone()),
@@ -393,7 +403,7 @@ async fn lock_held(
     let what = format!("lock {name:?}");
     run_held(
         coord,
-        session,
+        &session,
         &token,
         &what,
         &args.command,
@@ -560,15 +570,19 @@ async fn key_deleted(watch: &mut Option<Watch>) {
 /// TTL, and CMD's own status is still the right one to report.
 async fn release(session: &Session, what: &str, outcome: &Outcome) {
     if let Err(e) = session.close().await {
-        // After a loss the lease is gone already; no news for anyone.
-        let lost = matches!(outcome, Err(f) if f.code == EXIT_LOST);
-        if !lost {
-            eprintln!(
-                "shardkit: warning: could not release {what}: {e}; it frees itself when lease {:016x} expires (within {} s)",
-                session.lease_id(),
-                session.ttl().as_secs()
-            );
-        }
+        warn_unreleased(session, what, &e, outcome);
+    }
+}
+
+fn warn_unreleased(session: &Session, what: &str, e: &Error, outcome: &Outcome) {
+    // After a loss the lease is gone already; no news for anyone.
+    let lost = matches!(outcome, Err(f) if f.code == EXIT_LOST);
+    if !lost {
+        eprintln!(
+            "shardkit: warning: could not release {what}: {e}; it frees itself when lease {:016x} expires (within {} s)",
+            session.lease_id(),
+            session.ttl().as_secs()
+        );
     }
 }
 

@@ -25,7 +25,7 @@ const EXIT_ERROR: u8 = 1;
 #[command(
     name = "shardkit",
     version,
-    about = "Sharding, scatter/gather, pipelines and ownership election: the shardkit engine's command line"
+    about = "Sharding, scatter/gather and ownership election: the shardkit engine's command line"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -13,7 +13,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use shardkit::scatter::Coverage;
 use shardkit::search::{parse_leaves, Op, SearchRequest, SearchRoot};
-use shardkit::{Error, Result};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -25,7 +24,8 @@ use std::sync::Arc;
 (http://host:port/search) or a bare host:port, which means http://host:port/search.
 
 Coverage: `all` needs every shard; `best-effort` takes whatever answered by the \
-deadline (at least one shard); N needs at least N shards. Missing shards are listed \
+deadline (at least one shard); K (or K/N, N the number of shards) needs at least K \
+shards. Missing shards are listed \
 under \"missing\" and set \"degraded\": true. Exit status 0 for an answer (degraded \
 or not), 1 when the coverage policy is not met or the input is bad, 2 for usage errors.
 
@@ -71,8 +71,12 @@ pub(crate) struct SearchRootArgs {
     /// How long to wait for the leaves, e.g. 500ms, 2s.
     #[arg(long, default_value = "500ms", value_name = "DURATION")]
     deadline: String,
-    /// How many shards must answer: all, best-effort or a number.
-    #[arg(long, default_value = "best-effort", value_name = "all|best-effort|N")]
+    /// How many shards must answer: all, best-effort, K or K/N.
+    #[arg(
+        long,
+        default_value = "best-effort",
+        value_name = "all|best-effort|K|K/N"
+    )]
     coverage: String,
     /// Hedge a slow leaf call to another replica of its shard (at the leaf's p95, once
     /// 20 calls have been timed: so with --listen, not for a single --query).
@@ -151,48 +155,14 @@ async fn search(State(root): State<Arc<SearchRoot>>, body: Bytes) -> Response {
     }
 }
 
-fn parse_coverage(text: &str, shards: usize) -> Result<Coverage> {
-    match text.trim() {
-        "all" => Ok(Coverage::RequireAll),
-        "best-effort" => Ok(Coverage::BestEffort),
-        n => match n.parse::<usize>() {
-            Ok(k) if (1..=shards).contains(&k) => Ok(Coverage::AtLeast(k)),
-            Ok(k) => Err(Error::invalid(format!(
-                "--coverage {k}: must be between 1 and the {shards} shards given"
-            ))),
-            Err(_) => Err(Error::invalid(format!(
-                "--coverage {text:?}: expected all, best-effort or a number of shards"
-            ))),
-        },
-    }
-}
-
 fn new_root(args: &SearchRootArgs) -> std::result::Result<SearchRoot, String> {
     let urls = parse_leaves(&args.leaves).map_err(|e| format!("--leaves: {}", e.message()))?;
     let coverage =
-        parse_coverage(&args.coverage, urls.len()).map_err(|e| e.message().to_string())?;
+        Coverage::parse(&args.coverage, urls.len()).map_err(|e| format!("--{}", e.message()))?;
     let deadline = shardkit::fanout::parse_duration(&args.deadline)
         .map_err(|e| format!("--deadline: {}", e.message()))?;
     if deadline.is_zero() {
         return Err(format!("--deadline {:?}: must be positive", args.deadline));
     }
     SearchRoot::new(urls, deadline, coverage, args.hedge).map_err(|e| format!("--leaves: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn coverage_parses() {
-        assert_eq!(parse_coverage("all", 3).unwrap(), Coverage::RequireAll);
-        assert_eq!(
-            parse_coverage("best-effort", 3).unwrap(),
-            Coverage::BestEffort
-        );
-        assert_eq!(parse_coverage("2", 3).unwrap(), Coverage::AtLeast(2));
-        for bad in ["0", "4", "most", ""] {
-            assert!(parse_coverage(bad, 3).is_err(), "{bad}");
-        }
-    }
 }
