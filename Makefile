@@ -14,18 +14,34 @@ GO ?= go
 export CARGO_TERM_COLOR := never
 export GOFLAGS := -mod=mod
 
-# etcd-server: the real etcd the lease tests start; protobuf-compiler: protoc,
-# which etcd-client's build needs.
-DEBIAN_PACKAGES := nutcracker memcached nginx valgrind gcc make pkg-config etcd-server protobuf-compiler
+# Every Debian package whose files the build, the demo or the tests use. apt
+# runs with --no-install-recommends, so what a package only recommends or
+# suggests is named here too:
+# - etcd-server: the real etcd the lease tests start; etcd-client: etcdctl,
+#   which the fault tests and tests/c/run.sh use (etcd-server only suggests it);
+# - protobuf-compiler: protoc, for etcd-client's build; libprotobuf-dev: the
+#   well-known .proto files it imports (protobuf-compiler only recommends it);
+# - nutcracker, memcached, nginx: the real peers of the compatibility tests;
+# - valgrind, gcc, g++, make, pkg-config: the C tests (g++ for the C++ caller);
+# - procps: /bin/kill, with which the process-fault tests signal contenders.
+# scripts/check-deps.sh checks each command and file these provide.
+DEBIAN_PACKAGES := etcd-server etcd-client protobuf-compiler libprotobuf-dev \
+                   nutcracker memcached nginx valgrind gcc g++ make pkg-config procps
 
-.PHONY: all deps debs venv cbindgen build header check-header lint test test-rust \
+.PHONY: all deps debs check-deps venv cbindgen build header check-header lint test test-rust \
         test-c test-python test-go test-compat demo bench soak clean
 
 all: build
 
 ## ---- dependencies -------------------------------------------------------
 
+# Installs what is missing, then checks that every promised command and file
+# is there, naming the package of any that is not.
 deps: debs venv cbindgen
+	@bash scripts/check-deps.sh
+
+check-deps:
+	@bash scripts/check-deps.sh
 
 # Install Debian packages that are missing (only possible as root).
 debs:
