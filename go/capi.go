@@ -78,6 +78,18 @@ func call(f func() C.shardkit_status) error {
 	return err
 }
 
+// callPure is call for exports whose outcome depends only on their
+// arguments and an immutable snapshot (a Sharder's lookups): the success
+// path skips the thread lock, and a failure is made once more under call,
+// whose last-error read then belongs to that second, identical failure.
+// Never for calls with effects, which must not run twice.
+func callPure(f func() C.shardkit_status) error {
+	if f() == C.SHARDKIT_STATUS_OK {
+		return nil
+	}
+	return call(f)
+}
+
 // lastError builds the error for status st from this thread's last-error
 // text. The caller holds the thread the failed call ran on.
 func lastError(st C.shardkit_status) error {

@@ -336,7 +336,7 @@ func (s *Sharder) SlotOf(name string) (uint32, error) {
 		return 0, ErrClosed
 	}
 	var slot C.uint32_t
-	err := call(func() C.shardkit_status {
+	err := callPure(func() C.shardkit_status {
 		return C.shardkit_sharder_slot_of(s.ptr, stringPtr(name), C.size_t(len(name)), &slot)
 	})
 	s.release()
@@ -354,7 +354,7 @@ func (s *Sharder) KeyHash(key []byte) (uint64, error) {
 		return 0, ErrClosed
 	}
 	var h C.uint64_t
-	err := call(func() C.shardkit_status {
+	err := callPure(func() C.shardkit_status {
 		return C.shardkit_sharder_key_hash(s.ptr, bytesPtr(key), C.size_t(len(key)), &h)
 	})
 	s.release()
@@ -371,7 +371,7 @@ func (s *Sharder) LookupSlot(key []byte) (uint32, error) {
 		return 0, ErrClosed
 	}
 	var slot C.uint32_t
-	err := call(func() C.shardkit_status {
+	err := callPure(func() C.shardkit_status {
 		return C.shardkit_sharder_lookup(s.ptr, bytesPtr(key), C.size_t(len(key)), &slot)
 	})
 	s.release()
@@ -388,7 +388,7 @@ func (s *Sharder) Lookup(key []byte) (string, error) {
 		return "", ErrClosed
 	}
 	var slot C.uint32_t
-	err := call(func() C.shardkit_status {
+	err := callPure(func() C.shardkit_status {
 		return C.shardkit_sharder_lookup(s.ptr, bytesPtr(key), C.size_t(len(key)), &slot)
 	})
 	s.release()
@@ -404,7 +404,7 @@ func (s *Sharder) LookupString(key string) (string, error) {
 		return "", ErrClosed
 	}
 	var slot C.uint32_t
-	err := call(func() C.shardkit_status {
+	err := callPure(func() C.shardkit_status {
 		return C.shardkit_sharder_lookup(s.ptr, stringPtr(key), C.size_t(len(key)), &slot)
 	})
 	s.release()
@@ -420,7 +420,7 @@ func (s *Sharder) LookupHashSlot(hash uint64) (uint32, error) {
 		return 0, ErrClosed
 	}
 	var slot C.uint32_t
-	err := call(func() C.shardkit_status {
+	err := callPure(func() C.shardkit_status {
 		return C.shardkit_sharder_lookup_hash(s.ptr, C.uint64_t(hash), &slot)
 	})
 	s.release()
@@ -454,7 +454,7 @@ func (s *Sharder) LookupNSlots(key []byte, n int) ([]uint32, error) {
 	// larger than that even when n is (absurdly) large.
 	out := make([]uint32, min(n, len(s.nodes.list)))
 	var count C.size_t
-	err := call(func() C.shardkit_status {
+	err := callPure(func() C.shardkit_status {
 		return C.shardkit_sharder_lookup_n(s.ptr, bytesPtr(key), C.size_t(len(key)), C.size_t(n),
 			(*C.uint32_t)(unsafe.SliceData(out)), C.size_t(len(out)), &count)
 	})
@@ -501,7 +501,7 @@ func (s *Sharder) LookupPacked(data []byte, offsets []uint, out []uint32) error 
 	if !s.acquire() {
 		return ErrClosed
 	}
-	err := call(func() C.shardkit_status {
+	err := callPure(func() C.shardkit_status {
 		return C.shardkit_sharder_lookup_batch_packed(s.ptr, bytesPtr(data), C.size_t(len(data)),
 			(*C.size_t)(unsafe.Pointer(unsafe.SliceData(offsets))), C.size_t(count),
 			(*C.uint32_t)(unsafe.SliceData(out)))
