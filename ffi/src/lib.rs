@@ -12,7 +12,15 @@
 //! - every body runs inside [`ffi_boundary!`], so a panic becomes
 //!   `SHARDKIT_STATUS_PANIC` and never unwinds into C;
 //! - a buffer pointer is followed by its `size_t` length, and `NULL` with a
-//!   zero length is an empty buffer.
+//!   zero length is an empty buffer; text is (pointer, length) unless the
+//!   export's docs say NUL-terminated;
+//! - every opaque type is listed once in `handle.rs`, which ties it to its
+//!   Rust type and tags every allocation, so a handle of another type is an
+//!   error, not a misread object;
+//! - arguments are converted by the one helper of each kind in `args.rs`.
+//!
+//! One file per core object (`sharder.rs`, `scatter.rs`, `merge.rs`, and
+//! `lease/` one file per object), so a new object is a new file.
 
 // The exported names are the C names (`shardkit_sharder`, `shardkit_status`),
 // which cbindgen copies into the header verbatim.
