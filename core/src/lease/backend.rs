@@ -82,9 +82,10 @@ impl Backend {
     pub(crate) fn check_process(&self) -> Result<()> {
         let home = self.home();
         if home.is_here() {
+            // The description is built only for the error.
             return Ok(());
         }
-        home.check(&format!(
+        home.check(format_args!(
             "the Coordinator ({}) behind this object",
             self.describe()
         ))

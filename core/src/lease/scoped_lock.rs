@@ -102,8 +102,8 @@ impl ScopedLock {
             let mut st = self.state();
             if !matches!(*st, State::Idle) {
                 return Err(Error::invalid(format!(
-                    "lock {:?} is already held (or being acquired) through this scoped lock; \
-                     release it first",
+                    "lock {:?} is already entered through this scoped lock (already held, \
+                     or being acquired); release it first",
                     self.name
                 )));
             }

@@ -80,14 +80,16 @@ impl Home {
         self.generation == generation()
     }
 
-    /// Ok in the process the value was made in. In a forked child, an
+    /// Ok in the process the value was made in (`what` is only formatted
+    /// otherwise, so a `format_args!` costs nothing on the way through). In
+    /// a forked child, an
     /// `InvalidArgument` error saying `what` was made before the fork: its
     /// tasks and connections stayed in the parent, so nothing it does can
     /// finish here, and the caller must make a new one (a programming
     /// error, like a blocking call from a runtime thread; retrying never
     /// helps, so not `Unavailable`).
     #[inline]
-    pub fn check(&self, what: &str) -> Result<()> {
+    pub fn check(&self, what: impl std::fmt::Display) -> Result<()> {
         if self.is_here() {
             return Ok(());
         }

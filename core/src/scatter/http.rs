@@ -225,7 +225,7 @@ where
     fn call(&self, body: &Bytes) -> CallFuture<T> {
         // A forked child has none of the pool's connections (their tasks
         // ran on the parent's runtime): say so instead of waiting on them.
-        if let Err(e) = self.home.check(&format!(
+        if let Err(e) = self.home.check(format_args!(
             "the HTTP transport (connection pool) of leaf {}",
             self.url
         )) {

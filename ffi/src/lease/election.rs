@@ -2,7 +2,7 @@
 
 use super::{
     block_on, drop_in_runtime, shardkit_cancel, shardkit_fencing_token, shardkit_session,
-    wait_options,
+    wait_for_token, wait_options,
 };
 use crate::args::{copy_bytes, out_ptr, slice, slice_mut, text, write};
 use crate::handle::{borrow, into_handle, take};
@@ -62,11 +62,7 @@ pub unsafe extern "C" fn shardkit_election_campaign(
                 wait_options(timeout_ms, cancel)?,
             )
         };
-        let out = out_ptr(out_token, "out_token")?;
-        let token = block_on(e.campaign_with(value, &opts))?;
-        // SAFETY: checked by out_ptr above.
-        unsafe { write(out, (&token).into()) };
-        Ok(())
+        wait_for_token(out_token, e.campaign_with(value, &opts))
     })
 }
 

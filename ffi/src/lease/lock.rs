@@ -2,7 +2,7 @@
 
 use super::{
     block_on, drop_in_runtime, shardkit_cancel, shardkit_fencing_token, shardkit_session,
-    wait_options,
+    wait_for_token, wait_options,
 };
 use crate::args::{copy_bytes, out_ptr, slice, slice_mut, text, write};
 use crate::handle::{borrow, into_handle, take};
@@ -60,11 +60,7 @@ pub unsafe extern "C" fn shardkit_lock_acquire(
     ffi_boundary!({
         // SAFETY: per the caller's contract.
         let (lock, opts) = unsafe { (borrow(lock, "lock")?, wait_options(timeout_ms, cancel)?) };
-        let out = out_ptr(out_token, "out_token")?;
-        let token = block_on(lock.lock_with(&opts))?;
-        // SAFETY: checked by out_ptr above.
-        unsafe { write(out, (&token).into()) };
-        Ok(())
+        wait_for_token(out_token, lock.lock_with(&opts))
     })
 }
 

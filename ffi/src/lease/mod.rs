@@ -64,6 +64,19 @@ fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     runtime::block_on(fut)?
 }
 
+/// Waits for a hold (an acquire, a campaign) and writes its fencing token
+/// through `out_token`, which is checked before the wait starts.
+fn wait_for_token(
+    out_token: *mut shardkit_fencing_token,
+    hold: impl std::future::Future<Output = Result<shardkit::lease::FencingToken>>,
+) -> Result<()> {
+    let out = crate::args::out_ptr(out_token, "out_token")?;
+    let token = block_on(hold)?;
+    // SAFETY: checked by out_ptr above.
+    unsafe { crate::args::write(out, (&token).into()) };
+    Ok(())
+}
+
 /// Milliseconds from C.
 fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)

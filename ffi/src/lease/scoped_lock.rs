@@ -4,7 +4,7 @@
 
 use super::{
     block_on, drop_in_runtime, session_options, shardkit_cancel, shardkit_coordinator,
-    shardkit_fencing_token, wait_options,
+    shardkit_fencing_token, wait_for_token, wait_options,
 };
 use crate::args::{out_ptr, text, write};
 use crate::handle::{borrow, into_handle, take};
@@ -70,11 +70,7 @@ pub unsafe extern "C" fn shardkit_scoped_lock_acquire(
     ffi_boundary!({
         // SAFETY: per the caller's contract.
         let (lock, opts) = unsafe { (borrow(lock, "lock")?, wait_options(timeout_ms, cancel)?) };
-        let out = out_ptr(out_token, "out_token")?;
-        let token = block_on(lock.acquire(&opts))?;
-        // SAFETY: checked by out_ptr above.
-        unsafe { write(out, (&token).into()) };
-        Ok(())
+        wait_for_token(out_token, lock.acquire(&opts))
     })
 }
 

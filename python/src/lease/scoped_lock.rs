@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use shardkit::lease::{ScopedLock, WaitOptions};
-use shardkit::ErrorKind;
 
 use super::opt_seconds;
 use super::session::PySession;
 use super::token::PyFencingToken;
 use crate::awaitable::awaitable;
-use crate::errors::{py_err, raise};
+use crate::errors::py_err;
 use crate::scope;
 use crate::wait::{block, hold};
 
@@ -74,22 +73,6 @@ impl PyScopedLock {
             let token = lock.acquire(&opts).await.map_err(py_err)?;
             Ok(PyFencingToken::from(token))
         })
-    }
-
-    /// `with` on an object already held through it: said in the terms of
-    /// `with` (core's refusal would say the same of any acquire).
-    fn not_entered(&self, py: Python<'_>) -> PyResult<()> {
-        if self.inner.session().is_some() {
-            return Err(raise(
-                py,
-                ErrorKind::InvalidArgument,
-                format!(
-                    "lock {:?} is already entered through this object",
-                    self.inner.name()
-                ),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -170,7 +153,6 @@ impl PyScopedLock {
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<PyFencingToken> {
-        self.not_entered(py)?;
         self.acquire_blocking(py, self.timeout)
     }
 
@@ -189,7 +171,6 @@ impl PyScopedLock {
     }
 
     fn __aenter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.not_entered(py)?;
         self.acquire_awaitable(py, self.timeout)
     }
 
