@@ -23,10 +23,15 @@ export GOFLAGS := -mod=mod
 #   well-known .proto files it imports (protobuf-compiler only recommends it);
 # - nutcracker, memcached, nginx: the real peers of the compatibility tests;
 # - valgrind, gcc, g++, make, pkg-config: the C tests (g++ for the C++ caller);
-# - procps: /bin/kill, with which the process-fault tests signal contenders.
+# - procps: /bin/kill, with which the process-fault tests signal contenders;
+# - redis-server: the Redis backends of the ambassador's RESP tests;
+#   redis-tools: redis-cli and redis-benchmark (redis-server depends on it,
+#   named because the tests and the bench call it directly);
+# - libmemcached-tools: memcaslap, the bench's memcache load (`make bench`).
 # scripts/check-deps.sh checks each command and file these provide.
 DEBIAN_PACKAGES := etcd-server etcd-client protobuf-compiler libprotobuf-dev \
-                   nutcracker memcached nginx valgrind gcc g++ make pkg-config procps
+                   nutcracker memcached nginx valgrind gcc g++ make pkg-config procps \
+                   redis-server redis-tools libmemcached-tools
 
 .PHONY: all deps debs check-deps venv cbindgen build header check-header lint test test-rust \
         test-c test-python test-go test-compat demo bench soak clean

@@ -41,6 +41,10 @@ need_file /usr/include/google/protobuf/descriptor.proto libprotobuf-dev \
 need_cmd nutcracker nutcracker
 need_cmd memcached memcached
 need_cmd nginx nginx
+need_cmd redis-server redis-server
+need_cmd redis-cli redis-tools
+need_cmd redis-benchmark redis-tools
+need_cmd memcaslap libmemcached-tools
 need_cmd valgrind valgrind
 need_cmd gcc gcc
 need_cmd cc gcc

@@ -41,6 +41,9 @@ else
   echo "MISMATCH between languages" >&2; exit 1
 fi
 
+step "cache ambassador: shardkit proxy over 3 memcached, replicas and hot keys; one memcached dies"
+python3 tests/demo/proxy.py "$SHARDKIT"
+
 step "distributed search: 4 leaves over the KJV corpus, one fails"
 bash tests/demo/search.sh "$SHARDKIT"
 

@@ -8,6 +8,8 @@ mod child;
 mod coord;
 mod leaves;
 mod plan;
+#[cfg(unix)]
+mod proxy;
 mod route;
 mod search_leaf;
 mod search_root;
@@ -45,6 +47,9 @@ enum Command {
     /// Scatter a search to the shards' leaves, merge their top hits, print (or serve) JSON.
     SearchRoot(search_root::SearchRootArgs),
     #[cfg(unix)]
+    /// Serve memcache and Redis pools as a nutcracker drop-in (nutcracker's YAML; SIGHUP reloads it).
+    Proxy(proxy::ProxyArgs),
+    #[cfg(unix)]
     /// Run a command while holding a distributed lock on etcd; its fencing token is in SHARDKIT_FENCING_TOKEN.
     Lock(coord::LockArgs),
     #[cfg(unix)]
@@ -78,6 +83,8 @@ fn main() -> ExitCode {
         Command::SearchLeaf(args) => return search_leaf::run(args),
         Command::SearchRoot(args) => return search_root::run(args),
         // These choose their own exit statuses (see their --help).
+        #[cfg(unix)]
+        Command::Proxy(args) => return proxy::run(args),
         #[cfg(unix)]
         Command::Lock(args) => return coord::lock(args),
         #[cfg(unix)]

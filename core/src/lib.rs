@@ -16,6 +16,8 @@
 //!   index, the leaf/root JSON protocol);
 //! - [`fanout`]: predicted gather latency for n leaves, with and without
 //!   hedging;
+//! - [`proxy`]: the cache ambassador, a nutcracker drop-in for memcache and
+//!   Redis with replicas, failover, reload and hot-key spreading;
 //! - [`runtime`]: the one tokio runtime the bindings share.
 //!
 //! ```
@@ -43,6 +45,7 @@ pub mod keysel;
 pub mod lease;
 pub mod merge;
 pub mod node;
+pub mod proxy;
 pub mod runtime;
 pub mod scatter;
 pub mod search;

@@ -15,6 +15,7 @@ use crate::lease::{
     shardkit_cancel, shardkit_coordinator, shardkit_election, shardkit_fence_gate, shardkit_lock,
     shardkit_observer, shardkit_scoped_lock, shardkit_session, shardkit_shard_owner,
 };
+use crate::proxy::shardkit_proxy;
 use crate::scatter::shardkit_http_scatter;
 use crate::sharder::shardkit_sharder;
 use shardkit::{Error, Result};
@@ -84,6 +85,7 @@ handles! {
     9: shardkit_shard_owner => crate::lease::shard_owner::ShardOwnerHandle,
     10: shardkit_http_scatter => crate::scatter::HttpScatter,
     11: shardkit_scoped_lock => shardkit::lease::ScopedLock,
+    12: shardkit_proxy => shardkit::proxy::Proxy,
 }
 
 /// Hands `value` to C as a new handle of type `C`.

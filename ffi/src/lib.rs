@@ -19,7 +19,7 @@
 //!   error, not a misread object;
 //! - arguments are converted by the one helper of each kind in `args.rs`.
 //!
-//! One file per core object (`sharder.rs`, `scatter.rs`, `merge.rs`, and
+//! One file per core object (`sharder.rs`, `scatter.rs`, `merge.rs`, `proxy.rs`, and
 //! `lease/` one file per object), so a new object is a new file.
 
 // The exported names are the C names (`shardkit_sharder`, `shardkit_status`),
@@ -34,6 +34,7 @@ mod callback;
 mod handle;
 mod lease;
 mod merge;
+mod proxy;
 mod scatter;
 mod sharder;
 mod status;
@@ -42,6 +43,7 @@ mod string;
 pub use boundary::shardkit_last_error;
 pub use lease::*;
 pub use merge::*;
+pub use proxy::*;
 pub use scatter::*;
 pub use sharder::*;
 pub use status::{shardkit_status, shardkit_status_message};

@@ -5,14 +5,15 @@
 //!
 //! - [`etcd`]: real etcd clusters on loopback with fault hooks (kill,
 //!   SIGSTOP/SIGCONT, restart, leader lookup).
-//! - [`memcached`], [`nutcracker`]: real cache servers and a memcached
+//! - [`memcached`], [`nutcracker`], [`redis`]: real cache servers and a memcached
 //!   text-protocol client.
 //! - [`process`]: child processes killed on drop, required binaries,
 //!   signals.
 //! - [`TempDir`], [`free_port`] / [`free_addrs`], [`loopback_net`]: where
 //!   servers keep files and listen.
 //! - [`Rng`]: the one seeded random generator of the tests.
-//! - [`http`]: a blocking HTTP/1.1 client for probing servers.
+//! - [`http`]: a blocking HTTP/1.1 client for probing servers;
+//! - [`wire`]: a raw byte client, to compare replies byte for byte.
 //!
 //! std only, with no dependency on `shardkit`, so core's own unit tests can
 //! use it without a second copy of core. Helpers fail the test (panic) where
@@ -26,8 +27,10 @@ pub mod memcached;
 pub mod net;
 pub mod nutcracker;
 pub mod process;
+pub mod redis;
 pub mod rng;
 pub mod tempdir;
+pub mod wire;
 
 pub use etcd::{etcd_binary, EtcdCluster, EtcdProcess};
 pub use net::{free_addrs, free_port, loopback_net};

@@ -3,6 +3,10 @@
 #
 #   core/tests/compat_nutcracker.rs  real nutcracker (twemproxy) + memcached
 #   core/tests/compat_nginx.rs       real nginx, hash $request_uri consistent
+#   core/tests/proxy_memcache.rs     shardkit proxy beside real nutcracker, over
+#                                    real memcached (placement, byte-identical
+#                                    text and meta replies, failover, reload)
+#   core/tests/proxy_redis.rs        shardkit proxy over real redis-server
 #
 # Each test starts its own servers on loopback with free ports in a temporary
 # directory and stops them afterwards. A missing binary is a failure, never a
@@ -13,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 missing=()
-for pair in nutcracker:nutcracker memcached:memcached nginx:nginx; do
+for pair in nutcracker:nutcracker memcached:memcached nginx:nginx redis-server:redis-server; do
   bin=${pair%%:*}
   if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ] && [ ! -x "/usr/bin/$bin" ]; then
     missing+=("${pair#*:}")
@@ -28,7 +32,8 @@ start=$(date +%s)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test -p shardkit --test compat_nutcracker --test compat_nginx -- --include-ignored --nocapture "$@" 2>&1 \
+cargo test -p shardkit --test compat_nutcracker --test compat_nginx \
+  --test proxy_memcache --test proxy_redis -- --include-ignored --nocapture "$@" 2>&1 \
   | tee "$log" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "tests/compat: FAIL (see above)" >&2

@@ -346,41 +346,6 @@ fn parse_pool(name: &str, value: Value) -> Result<Pool> {
         }
     }
 
-    let hash_name = hash_name.unwrap_or_else(|| DEFAULT_HASH.to_string());
-    // nutcracker compares names exactly; shardkit's own hashes (xxh3) would
-    // describe a pool nutcracker cannot serve.
-    if !TWEMPROXY_HASH_NAMES.contains(&hash_name.as_str()) {
-        return Err(ctx(format!(
-            "hash {hash_name:?} is not a twemproxy hash; expected one of {}",
-            TWEMPROXY_HASH_NAMES.join(", ")
-        )));
-    }
-    let hash = HashFn::from_name(&hash_name).map_err(|e| ctx(e.message().to_string()))?;
-
-    let algorithm = match distribution.as_deref().unwrap_or("ketama") {
-        "ketama" => Algorithm::Ketama(KetamaMode::Twemproxy),
-        "modula" => Algorithm::Modulo,
-        "random" => {
-            return Err(ctx(
-                "distribution \"random\" sends each request to a random server, so no sharder can reproduce it; use ketama or modula".into(),
-            ))
-        }
-        other => {
-            return Err(ctx(format!(
-                "distribution {other:?} is not a twemproxy distribution; expected ketama, modula or random"
-            )))
-        }
-    };
-
-    let key_selector = match &hash_tag {
-        None => KeySelector::Whole,
-        Some(tag) => KeySelector::hash_tag(tag).map_err(|_| {
-            ctx(format!(
-                "hash_tag must be exactly two characters (one byte each), got {tag:?}"
-            ))
-        })?,
-    };
-
     let entries = match servers {
         None => {
             return Err(ctx(
@@ -396,22 +361,103 @@ fn parse_pool(name: &str, value: Value) -> Result<Pool> {
             )))
         }
     };
-    if entries.is_empty() {
-        return Err(ctx("has no servers: \"servers\" is empty".into()));
-    }
-
-    let mut nodes = Vec::with_capacity(entries.len());
-    let mut by_name: HashMap<String, String> = HashMap::new();
-    let mut by_ring_id: HashMap<String, String> = HashMap::new();
+    let mut texts = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         // libyaml hands nutcracker every scalar as text; do the same so an
         // entry YAML would read as a number still gets nutcracker's error.
-        let text = scalar_text(entry).ok_or_else(|| {
+        texts.push(scalar_text(entry).ok_or_else(|| {
             ctx(format!(
                 "servers[{i}] must be a string \"host:port:weight [alias]\", got {}",
                 describe(entry)
             ))
-        })?;
+        })?);
+    }
+    let placement = Placement {
+        hash: hash_name.as_deref(),
+        hash_tag: hash_tag.as_deref(),
+        distribution: distribution.as_deref(),
+        algorithm: None,
+    };
+    let (sharder, _) = pool_sharder(name, &placement, &texts)?;
+    Ok(Pool {
+        name: name.to_string(),
+        sharder,
+        listen,
+        hash_tag,
+    })
+}
+
+/// The directives of a pool that decide where keys go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Placement<'a> {
+    /// `hash:` (nutcracker's default `fnv1a_64` when `None`).
+    pub hash: Option<&'a str>,
+    /// `hash_tag:`, two characters.
+    pub hash_tag: Option<&'a str>,
+    /// `distribution:` (`ketama` when `None`).
+    pub distribution: Option<&'a str>,
+    /// shardkit's own `algorithm:` (any [`Algorithm`] name), which replaces
+    /// `distribution`; the hash then defaults to the algorithm's own.
+    pub algorithm: Option<&'a str>,
+}
+
+/// Builds a pool's sharder from its placement directives and `servers:`
+/// entries, as nutcracker would place keys (unless `algorithm` says
+/// otherwise). Also returns the parsed servers in the sharder's node order.
+/// Errors name the pool and the bad value.
+pub fn pool_sharder(
+    name: &str,
+    placement: &Placement<'_>,
+    entries: &[String],
+) -> Result<(Sharder, Vec<Server>)> {
+    let ctx = |msg: String| Error::config(format!("pool {name:?}: {msg}"));
+    let hash_name = placement.hash.unwrap_or(DEFAULT_HASH);
+    // nutcracker compares names exactly; shardkit's own hashes (xxh3) would
+    // describe a pool nutcracker cannot serve, unless the pool says it is
+    // shardkit's with `algorithm:`.
+    if placement.algorithm.is_none() && !TWEMPROXY_HASH_NAMES.contains(&hash_name) {
+        return Err(ctx(format!(
+            "hash {hash_name:?} is not a twemproxy hash; expected one of {}",
+            TWEMPROXY_HASH_NAMES.join(", ")
+        )));
+    }
+    let algorithm = match (placement.algorithm, placement.distribution.unwrap_or("ketama")) {
+        (Some(a), _) => Algorithm::from_name(a).map_err(|e| ctx(format!("algorithm: {}", e.message())))?,
+        (None, "ketama") => Algorithm::Ketama(KetamaMode::Twemproxy),
+        (None, "modula") => Algorithm::Modulo,
+        (None, "random") => {
+            return Err(ctx(
+                "distribution \"random\" sends each request to a random server, so no sharder can reproduce it; use ketama or modula".into(),
+            ))
+        }
+        (None, other) => {
+            return Err(ctx(format!(
+                "distribution {other:?} is not a twemproxy distribution; expected ketama, modula or random"
+            )))
+        }
+    };
+    let hash = match (placement.algorithm, placement.hash) {
+        (Some(_), None) => algorithm.default_hash(),
+        _ => HashFn::from_name(hash_name).map_err(|e| ctx(e.message().to_string()))?,
+    };
+
+    let key_selector = match placement.hash_tag {
+        None => KeySelector::Whole,
+        Some(tag) => KeySelector::hash_tag(tag).map_err(|_| {
+            ctx(format!(
+                "hash_tag must be exactly two characters (one byte each), got {tag:?}"
+            ))
+        })?,
+    };
+
+    if entries.is_empty() {
+        return Err(ctx("has no servers: \"servers\" is empty".into()));
+    }
+
+    let mut parsed = Vec::with_capacity(entries.len());
+    let mut by_name: HashMap<String, String> = HashMap::new();
+    let mut by_ring_id: HashMap<String, String> = HashMap::new();
+    for (i, text) in entries.iter().enumerate() {
         let text = text.as_str();
         let server =
             Server::parse(text).map_err(|e| ctx(format!("servers[{i}]: {}", e.message())))?;
@@ -433,33 +479,45 @@ fn parse_pool(name: &str, value: Value) -> Result<Pool> {
                 ),
             ));
         }
-        let node = server
+        server
             .node()
             .map_err(|e| ctx(format!("servers[{i}]: {}", e.message())))?;
-        nodes.push(node);
+        parsed.push(server);
     }
 
     // nutcracker sorts a pool's servers by ring name (shorter first, then
     // bytewise: `string_compare`) while checking for duplicates, and keeps
     // that order: it is the order of modula's slots and breaks ketama ties.
-    nodes.sort_by(|a, b| {
-        let (a, b) = (a.ring_id().as_bytes(), b.ring_id().as_bytes());
+    parsed.sort_by(|a, b| {
+        let (a, b) = (a.ring_id.as_bytes(), b.ring_id.as_bytes());
         a.len().cmp(&b.len()).then_with(|| a.cmp(b))
     });
+    let sharder = servers_sharder(name, &parsed, algorithm, hash, key_selector)?;
+    Ok((sharder, parsed))
+}
+
+/// The sharder over `servers` (already in nutcracker's order): also how
+/// the proxy rebuilds a pool without its ejected servers, as nutcracker
+/// rebuilds its continuum from the live ones.
+pub fn servers_sharder(
+    name: &str,
+    servers: &[Server],
+    algorithm: Algorithm,
+    hash: HashFn,
+    key_selector: KeySelector,
+) -> Result<Sharder> {
+    let nodes = servers
+        .iter()
+        .map(Server::node)
+        .collect::<Result<Vec<_>>>()?;
     let mut config = ShardConfig::new(algorithm)
         .with_hash(hash)
         .with_key_selector(key_selector);
     // nutcracker's server_pool_hash: an empty key, or a pool of one server,
     // hashes to 0 without calling the hash function.
     config.empty_key_hashes_to_zero = true;
-    let sharder = Sharder::new(nodes, config)
-        .map_err(|e| Error::new(e.kind(), format!("pool {name:?}: {}", e.message())))?;
-    Ok(Pool {
-        name: name.to_string(),
-        sharder,
-        listen,
-        hash_tag,
-    })
+    Sharder::new(nodes, config)
+        .map_err(|e| Error::new(e.kind(), format!("pool {name:?}: {}", e.message())))
 }
 
 /// The text of a scalar as nutcracker sees it: YAML scalars are all text to

@@ -66,7 +66,7 @@ mod hedge;
 mod histogram;
 pub mod http;
 mod metrics;
-mod replica;
+pub(crate) mod replica;
 
 pub use hedge::HedgeConfig;
 pub use histogram::HistogramSnapshot;

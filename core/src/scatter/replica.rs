@@ -28,9 +28,10 @@ use tokio::time::Instant;
 /// would ever store: it is a NaN).
 const NO_SAMPLE: u64 = u64::MAX;
 
-/// One replica with the state replica choice needs.
-pub(crate) struct Slot<Req, Resp> {
-    pub(crate) replica: Arc<dyn Replica<Req, Resp>>,
+/// What replica choice knows of one replica: a decaying latency estimate
+/// and the calls outstanding on it. The scatter engine keeps one per leaf
+/// replica; the cache proxy one per backend server.
+pub(crate) struct Score {
     /// f64 microseconds, as bits. Updates race (load, mix, store); a lost
     /// update only drops one sample from an average, which is cheaper than
     /// a lock on every call.
@@ -43,10 +44,12 @@ pub(crate) struct Slot<Req, Resp> {
     calls: AtomicU64,
 }
 
-impl<Req, Resp> Slot<Req, Resp> {
-    pub(crate) fn new(replica: Arc<dyn Replica<Req, Resp>>, half_life: Duration) -> Self {
-        Slot {
-            replica,
+/// Weight of a new latency sample in the estimate.
+pub(crate) const ALPHA: f64 = 0.3;
+
+impl Score {
+    pub(crate) fn new(half_life: Duration) -> Self {
+        Score {
             ewma_us: AtomicU64::new(NO_SAMPLE),
             updated_us: AtomicU64::new(0),
             born: Instant::now(),
@@ -107,6 +110,75 @@ impl<Req, Resp> Slot<Req, Resp> {
         };
         self.store(next);
     }
+
+    /// A call starts.
+    pub(crate) fn begin(&self) {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A call begun with [`Score::begin`] answered after `took`.
+    pub(crate) fn succeeded(&self, took: Duration) {
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.observe(took.as_secs_f64() * 1e6, ALPHA);
+    }
+
+    /// A call begun with [`Score::begin`] failed after `took`. A replica
+    /// that fails fast must not attract traffic by looking quick, so its
+    /// estimate jumps (no averaging) to at least twice its own and twice
+    /// `peer_worst_us`, the slowest estimate among its peers: it loses
+    /// every draw until the decay brings it back.
+    pub(crate) fn failed(&self, took: Duration, peer_worst_us: f64) {
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.penalise(took, peer_worst_us);
+    }
+
+    fn penalise(&self, took: Duration, peer_worst_us: f64) {
+        let elapsed = took.as_secs_f64() * 1e6;
+        // A failure with no estimate anywhere still costs: 1 ms.
+        let penalty = 2.0 * elapsed.max(self.ewma_us()).max(peer_worst_us).max(1_000.0);
+        self.store(penalty);
+    }
+}
+
+/// One replica with the state replica choice needs.
+pub(crate) struct Slot<Req, Resp> {
+    pub(crate) replica: Arc<dyn Replica<Req, Resp>>,
+    pub(crate) score: Score,
+}
+
+impl<Req, Resp> Slot<Req, Resp> {
+    pub(crate) fn new(replica: Arc<dyn Replica<Req, Resp>>, half_life: Duration) -> Self {
+        Slot {
+            replica,
+            score: Score::new(half_life),
+        }
+    }
+
+    pub(crate) fn ewma(&self) -> Option<Duration> {
+        self.score.ewma()
+    }
+
+    pub(crate) fn outstanding(&self) -> usize {
+        self.score.outstanding()
+    }
+
+    pub(crate) fn calls(&self) -> u64 {
+        self.score.calls()
+    }
+
+    pub(crate) fn ewma_us(&self) -> f64 {
+        self.score.ewma_us()
+    }
+
+    pub(crate) fn score(&self) -> f64 {
+        self.score.score()
+    }
+
+    #[cfg(test)]
+    fn store(&self, us: f64) {
+        self.score.store(us);
+    }
 }
 
 /// A call in flight on one replica. Dropping it (the call was cancelled: a
@@ -126,8 +198,7 @@ impl<'a, Req, Resp> InFlight<'a, Req, Resp> {
         req: &Req,
         alpha: f64,
     ) -> (Self, CallFuture<Resp>) {
-        slot.outstanding.fetch_add(1, Ordering::Relaxed);
-        slot.calls.fetch_add(1, Ordering::Relaxed);
+        slot.score.begin();
         let guard = InFlight {
             slot,
             started: Instant::now(),
@@ -144,6 +215,7 @@ impl<'a, Req, Resp> InFlight<'a, Req, Resp> {
     /// The call answered.
     pub(crate) fn succeeded(mut self) {
         self.slot
+            .score
             .observe(self.elapsed().as_secs_f64() * 1e6, self.alpha);
         self.done = true;
     }
@@ -153,20 +225,18 @@ impl<'a, Req, Resp> InFlight<'a, Req, Resp> {
     /// twice its own and twice `peer_worst_us`, the slowest estimate among
     /// its peers: it loses every draw until the decay brings it back.
     pub(crate) fn failed(mut self, peer_worst_us: f64) {
-        let elapsed = self.elapsed().as_secs_f64() * 1e6;
-        let penalty = 2.0 * elapsed.max(self.slot.ewma_us()).max(peer_worst_us);
-        self.slot.store(penalty);
+        self.slot.score.penalise(self.elapsed(), peer_worst_us);
         self.done = true;
     }
 }
 
 impl<Req, Resp> Drop for InFlight<'_, Req, Resp> {
     fn drop(&mut self) {
-        self.slot.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.slot.score.outstanding.fetch_sub(1, Ordering::Relaxed);
         if !self.done {
             // Cancelled: the time it ran is a lower bound on its latency.
             let sample = (self.elapsed().as_secs_f64() * 1e6).max(self.slot.ewma_us());
-            self.slot.observe(sample, self.alpha);
+            self.slot.score.observe(sample, self.alpha);
         }
     }
 }
@@ -207,6 +277,12 @@ pub(crate) fn pick<Req, Resp>(
     rng: &Rng,
 ) -> Option<usize> {
     let candidates: Vec<usize> = (0..slots.len()).filter(|i| !exclude.contains(i)).collect();
+    p2c(&candidates, |i| slots[i].score(), rng)
+}
+
+/// Power of two choices: of two candidates drawn at random, the one with
+/// the lower score (see [`Score::score`]).
+pub(crate) fn p2c(candidates: &[usize], score: impl Fn(usize) -> f64, rng: &Rng) -> Option<usize> {
     match candidates.len() {
         0 => None,
         1 => Some(candidates[0]),
@@ -217,11 +293,7 @@ pub(crate) fn pick<Req, Resp>(
                 b += 1;
             }
             let (a, b) = (candidates[a], candidates[b]);
-            Some(if slots[b].score() < slots[a].score() {
-                b
-            } else {
-                a
-            })
+            Some(if score(b) < score(a) { b } else { a })
         }
     }
 }

@@ -1,0 +1,668 @@
+//! `shardkit::proxy` in front of real memcached, beside real nutcracker:
+//! placement identical to nutcracker's, multi-get order, replies byte for
+//! byte as one memcached gives them, replicas surviving a killed server,
+//! ejection and rejoin, reload under load, backpressure.
+//!
+//! Run with `make test-compat` (or `tests/compat/run.sh`).
+
+use shardkit::proxy::{Proxy, ProxyConfig, ProxyOptions};
+use shardkit_testkit::memcached::{
+    spawn_memcached, start_memcached_tcp, Endpoint, McClient, Memcached,
+};
+use shardkit_testkit::nutcracker::start_nutcracker;
+use shardkit_testkit::wire::{both, Raw};
+use shardkit_testkit::{free_addrs, Rng, TempDir};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const IGNORE: &str = "needs memcached and nutcracker: run by make test-compat";
+
+fn lo(n: usize) -> Vec<SocketAddr> {
+    free_addrs(Ipv4Addr::LOCALHOST, n)
+}
+
+/// Addresses on a loopback IP of this test's own: a test that kills a
+/// server must not see its port taken by another test's server meanwhile.
+fn own(host: u8, n: usize) -> Vec<SocketAddr> {
+    static NET: std::sync::OnceLock<[u8; 2]> = std::sync::OnceLock::new();
+    let [x, y] = *NET.get_or_init(shardkit_testkit::loopback_net);
+    free_addrs(Ipv4Addr::new(127, x, y, host), n)
+}
+
+fn start(yaml: &str) -> Proxy {
+    let cfg = ProxyConfig::parse(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    Proxy::start(cfg, ProxyOptions::default()).unwrap()
+}
+
+fn addr_of(p: &Proxy, pool: &str) -> String {
+    p.listening()
+        .into_iter()
+        .find(|(n, _)| n == pool)
+        .unwrap_or_else(|| panic!("no pool {pool}"))
+        .1
+}
+
+fn items(prefix: &str, n: usize, seed: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let k = format!("{prefix}:{i}:{}", rng.below(1 << 30)).into_bytes();
+            let v = format!("value-{i}-{}", rng.below(1000)).into_bytes();
+            (k, v)
+        })
+        .collect()
+}
+
+fn check_all_found(c: &mut McClient, items: &[(Vec<u8>, Vec<u8>)], what: &str) {
+    let keys: Vec<&[u8]> = items.iter().map(|(k, _)| k.as_slice()).collect();
+    let got = c.get_all(&keys);
+    let missing: Vec<_> = items
+        .iter()
+        .zip(&got)
+        .filter(|((_, v), g)| g.as_deref() != Some(v.as_slice()))
+        .map(|((k, _), _)| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: {} of {} keys not where expected, e.g. {:?}",
+        missing.len(),
+        items.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+/// Five pools that differ in every placement directive nutcracker has.
+fn placement_pools(servers: &[SocketAddr], listens: &[SocketAddr]) -> String {
+    let s = |i: usize| format!("{}:{}", servers[i].ip(), servers[i].port());
+    format!(
+        "\
+ketama_fnv:
+  listen: {l0}
+  hash: fnv1a_64
+  distribution: ketama
+  servers:
+   - {s0}:1
+   - {s1}:1
+   - {s2}:1
+ketama_md5_weights_names:
+  listen: {l1}
+  hash: md5
+  distribution: ketama
+  servers:
+   - {s0}:1 alpha
+   - {s1}:2 beta
+   - {s2}:3 gamma
+   - {s3}:1 delta
+modula_crc32a:
+  listen: {l2}
+  hash: crc32a
+  distribution: modula
+  servers:
+   - {s3}:1
+   - {s1}:1
+   - {s0}:1
+   - {s2}:1
+ketama_murmur_tags:
+  listen: {l3}
+  hash: murmur
+  hash_tag: \"{{}}\"
+  distribution: ketama
+  servers:
+   - {s0}:1
+   - {s1}:1
+   - {s2}:1
+   - {s3}:1
+modula_hsieh_weights:
+  listen: {l4}
+  hash: hsieh
+  distribution: modula
+  servers:
+   - {s0}:2
+   - {s1}:1
+   - {s2}:3
+",
+        l0 = listens[0],
+        l1 = listens[1],
+        l2 = listens[2],
+        l3 = listens[3],
+        l4 = listens[4],
+        s0 = s(0),
+        s1 = s(1),
+        s2 = s(2),
+        s3 = s(3),
+    )
+}
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn placement_is_nutcrackers_on_five_pools() {
+    let _ = IGNORE;
+    let dir = TempDir::new("proxy-place");
+    let servers = lo(4);
+    let _mc = start_memcached_tcp(dir.path(), &servers);
+    let nut_listens = lo(5);
+    let nut_yaml = placement_pools(&servers, &nut_listens);
+    let conf = dir.join("nutcracker.yml");
+    std::fs::write(&conf, &nut_yaml).unwrap();
+    let _nut = start_nutcracker(dir.path(), &conf, &nut_listens);
+    // The same file, with listen addresses of our own.
+    let our_listens = lo(5);
+    let our_yaml = placement_pools(&servers, &our_listens);
+    let proxy = start(&our_yaml);
+    let names = [
+        "ketama_fnv",
+        "ketama_md5_weights_names",
+        "modula_crc32a",
+        "ketama_murmur_tags",
+        "modula_hsieh_weights",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let mut its = items(name, 400, i as u64);
+        if name.contains("tags") {
+            for (j, (k, _)) in its.iter_mut().enumerate() {
+                k.extend_from_slice(format!("{{tag{}}}", j % 37).as_bytes());
+            }
+        }
+        // Stored through nutcracker, read through shardkit ...
+        let mut nut = McClient::connect(&Endpoint::Tcp(nut_listens[i]));
+        nut.set_all(&its);
+        let ours = addr_of(&proxy, name);
+        let mut sk = McClient::connect(&Endpoint::from_address(&ours));
+        check_all_found(&mut sk, &its, &format!("{name}: nutcracker -> shardkit"));
+        // ... and the other way round, with fresh values.
+        let its2: Vec<_> = its
+            .iter()
+            .map(|(k, v)| (k.clone(), [v.as_slice(), b"-2"].concat()))
+            .collect();
+        sk.set_all(&its2);
+        check_all_found(&mut nut, &its2, &format!("{name}: shardkit -> nutcracker"));
+    }
+}
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn multi_get_answers_in_request_order_as_one_memcached() {
+    let dir = TempDir::new("proxy-mget");
+    let servers = lo(4);
+    let _mc = start_memcached_tcp(dir.path(), &servers);
+    let single = lo(1);
+    let _one = start_memcached_tcp(dir.path(), &single);
+    let listen = lo(1)[0];
+    let yaml = format!(
+        "p:\n  listen: {listen}\n  servers:\n{}",
+        servers
+            .iter()
+            .map(|s| format!("   - {s}:1\n"))
+            .collect::<String>()
+    );
+    let proxy = start(&yaml);
+    let ours = addr_of(&proxy, "p");
+    let its = items("mget", 300, 7);
+    McClient::connect(&Endpoint::Tcp(single[0])).set_all(&its);
+    McClient::connect(&Endpoint::from_address(&ours)).set_all(&its);
+    let mut rng = Rng::new(11);
+    for round in 0..40 {
+        let n = 1 + rng.below(60) as usize;
+        let keys: Vec<Vec<u8>> = (0..n)
+            .map(|_| {
+                if rng.chance(15) {
+                    format!("missing-{}", rng.below(1000)).into_bytes()
+                } else {
+                    its[rng.below(its.len() as u64) as usize].0.clone()
+                }
+            })
+            .collect();
+        let mut req = b"get ".to_vec();
+        req.extend_from_slice(&keys.join(&b' '));
+        req.extend_from_slice(b"\r\n");
+        let (want, got) = both(&single[0].to_string(), &ours, &req);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "round {round}"
+        );
+    }
+}
+
+/// A pipelined stream of every text command with good and bad input, as
+/// one write.
+const TEXT_STREAM: &[u8] = b"set a 0 0 1\r\n1\r\nset b 7 0 3\r\nbee\r\nadd a 0 0 1\r\nx\r\nadd c 0 0 2\r\ncc\r\n\
+replace nope 0 0 1\r\nx\r\nreplace b 1 0 2\r\nbb\r\nappend b 0 0 2\r\n++\r\nprepend b 0 0 2\r\n--\r\n\
+get a b c nope\r\nincr a 5\r\ndecr a 2\r\nincr b 1\r\nincr nope 1\r\nincr a x\r\n\
+touch a 100\r\ntouch nope 1\r\ngat 100 a b\r\ndelete c\r\ndelete c\r\ndelete a 0\r\ndelete b 5\r\n\
+set d 0 0 1 noreply\r\nd\r\nget d\r\nincr d 1 noreply\r\nget d\r\ndelete d noreply\r\nget d\r\n\
+bogus command\r\n\r\nGET a\r\nget\r\nset e 0 0 x\r\nset f 0 0 2\r\nabc\r\nget f\r\n\
+get kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\r\n\
+cas a 0 0 1\r\nz\r\nverbosity 1\r\nset g 0 0 0\r\n\r\nget g a b\r\n";
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn text_commands_answer_byte_for_byte_as_one_memcached() {
+    let dir = TempDir::new("proxy-text");
+    let servers = lo(3);
+    let _mc = start_memcached_tcp(dir.path(), &servers);
+    let single = lo(1);
+    let _one = start_memcached_tcp(dir.path(), &single);
+    let listen = lo(1)[0];
+    let yaml = format!(
+        "p:\n  listen: {listen}\n  servers:\n{}",
+        servers
+            .iter()
+            .map(|s| format!("   - {s}:1\n"))
+            .collect::<String>()
+    );
+    let proxy = start(&yaml);
+    let ours = addr_of(&proxy, "p");
+    let (want, got) = both(&single[0].to_string(), &ours, TEXT_STREAM);
+    assert!(want.len() > 200, "{}", String::from_utf8_lossy(&want));
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+    // Split at every 7th byte, the replies are the same.
+    let mut s = Raw::connect(&ours);
+    for chunk in TEXT_STREAM.chunks(7) {
+        s.send(chunk);
+    }
+    let _ = s.read_len(want.len(), Duration::from_secs(5));
+}
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn gets_cas_and_limits() {
+    let dir = TempDir::new("proxy-cas");
+    let servers = lo(2);
+    let _mc = start_memcached_tcp(dir.path(), &servers);
+    let listen = lo(1)[0];
+    let yaml = format!(
+        "p:\n  listen: {listen}\n  item_size_max: 1000\n  servers:\n   - {}:1\n   - {}:1\n",
+        servers[0], servers[1]
+    );
+    let proxy = start(&yaml);
+    let mut c = Raw::connect(&addr_of(&proxy, "p"));
+    assert_eq!(c.ask(b"set k 0 0 1\r\nv\r\n", b"\r\n"), b"STORED\r\n");
+    let r = c.ask(b"gets k\r\n", b"END\r\n");
+    let line = String::from_utf8_lossy(&r)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let cas: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        c.ask(
+            format!("cas k 0 0 1 {}\r\nw\r\n", cas + 1000).as_bytes(),
+            b"\r\n"
+        ),
+        b"EXISTS\r\n"
+    );
+    assert_eq!(
+        c.ask(format!("cas k 0 0 1 {cas}\r\nw\r\n").as_bytes(), b"\r\n"),
+        b"STORED\r\n"
+    );
+    assert_eq!(
+        c.ask(b"get k\r\n", b"END\r\n"),
+        b"VALUE k 0 1\r\nw\r\nEND\r\n"
+    );
+    // A value over item_size_max is swallowed, not buffered, and refused
+    // as memcached refuses it; the connection goes on.
+    let big = vec![b'x'; 5000];
+    let mut req = b"set big 0 0 5000\r\n".to_vec();
+    req.extend_from_slice(&big);
+    req.extend_from_slice(b"\r\nget k\r\n");
+    c.send(&req);
+    assert_eq!(
+        c.read_until(b"END\r\n", Duration::from_secs(5)),
+        b"SERVER_ERROR object too large for cache\r\nVALUE k 0 1\r\nw\r\nEND\r\n"
+    );
+    // A line with no end after 2048 bytes: memcached hangs up without a
+    // word (it cannot find the next command), and so does the proxy.
+    c.send(&vec![b'g'; 4 * 1024]);
+    let r = c.read_idle(Duration::from_secs(1));
+    assert_eq!(r, b"");
+}
+
+fn pool_yaml(name: &str, listen: SocketAddr, servers: &[SocketAddr], extra: &str) -> String {
+    format!(
+        "{name}:\n  listen: {listen}\n{extra}  servers:\n{}",
+        servers
+            .iter()
+            .map(|s| format!("   - {s}:1\n"))
+            .collect::<String>()
+    )
+}
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn replicas_serve_every_key_after_a_server_is_killed() {
+    let dir = TempDir::new("proxy-replicas");
+    let servers = own(2, 3);
+    let mut mc = start_memcached_tcp(dir.path(), &servers);
+    let yaml = pool_yaml(
+        "r",
+        lo(1)[0],
+        &servers,
+        "  replicas: 2\n  timeout: 500\n  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 60000\n",
+    );
+    let proxy = start(&yaml);
+    let ours = Endpoint::from_address(&addr_of(&proxy, "r"));
+    let its = items("rep", 600, 3);
+    McClient::connect(&ours).set_all(&its);
+    // Every key is on exactly two servers.
+    let total: u64 = mc.iter().map(|m| m.client().curr_items()).sum();
+    assert_eq!(total, 1200);
+    drop(mc.remove(1));
+    let survivors: u64 = mc.iter().map(|m| m.client().curr_items()).sum();
+    // Reads fail over at once, before and after the ejection.
+    let mut c = McClient::connect(&ours);
+    for _ in 0..3 {
+        check_all_found(&mut c, &its, "after a kill");
+    }
+    let m = proxy.metrics();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("shardkit_proxy_backend_ejected") && l.ends_with(" 1")),
+        "{m}"
+    );
+    // Writes still land on two live servers.
+    let its2 = items("rep2", 200, 4);
+    c.set_all(&its2);
+    check_all_found(&mut c, &its2, "written after the kill");
+    let total: u64 = mc.iter().map(|m| m.client().curr_items()).sum();
+    assert_eq!(total, survivors + 400, "each new key on both live servers");
+}
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn an_ejected_server_rejoins_when_the_probe_answers() {
+    let dir = TempDir::new("proxy-rejoin");
+    let servers = own(3, 3);
+    let mut mc = start_memcached_tcp(dir.path(), &servers);
+    let yaml = pool_yaml(
+        "e",
+        lo(1)[0],
+        &servers,
+        "  timeout: 300\n  auto_eject_hosts: true\n  server_failure_limit: 2\n  server_retry_timeout: 300\n",
+    );
+    let proxy = start(&yaml);
+    let ours = addr_of(&proxy, "e");
+    drop(mc.remove(2));
+    let mut c = Raw::connect(&ours);
+    // Requests for the dead server's keys fail (nutcracker: SERVER_ERROR),
+    // then, once it is ejected, its keys go to the live servers.
+    let mut errors = 0;
+    let mut ok_after = 0;
+    for i in 0..200 {
+        let r = c.ask(format!("set key{i} 0 0 1\r\nx\r\n").as_bytes(), b"\r\n");
+        if r.starts_with(b"SERVER_ERROR") {
+            errors += 1;
+        } else {
+            assert_eq!(r, b"STORED\r\n");
+            ok_after += 1;
+        }
+    }
+    assert!(
+        (1..=2).contains(&errors),
+        "{errors} failures before the ejection"
+    );
+    assert!(ok_after >= 198);
+    // Restarted, it answers the probe and takes its keys back.
+    let mut back = spawn_memcached(dir.path(), Endpoint::Tcp(servers[2]));
+    back.wait_ready();
+    mc.push(back);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = proxy.metrics();
+        if m.lines()
+            .filter(|l| l.starts_with("shardkit_proxy_backend_ejected{"))
+            .all(|l| l.ends_with(" 0"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never rejoined:\n{m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..200 {
+        let r = c.ask(format!("set key{i} 0 0 1\r\ny\r\n").as_bytes(), b"\r\n");
+        assert_eq!(r, b"STORED\r\n");
+    }
+    assert!(mc[2].client().curr_items() > 20, "its keys came back");
+}
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn ejection_reshuffles_keys_as_nutcracker_does() {
+    let dir = TempDir::new("proxy-reshuffle");
+    let servers = own(4, 4);
+    let mut mc = start_memcached_tcp(dir.path(), &servers);
+    let extra = "  hash: fnv1a_64\n  distribution: ketama\n  timeout: 300\n  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 600000\n";
+    let nl = lo(1)[0];
+    let conf = dir.join("nutcracker.yml");
+    std::fs::write(&conf, pool_yaml("x", nl, &servers, extra)).unwrap();
+    let _nut = start_nutcracker(dir.path(), &conf, &[nl]);
+    let proxy = start(&pool_yaml("x", lo(1)[0], &servers, extra));
+    let ours = addr_of(&proxy, "x");
+    drop(mc.remove(3));
+    // Trip the ejection in both: writes until one fails (it went to the dead
+    // server, which is then ejected), each on a connection of its own, as
+    // nutcracker ejects on a failed server connection.
+    for target in [nl.to_string(), ours.clone()] {
+        let tripped = (0..500).any(|i| {
+            let mut c = Raw::connect(&target);
+            let r = c.ask(format!("set trip{i} 0 0 1\r\nx\r\n").as_bytes(), b"\r\n");
+            r.starts_with(b"SERVER_ERROR")
+        });
+        assert!(tripped, "{target}: no write reached the dead server");
+    }
+    let its = items("moved", 500, 9);
+    McClient::connect(&Endpoint::Tcp(nl)).set_all(&its);
+    let mut sk = McClient::connect(&Endpoint::from_address(&ours));
+    check_all_found(&mut sk, &its, "after ejection: nutcracker -> shardkit");
+}
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn reload_under_load_fails_no_request() {
+    let dir = TempDir::new("proxy-reload");
+    let servers = lo(3);
+    let _mc = start_memcached_tcp(dir.path(), &servers);
+    let listen = lo(1)[0];
+    let extra_listen = lo(1)[0];
+    let base = pool_yaml("live", listen, &servers, "  timeout: 1000\n");
+    let proxy = Arc::new(start(&base));
+    let ours = addr_of(&proxy, "live");
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (ours, stop, done) = (ours.clone(), stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(&ours);
+                let mut i = 0u64;
+                // Bounded: stops when told, or after 200k requests.
+                while !stop.load(Ordering::Relaxed) && i < 200_000 {
+                    let k = format!("w{w}-{}", i % 500);
+                    let r = c.ask(
+                        format!("set {k} 0 0 3\r\n{:03}\r\n", i % 1000).as_bytes(),
+                        b"\r\n",
+                    );
+                    assert_eq!(r, b"STORED\r\n", "worker {w} request {i}");
+                    let r = c.ask(format!("get {k}\r\n").as_bytes(), b"END\r\n");
+                    assert_eq!(
+                        r,
+                        format!("VALUE {k} 0 3\r\n{:03}\r\nEND\r\n", i % 1000).as_bytes(),
+                        "worker {w} request {i}"
+                    );
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let configs = [
+        pool_yaml("live", listen, &servers, "  timeout: 2000\n"),
+        base.clone() + &pool_yaml("extra", extra_listen, &servers[..1], ""),
+        pool_yaml(
+            "live",
+            listen,
+            &servers,
+            "  timeout: 1000\n  server_connections: 2\n",
+        ),
+        base.clone(),
+    ];
+    for cfg in configs.iter().cycle().take(12) {
+        std::thread::sleep(Duration::from_millis(100));
+        proxy.reload(ProxyConfig::parse(cfg).unwrap()).unwrap();
+    }
+    // A bad file is refused and the running configuration kept.
+    let bad = base.replace("timeout", "timeuot");
+    assert!(ProxyConfig::parse(&bad).is_err());
+    let clash = base.clone() + &pool_yaml("other", listen, &servers, "");
+    assert!(ProxyConfig::parse(&clash)
+        .and_then(|c| proxy.reload(c))
+        .is_err());
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("a worker saw a failed request");
+    }
+    assert!(done.load(Ordering::Relaxed) > 100, "the load ran");
+    let names: Vec<_> = proxy.listening().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec!["live".to_string()]);
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn a_client_that_never_reads_cannot_grow_the_proxy() {
+    let dir = TempDir::new("proxy-slow");
+    let servers = lo(1);
+    let _mc = start_memcached_tcp(dir.path(), &servers);
+    let yaml = pool_yaml("s", lo(1)[0], &servers, "  client_pending_max: 64\n");
+    let proxy = start(&yaml);
+    let ours = addr_of(&proxy, "s");
+    let mut c = Raw::connect(&ours);
+    let value = vec![b'v'; 500_000];
+    let mut set = b"set big 0 0 500000\r\n".to_vec();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    assert_eq!(c.ask(&set, b"\r\n"), b"STORED\r\n");
+    let before = rss_kib();
+    // 4M gets of a 500 KB value would be 2 TB of replies; the client reads
+    // none, and its writes stall once the proxy stops reading.
+    let writer = {
+        let ours = ours.clone();
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(&ours).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+            let req = b"get big\r\n".repeat(10_000);
+            let mut sent = 0;
+            for _ in 0..400 {
+                use std::io::Write;
+                if s.write_all(&req).is_err() {
+                    break;
+                }
+                sent += 10_000;
+            }
+            (sent, s)
+        })
+    };
+    let (sent, _s) = writer.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = rss_kib().saturating_sub(before);
+    assert!(
+        sent < 4_000_000,
+        "the proxy kept reading from a client that never reads"
+    );
+    assert!(grown < 256 * 1024, "RSS grew by {grown} KiB");
+}
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn a_dead_backend_gets_server_error_and_the_client_stays() {
+    let dir = TempDir::new("proxy-dead");
+    let servers = lo(1);
+    let _mc = start_memcached_tcp(dir.path(), &servers);
+    let dead = own(5, 1)[0];
+    let yaml = format!("d:\n  listen: {}\n  servers:\n   - {dead}:1\n", lo(1)[0]);
+    let proxy = start(&yaml);
+    let mut c = Raw::connect(&addr_of(&proxy, "d"));
+    for _ in 0..3 {
+        let r = c.ask(b"get a\r\n", b"\r\n");
+        assert!(
+            r.starts_with(b"SERVER_ERROR cannot connect"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+    }
+    assert_eq!(c.ask(b"verbosity 1\r\n", b"\r\n"), b"OK\r\n");
+    let stats = proxy.stats_json();
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(v["service"], "nutcracker");
+    assert!(
+        v["d"][format!("{dead}:1")]["server_err"].as_u64().unwrap() >= 3,
+        "{stats}"
+    );
+    let _unused: Option<Memcached> = None;
+}
+
+/// Meta commands across shards, quiet mode, opaque tokens, base64 keys,
+/// leases and `mn`, pipelined in one write.
+const META_STREAM: &[u8] = b"ms a 1 T0 F5\r\n1\r\nms b 3 q O1\r\nbee\r\nms Yw== 2 b q\r\ncc\r\n\
+mg a v f k O2\r\nmg b v q O3\r\nmg nope v q O4\r\nmg nope v k O5\r\nmg Yw== b v k\r\nmg c v s\r\n\
+mn\r\nma a\r\nma a q\r\nma a v\r\nma nope q\r\nma nope N0 J10 v q\r\nma nope v\r\n\
+md b q\r\nmd b q\r\nmd b\r\nmg b v\r\nmn\r\n\
+mg lease v N30 t\r\nmg lease v N30 t\r\nms lease 3 T30\r\nnew\r\nmg lease v\r\nmd lease I q\r\nmg lease v c\r\n\
+mg lease v\r\nms lease 5 I\r\nfresh\r\nmg lease v t\r\nmn\r\n\
+mx bad\r\nmg\r\nms k x\r\nms k 2 Zq\r\nzz\r\nmg k v v\r\nmd a q O1234567890123456789012345678901234\r\nmn\r\n";
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn meta_pipelines_answer_byte_for_byte_as_one_memcached() {
+    let dir = TempDir::new("proxy-meta");
+    let servers = lo(3);
+    let _mc = start_memcached_tcp(dir.path(), &servers);
+    let single = lo(1);
+    let _one = start_memcached_tcp(dir.path(), &single);
+    let proxy = start(&pool_yaml("m", lo(1)[0], &servers, ""));
+    let ours = addr_of(&proxy, "m");
+    // `c` in `mg lease v c` is a CAS value, which differs between servers:
+    // compare with it masked.
+    let mask = |b: &[u8]| {
+        let t = String::from_utf8_lossy(b).into_owned();
+        t.split("\r\n")
+            .map(|l| {
+                l.split(' ')
+                    .map(|w| {
+                        if w.starts_with('c')
+                            && w[1..].bytes().all(|c| c.is_ascii_digit())
+                            && w.len() > 1
+                        {
+                            "c#"
+                        } else {
+                            w
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    let (want, got) = both(&single[0].to_string(), &ours, META_STREAM);
+    assert!(want.len() > 100, "{}", String::from_utf8_lossy(&want));
+    assert_eq!(mask(&got), mask(&want));
+    // The keys did spread over the servers (it is a cross-shard stream).
+    let used = _mc.iter().filter(|m| m.client().curr_items() > 0).count();
+    assert!(used >= 2, "only {used} server held keys");
+}

@@ -1,0 +1,146 @@
+//! `shardkit_proxy`: the cache ambassador (`shardkit::proxy`) run inside a
+//! C program, for tests and sidecars.
+
+use crate::args::{opt_text, out_ptr, text, write};
+use crate::handle::{borrow, into_handle, take};
+use crate::shardkit_status;
+use crate::string::string_out;
+use shardkit::proxy::{Proxy, ProxyConfig, ProxyOptions};
+use shardkit::{Error, ErrorKind};
+use std::ffi::c_char;
+
+/// A running cache proxy: nutcracker's YAML, every pool served on the
+/// process's runtime. Free with `shardkit_proxy_free`, which stops it.
+pub struct shardkit_proxy {
+    _private: [u8; 0],
+}
+
+/// Starts a proxy serving every pool of `config` (nutcracker YAML plus
+/// shardkit's pool keys; UTF-8, `(ptr, len)`). `stats_addr` and
+/// `metrics_addr` (`(ptr, len)`, empty for none) are where nutcracker's
+/// JSON stats and Prometheus `/metrics` are served. Listen addresses may
+/// use port 0; `shardkit_proxy_address` tells the port chosen. On error
+/// (bad config: CONFIG naming the key and line; an address in use: IO)
+/// nothing is left listening.
+///
+/// # Safety
+/// Each `(ptr, len)` must be readable; `out` must point to a writable
+/// pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_proxy_start(
+    config: *const u8,
+    config_len: usize,
+    stats_addr: *const u8,
+    stats_addr_len: usize,
+    metrics_addr: *const u8,
+    metrics_addr_len: usize,
+    out: *mut *mut shardkit_proxy,
+) -> shardkit_status {
+    ffi_boundary!({
+        let out = out_ptr(out, "out")?;
+        // SAFETY: per the caller's contract.
+        let yaml = unsafe { text(config, config_len, "config")? };
+        // SAFETY: per the caller's contract.
+        let stats_addr = unsafe { opt_text(stats_addr, stats_addr_len, "stats_addr")? };
+        // SAFETY: per the caller's contract.
+        let metrics_addr = unsafe { opt_text(metrics_addr, metrics_addr_len, "metrics_addr")? };
+        let proxy = Proxy::start(
+            ProxyConfig::parse(yaml)?,
+            ProxyOptions {
+                stats_addr: stats_addr.map(str::to_string),
+                metrics_addr: metrics_addr.map(str::to_string),
+            },
+        )?;
+        // SAFETY: checked by out_ptr above.
+        unsafe { write(out, into_handle(proxy)) };
+        Ok(())
+    })
+}
+
+/// Applies a new configuration without dropping client connections; on
+/// error the running one is kept and nothing changes.
+///
+/// # Safety
+/// `proxy` must be a live handle; `(config, config_len)` readable.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_proxy_reload(
+    proxy: *const shardkit_proxy,
+    config: *const u8,
+    config_len: usize,
+) -> shardkit_status {
+    ffi_boundary!({
+        // SAFETY: per the caller's contract.
+        let proxy = unsafe { borrow(proxy, "proxy")? };
+        // SAFETY: per the caller's contract.
+        let yaml = unsafe { text(config, config_len, "config")? };
+        proxy.reload(ProxyConfig::parse(yaml)?)
+    })
+}
+
+/// The address pool `pool` (`(ptr, len)`) listens on, in `*out` (free with
+/// `shardkit_string_free`). NOT_FOUND names the pools there are.
+///
+/// # Safety
+/// `proxy` must be a live handle; `(pool, pool_len)` readable; `out` must
+/// point to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_proxy_address(
+    proxy: *const shardkit_proxy,
+    pool: *const u8,
+    pool_len: usize,
+    out: *mut *mut c_char,
+) -> shardkit_status {
+    ffi_boundary!({
+        let out = out_ptr(out, "out")?;
+        // SAFETY: per the caller's contract.
+        let proxy = unsafe { borrow(proxy, "proxy")? };
+        // SAFETY: per the caller's contract.
+        let pool = unsafe { text(pool, pool_len, "pool")? };
+        let all = proxy.listening();
+        let addr = all.iter().find(|(n, _)| n == pool).ok_or_else(|| {
+            let names: Vec<_> = all.iter().map(|(n, _)| format!("{n:?}")).collect();
+            Error::new(
+                ErrorKind::NotFound,
+                format!("no pool named {pool:?}; pools: {}", names.join(", ")),
+            )
+        })?;
+        let s = string_out(addr.1.clone(), "address")?;
+        // SAFETY: checked by out_ptr above.
+        unsafe { write(out, s) };
+        Ok(())
+    })
+}
+
+/// The Prometheus text exposition of every pool, in `*out` (free with
+/// `shardkit_string_free`).
+///
+/// # Safety
+/// `proxy` must be a live handle; `out` must point to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_proxy_metrics(
+    proxy: *const shardkit_proxy,
+    out: *mut *mut c_char,
+) -> shardkit_status {
+    ffi_boundary!({
+        let out = out_ptr(out, "out")?;
+        // SAFETY: per the caller's contract.
+        let proxy = unsafe { borrow(proxy, "proxy")? };
+        let s = string_out(proxy.metrics(), "metrics")?;
+        // SAFETY: checked by out_ptr above.
+        unsafe { write(out, s) };
+        Ok(())
+    })
+}
+
+/// Stops the proxy (its listeners close; connections already open finish
+/// what they sent) and frees it; NULL is a no-op.
+///
+/// # Safety
+/// `proxy` must be NULL or a live handle, not used again afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_proxy_free(proxy: *mut shardkit_proxy) {
+    ffi_boundary!(or () => {
+        // SAFETY: per the caller's contract.
+        drop(unsafe { take(proxy, "proxy") });
+    })
+}

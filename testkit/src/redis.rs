@@ -1,0 +1,65 @@
+//! redis-server for tests: started on a loopback TCP address with no
+//! persistence, optionally with a password.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{require, Proc};
+use crate::wire::Raw;
+
+/// A running redis-server, stopped on drop.
+pub struct Redis {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _proc: Proc,
+}
+
+/// Starts redis-server on `addr` (with `requirepass` when `password` is
+/// given) and waits until it answers.
+pub fn start_redis(dir: &Path, addr: SocketAddr, password: Option<&str>) -> Redis {
+    let bin = require("redis-server", "redis-server");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--bind",
+        &addr.ip().to_string(),
+        "--port",
+        &addr.port().to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+    ])
+    .arg(dir)
+    .args(["--dbfilename", &format!("dump-{}.rdb", addr.port())]);
+    if let Some(pw) = password {
+        cmd.args(["--requirepass", pw]);
+    }
+    let mut proc = Proc::spawn(
+        "redis-server",
+        cmd,
+        dir.join(format!("redis-{}.log", addr.port())),
+    );
+    proc.wait_listening(&[addr], Duration::from_secs(10), String::new);
+    Redis { addr, _proc: proc }
+}
+
+impl Redis {
+    /// A raw connection to it.
+    pub fn raw(&self) -> Raw {
+        Raw::connect(&self.addr.to_string())
+    }
+}
+
+/// A RESP multibulk command.
+pub fn command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
