@@ -24,7 +24,7 @@
 # wrong reply, a load that hangs), and even then it writes the report from the
 # parts that did run, naming the ones that did not and why.
 #
-#   BENCH_QUICK=1 bash bench/proxy.sh   # small counts, a smoke run (about 1 minute after the build)
+#   BENCH_QUICK=1 bash bench/proxy.sh   # small counts, a smoke run (about 30 s after the build)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -67,7 +67,7 @@ read -r load1 _ </proc/loadavg
 echo "bench proxy: load average $load1 on $(nproc) CPUs at the start; the figures are only as quiet as the machine"
 date -u +%Y-%m-%dT%H:%M:%SZ >"$build/started.txt"
 
-failed=()
+failed=() passed=()
 # Whether the named part succeeded (or has not failed yet).
 ok() {
   local f
@@ -85,6 +85,7 @@ part() {
   local t0=$SECONDS
   if "$@" 2> >(tee -a "$build/$name.log" >&2); then
     echo "== bench proxy: $name done in $((SECONDS - t0)) s"
+    passed+=("$name")
   else
     echo "== bench proxy: $name FAILED (see bench/build/proxy/$name.log)" >&2
     sleep 0.2 # the tee above flushes
@@ -94,17 +95,17 @@ part() {
 }
 
 # Runs part NAME (function FN with the remaining arguments) unless NAME
-# failed already (in an earlier round) or a part it needs (DEP, comma
-# separated) failed or did not run. SPEC: NAME:DEPS:FN.
+# failed already (in an earlier round) or a part it needs (DEPS, comma
+# separated) has not passed. SPEC: NAME:DEPS:FN.
 turn() {
   local name deps fn d
   IFS=: read -r name deps fn <<<"$1"
   shift
   ok "$name" || return 0
   for d in ${deps//,/ }; do
-    if ! ok "$d" || [[ " ${started[*]} " != *" $d "* ]]; then
+    if [[ " ${passed[*]} " != *" $d "* ]]; then
       if [[ ! -f "$build/$name.error" ]]; then
-        echo "not run: it needs '$d', which did not start or failed" >"$build/$name.error"
+        echo "not run: it needs part '$d', which failed or did not run" >"$build/$name.error"
         failed+=("$name")
       fi
       return 0
@@ -174,7 +175,7 @@ start_backends() {
       "$redis_bin" --bind 127.0.0.1 --port "${port_r[$i]}" --save "" --appendonly no \
       --dir "$tmp" --dbfilename "r$i.rdb" || return
   done
-  started+=(backends)
+
 }
 
 # nutcracker's YAML, written once for each proxy: the same pools and keys;

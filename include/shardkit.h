@@ -225,6 +225,12 @@ typedef struct shardkit_lock shardkit_lock;
 typedef struct shardkit_observer shardkit_observer;
 
 /**
+ * A running cache proxy: nutcracker's YAML, every pool served on the
+ * process's runtime. Free with `shardkit_proxy_free`, which stops it.
+ */
+typedef struct shardkit_proxy shardkit_proxy;
+
+/**
  * A lock on one name, taken under a fresh lease at each acquire and given
  * back with the lease at each release. Held at most once at a time; may be
  * acquired again after a release. Usable from any thread.
@@ -1266,6 +1272,69 @@ shardkit_status shardkit_union_u64(const uint64_t *const *lists,
                                    uint64_t *out,
                                    size_t out_cap,
                                    size_t *out_len);
+
+/**
+ * Starts a proxy serving every pool of `config` (nutcracker YAML plus
+ * shardkit's pool keys; UTF-8, `(ptr, len)`). `stats_addr` and
+ * `metrics_addr` (`(ptr, len)`, empty for none) are where nutcracker's
+ * JSON stats and Prometheus `/metrics` are served. Listen addresses may
+ * use port 0; `shardkit_proxy_address` tells the port chosen. On error
+ * (bad config: CONFIG naming the key and line; an address in use: IO)
+ * nothing is left listening.
+ *
+ * # Safety
+ * Each `(ptr, len)` must be readable; `out` must point to a writable
+ * pointer.
+ */
+shardkit_status shardkit_proxy_start(const uint8_t *config,
+                                     size_t config_len,
+                                     const uint8_t *stats_addr,
+                                     size_t stats_addr_len,
+                                     const uint8_t *metrics_addr,
+                                     size_t metrics_addr_len,
+                                     struct shardkit_proxy **out);
+
+/**
+ * Applies a new configuration without dropping client connections; on
+ * error the running one is kept and nothing changes.
+ *
+ * # Safety
+ * `proxy` must be a live handle; `(config, config_len)` readable.
+ */
+shardkit_status shardkit_proxy_reload(const struct shardkit_proxy *proxy,
+                                      const uint8_t *config,
+                                      size_t config_len);
+
+/**
+ * The address pool `pool` (`(ptr, len)`) listens on, in `*out` (free with
+ * `shardkit_string_free`). NOT_FOUND names the pools there are.
+ *
+ * # Safety
+ * `proxy` must be a live handle; `(pool, pool_len)` readable; `out` must
+ * point to a writable pointer.
+ */
+shardkit_status shardkit_proxy_address(const struct shardkit_proxy *proxy,
+                                       const uint8_t *pool,
+                                       size_t pool_len,
+                                       char **out);
+
+/**
+ * The Prometheus text exposition of every pool, in `*out` (free with
+ * `shardkit_string_free`).
+ *
+ * # Safety
+ * `proxy` must be a live handle; `out` must point to a writable pointer.
+ */
+shardkit_status shardkit_proxy_metrics(const struct shardkit_proxy *proxy, char **out);
+
+/**
+ * Stops the proxy (its listeners close; connections already open finish
+ * what they sent) and frees it; NULL is a no-op.
+ *
+ * # Safety
+ * `proxy` must be NULL or a live handle, not used again afterwards.
+ */
+void shardkit_proxy_free(struct shardkit_proxy *proxy);
 
 /**
  * Writes the default options (no hedging; hedge settings at their

@@ -3,7 +3,9 @@ it, sends one `get` on each and reads the reply (so the proxy has allocated
 whatever a served connection keeps), then leaves them idle and reads the
 proxy's VmRSS from /proc/PID/status. Before: after a warm-up connection has
 been served and closed; after: with all N open and idle (read after a short
-settle, twice, the larger taken). (after - before) / N is the figure.
+settle, twice, the larger taken). (after - before) / N is the figure. Then
+they are closed and a second batch of N is opened the same way: whether the
+first batch's memory is reused or kept.
 
     python idle.py --addr 127.0.0.1:22121 --pid PID --conns 2000 --key idle:0 --out FILE.json
 """
@@ -55,10 +57,25 @@ def main() -> None:
         c.close()
     time.sleep(0.5)
     closed = vm_rss_kib(a.pid)
+    # A second batch, the same way: growth again means the first batch's
+    # memory was not reused (kept per connection even after it closed).
+    conns = []
+    for _ in range(a.conns):
+        c = Conn(a.addr)
+        c.get(key)
+        conns.append(c)
+    time.sleep(0.5)
+    again = vm_rss_kib(a.pid)
+    for c in conns:
+        c.close()
+    time.sleep(0.5)
+    closed2 = vm_rss_kib(a.pid)
     per = (after - before) / a.conns
-    print(f"idle {a.addr}: VmRSS {before} KiB -> {after} KiB with {a.conns} idle connections: {per:.2f} KiB each; {closed} KiB after closing them")
+    print(f"idle {a.addr}: VmRSS {before} KiB -> {after} KiB with {a.conns} idle connections: {per:.2f} KiB each; {closed} KiB after closing them; "
+          f"{again} KiB with a second batch open, {closed2} KiB after closing it")
     json.dump({"addr": a.addr, "conns": a.conns, "rss_before_kib": before, "rss_after_kib": after,
-               "rss_after_close_kib": closed, "kib_per_conn": per, "open_s": opened_s},
+               "rss_after_close_kib": closed, "rss_second_batch_kib": again, "rss_after_second_close_kib": closed2,
+               "second_batch_kib_per_conn": (again - closed) / a.conns, "kib_per_conn": per, "open_s": opened_s},
               open(a.out, "w"), indent=1)
 
 

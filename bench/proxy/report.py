@@ -53,19 +53,28 @@ def num(x: float | None, digits: int | None = None) -> str:
     return f"{x:,.{digits}f}"
 
 
-def ratio(r: float | None, lower_is_better: bool) -> str:
-    """`1.09 (1.1× slower)`: r is shardkit / peer."""
+def ratio(r: float | None, lower_is_better: bool, words: tuple[str, str] | None = None) -> str:
+    """`1.09 (1.1× slower)`: r is shardkit / peer; words are (better, worse),
+    by default faster / slower for a time, more / less for a throughput."""
     if r is None:
         return "–"
+    if words is None:
+        words = ("faster", "slower") if lower_is_better else ("more", "less")
     better = r < 1 if lower_is_better else r > 1
     f = max(r, 1 / r) if r > 0 else float("inf")
-    if f < 1.05:
-        word = "par"
-    elif lower_is_better:
-        word = f"{f:.1f}× {'faster' if better else 'slower'}"
-    else:
-        word = f"{f:.1f}× {'more' if better else 'less'}"
+    word = "par" if f < 1.05 else f"{f:.1f}× {words[0] if better else words[1]}"
     return f"{r:.2f} ({word})"
+
+
+def short_version(v: str) -> str:
+    """`This is nutcracker-0.5.0` → `nutcracker 0.5.0`; redis-server's long line → `redis-server 7.0.15`."""
+    m = re.search(r"Redis server v=(\S+)", v)
+    if m:
+        return f"redis-server {m[1]}"
+    m = re.search(r"nutcracker-(\S+)", v)
+    if m:
+        return f"nutcracker {m[1]}"
+    return v
 
 
 def div(a: float | None, b: float | None) -> float | None:
@@ -132,9 +141,11 @@ def why_not(build: Path, *parts: str) -> str:
     for p in parts:
         err = build / f"{p}.error"
         if err.exists():
-            lines = [ln for ln in err.read_text().splitlines() if ln.strip()]
+            lines = [ln.strip() for ln in err.read_text().splitlines() if ln.strip()]
             tail = " / ".join(lines[-3:]) if lines else "no output"
-            return f"not run: part `{p}` failed: {tail}"
+            if tail.startswith("not run:"):
+                return tail
+            return f"not run: part `{p}` failed: {tail.replace('|', '¦')}"
     return "not run"
 
 
@@ -186,8 +197,8 @@ def main() -> None:
       "The machine is shared with other work, and every process of this bench (servers, proxies and load "
       "generators) shares its CPUs, so absolute figures move with the machine; **the ratios, measured side by "
       "side in one run, are what carry across machines.**")
-    w(f"- **Servers:** {versions.get('memcached', '?')}, {versions.get('redis', '?')}, "
-      f"{versions.get('nutcracker', '?')} (`/usr/sbin/nutcracker`, one thread as always, default 16 KiB mbufs), "
+    w(f"- **Servers:** {versions.get('memcached', '?')}, {short_version(versions.get('redis', '?'))}, "
+      f"{short_version(versions.get('nutcracker', '?'))} (`/usr/sbin/nutcracker`, one thread as always, default 16 KiB mbufs), "
       f"all started here on 127.0.0.1 with free ports and default flags "
       f"(memcached `-m 256 -U 0`; redis without persistence).")
     w(f"- **shardkit:** `shardkit proxy --config FILE --threads {settings.get('proxy_threads', '?')}`, release "
@@ -321,21 +332,24 @@ def main() -> None:
     w(f"{n_idle:,} TCP connections opened to each proxy's memcache pool, one `get` sent and answered on each "
       "(so whatever a served connection keeps is allocated), then left idle; the proxy's VmRSS "
       "(/proc/PID/status) before (fresh proxy, after a few warm-up requests) and with all of them open. "
-      "Measured first, before any other load reached the proxies.")
+      "Measured first, before any other load reached the proxies. Then they are closed and a second batch "
+      "opened the same way: growth again would mean memory kept per connection after it closed; none means "
+      "the allocator kept the first batch's memory for reuse (RSS seldom shrinks).")
     w("")
     w("| workload | shardkit KiB / connection | peer | peer KiB / connection | shardkit / peer |")
     w("|---|---|---|---|---|")
     s, n = idle["shardkit"], idle["nutcracker"]
     w(f"| {n_idle:,} idle connections, VmRSS growth | {num(s['kib_per_conn'], 2) if s else why_not(b, 'idle-shardkit', 'shardkit-mc', 'build')} "
       f"| nutcracker | {num(n['kib_per_conn'], 2) if n else why_not(b, 'idle-nutcracker', 'nutcracker-mc')} "
-      f"| {ratio(div(s and s['kib_per_conn'], n and n['kib_per_conn']), True)} |")
+      f"| {ratio(div(s and s['kib_per_conn'], n and n['kib_per_conn']), True, ('less', 'more'))} |")
     w("")
-    w("| proxy | VmRSS before (KiB) | with the connections open | after closing them | KiB / connection |")
-    w("|---|---|---|---|---|")
+    w("| proxy | VmRSS before (KiB) | with the connections open | after closing them | with a second batch open | after closing it | KiB / connection | second batch, KiB / connection |")
+    w("|---|---|---|---|---|---|---|---|")
     for name, x in (("shardkit", s), ("nutcracker", n)):
         if x:
             w(f"| {name} | {x['rss_before_kib']:,} | {x['rss_after_kib']:,} | {x['rss_after_close_kib']:,} "
-              f"| {num(x['kib_per_conn'], 2)} |")
+              f"| {x['rss_second_batch_kib']:,} | {x['rss_after_second_close_kib']:,} "
+              f"| {num(x['kib_per_conn'], 2)} | {num(x['second_batch_kib_per_conn'], 2)} |")
     w("")
     w("nutcracker reads into 16 KiB mbufs from a free list and returns them after each request, so an idle "
       "connection holds only its `struct conn`.")
@@ -360,31 +374,36 @@ def main() -> None:
     hs, hn, hp = hot["shardkit"], hot["nutcracker"], hot["shardkit-plain"]
     w(f"| Zipf reads: busiest backend / mean | {num(hs['peak_over_mean'], 2) if hs else why_not(b, 'hotkeys-shardkit')} "
       f"| nutcracker | {num(hn['peak_over_mean'], 2) if hn else why_not(b, 'hotkeys-nutcracker')} "
-      f"| {ratio(div(hs and hs['peak_over_mean'], hn and hn['peak_over_mean']), True)} |")
-    w(f"| Zipf reads: gets reaching the backends | {hs['backend_total']:,} " if hs else "| Zipf reads: gets reaching the backends | – ")
-    md[-1] += (f"| nutcracker | {hn['backend_total']:,} | {ratio(div(hs and hs['backend_total'], hn['backend_total']), True)} |"
-               if hn else "| nutcracker | – | – |")
-    w(f"| Zipf reads: gets/s through the proxy (client-bound) | {num(hs['gets_per_s'], 0) if hs else '–'} "
+      f"| {ratio(div(hs and hs['peak_over_mean'], hn and hn['peak_over_mean']), True, ('more even', 'less even'))} |")
+    w(f"| Zipf reads, second half only (steady state): busiest backend / mean "
+      f"| {num(hs['second_half']['peak_over_mean'], 2) if hs else '–'} | nutcracker "
+      f"| {num(hn['second_half']['peak_over_mean'], 2) if hn else '–'} "
+      f"| {ratio(div(hs and hs['second_half']['peak_over_mean'], hn and hn['second_half']['peak_over_mean']), True, ('more even', 'less even'))} |")
+    w(f"| Zipf reads: gets reaching the backends | {format(hs['backend_total'], ',') if hs else '–'} "
+      f"| nutcracker | {format(hn['backend_total'], ',') if hn else '–'} "
+      f"| {ratio(div(hs and hs['backend_total'], hn and hn['backend_total']), True, ('fewer', 'more'))} |")
+    w(f"| Zipf reads: gets/s through the proxy (Python client, pipelined) | {num(hs['gets_per_s'], 0) if hs else '–'} "
       f"| nutcracker | {num(hn['gets_per_s'], 0) if hn else '–'} "
       f"| {ratio(div(hs and hs['gets_per_s'], hn and hn['gets_per_s']), False)} |")
     w("")
-    w("| proxy | peak / mean | gets/s | hottest key's reads per 200 ms | misses | gets reaching each backend |")
-    w("|---|---|---|---|---|---|")
+    w("| proxy | peak / mean | second half | gets/s | hottest key's reads per 200 ms | misses | gets reaching each backend |")
+    w("|---|---|---|---|---|---|---|")
     for name, h in (("nutcracker", hn), ("shardkit, hot_keys: true", hs), ("shardkit, no hot keys", hp)):
         if h:
-            w(f"| {name} | {num(h['peak_over_mean'], 2)} | {num(h['gets_per_s'], 0)} "
+            w(f"| {name} | {num(h['peak_over_mean'], 2)} | {num(h['second_half']['peak_over_mean'], 2)} "
+              f"| {num(h['gets_per_s'], 0)} "
               f"| {num(h['hottest_key_reads_per_200ms'], 0)} | {h['misses']:,} "
               f"| {', '.join(f'{x:,}' for x in h['backend_gets'])} |")
         else:
             part = {"nutcracker": "hotkeys-nutcracker", "shardkit, hot_keys: true": "hotkeys-shardkit"}.get(
                 name, "hotkeys-shardkit-plain")
-            w(f"| {name} | {why_not(b, part)} | | | | |")
+            w(f"| {name} | {why_not(b, part)} | | | | | |")
     w("")
 
     # Failures, verbatim.
     errors = sorted(b.glob("*.error"))
     if errors:
-        w("## Parts that failed")
+        w("## Parts that failed or did not run")
         w("")
         for e in errors:
             w(f"`{e.stem}`:")

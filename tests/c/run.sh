@@ -16,6 +16,9 @@
 #
 # test_scatter.c (merge ABI and the HTTP scatter client) runs its own HTTP
 # leaves on loopback in all three modes.
+#
+# test_proxy.c (the embedded cache proxy) runs in all three modes against a
+# real memcached started here on a free loopback port.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -42,7 +45,7 @@ CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -g -O1 -Iinclude
 LIBS=("$LIB" -lpthread -ldl -lm)
 
 step "compile (plain, ASan+UBSan, C++)"
-for t in test_shardkit test_lease test_scatter; do
+for t in test_shardkit test_lease test_scatter test_proxy; do
   gcc "${CFLAGS[@]}" "$HERE/$t.c" "${LIBS[@]}" -o "$BUILD/$t"
   gcc "${CFLAGS[@]}" -fsanitize=address,undefined -fno-sanitize-recover=undefined \
     -fno-omit-frame-pointer "$HERE/$t.c" "${LIBS[@]}" -o "$BUILD/${t}_asan"
@@ -63,7 +66,12 @@ stop_etcd() {
   fi
   if [[ -n $ETCD_DIR ]]; then rm -rf "$ETCD_DIR"; fi
 }
-trap stop_etcd EXIT
+MC_PID=
+stop_all() {
+  stop_etcd
+  if [[ -n $MC_PID ]]; then kill "$MC_PID" 2>/dev/null || true; wait "$MC_PID" 2>/dev/null || true; fi
+}
+trap stop_all EXIT
 
 free_ports() {
   python3 -c 'import socket
@@ -107,10 +115,24 @@ if [[ -z ${SHARDKIT_TEST_ETCD:-} ]]; then
   fi
 fi
 
+step "start memcached"
+read -r MC_PORT _ < <(free_ports)
+MC_USER=()
+if [[ $(id -u) == 0 ]]; then MC_USER=(-u root); fi
+memcached -l 127.0.0.1 -p "$MC_PORT" -U 0 -t 1 "${MC_USER[@]}" &
+MC_PID=$!
+export SHARDKIT_TEST_MEMCACHED="127.0.0.1:$MC_PORT"
+for i in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$MC_PORT") 2>/dev/null; then break; fi
+  sleep 0.05
+done
+echo "memcached at $SHARDKIT_TEST_MEMCACHED"
+
 step "plain"
 "$BUILD/test_shardkit" "$VECTORS"
 SHARDKIT_TEST_ETCD=${SHARDKIT_TEST_ETCD:-} "$BUILD/test_lease"
 "$BUILD/test_scatter"
+"$BUILD/test_proxy"
 
 # Only the plain run talks to etcd; the sanitizer and valgrind runs use the
 # embedded store, with time bounds stretched for their slowdown.
@@ -126,6 +148,10 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 SHARDKIT_TEST_SLOW=3 \
   "$BUILD/test_scatter_asan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+SHARDKIT_TEST_SLOW=3 \
+  "$BUILD/test_proxy_asan"
 
 step "valgrind"
 VALGRIND=(valgrind --quiet --leak-check=full
@@ -137,6 +163,8 @@ SHARDKIT_TEST_ETCD= SHARDKIT_TEST_SLOW=10 \
   "${VALGRIND[@]}" --suppressions="$HERE/valgrind_lease.supp" "$BUILD/test_lease"
 SHARDKIT_TEST_SLOW=10 \
   "${VALGRIND[@]}" --suppressions="$HERE/valgrind_lease.supp" "$BUILD/test_scatter"
+SHARDKIT_TEST_SLOW=10 \
+  "${VALGRIND[@]}" --suppressions="$HERE/valgrind_lease.supp" "$BUILD/test_proxy"
 
 echo
 echo "tests/c: plain, ASan+UBSan, valgrind and C++ all passed"

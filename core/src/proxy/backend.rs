@@ -14,6 +14,7 @@
 use super::health::Health;
 use super::parse::Limits;
 use super::stats::BackendStats;
+use super::tasks::Tasks;
 use super::{meta, resp, text};
 use crate::scatter::replica::Score;
 use bytes::{Bytes, BytesMut};
@@ -116,6 +117,8 @@ pub(crate) struct ConnSettings {
     /// (each must not be an error).
     pub handshake: Handshake,
     pub handshake_frame: Frame,
+    /// Connect at start rather than on first use.
+    pub preconnect: bool,
 }
 
 /// One backend server: its connections, health and statistics.
@@ -134,7 +137,7 @@ pub(crate) struct Backend {
 
 impl Backend {
     /// Starts `count` connection tasks on the current runtime (they connect
-    /// on first use, or now when `preconnect`).
+    /// on first use, or now when `settings.preconnect`).
     pub(crate) fn start(
         name: String,
         alias: Option<String>,
@@ -142,8 +145,9 @@ impl Backend {
         count: usize,
         settings: ConnSettings,
         health: Arc<Health>,
-        preconnect: bool,
+        tasks: &Tasks,
     ) -> Backend {
+        let preconnect = settings.preconnect;
         let stats = Arc::new(BackendStats::default());
         let score = Arc::new(Score::new(Duration::from_secs(10)));
         let conns = (0..count.max(1))
@@ -155,7 +159,7 @@ impl Backend {
                     health: health.clone(),
                     stats: stats.clone(),
                 };
-                tokio::spawn(conn.run(rx, preconnect));
+                tasks.spawn(conn.run(rx, preconnect));
                 tx
             })
             .collect();

@@ -8,6 +8,7 @@ use super::pool::{Pool, PoolSlot};
 use super::redis::Redis;
 use super::session;
 use super::stats::{self, BackendView, PoolStats, PoolView};
+use super::tasks::Tasks;
 use crate::error::{Error, ErrorKind, Result};
 use arc_swap::ArcSwap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -34,6 +35,7 @@ pub struct Proxy {
 
 struct Inner {
     state: Mutex<Vec<Listener>>,
+    tasks: Tasks,
     started: Instant,
     stats_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
@@ -66,6 +68,7 @@ impl Proxy {
             bound.push(bind(cfg)?);
         }
         let (stop, _) = watch::channel(false);
+        let tasks = Tasks::default();
         let stats_listener = options
             .stats_addr
             .as_deref()
@@ -78,24 +81,25 @@ impl Proxy {
             .transpose()?;
         let mut listeners = Vec::new();
         for (cfg, (b, local)) in config.pools.into_iter().zip(bound) {
-            listeners.push(Listener::spawn(cfg, b, local)?);
+            listeners.push(Listener::spawn(cfg, b, local, &tasks)?);
         }
         let inner = Arc::new(Inner {
             state: Mutex::new(listeners),
+            tasks: tasks.clone(),
             started: Instant::now(),
             stats_addr: stats_listener.as_ref().and_then(|l| l.local_addr().ok()),
             metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
             stop,
         });
         if let Some(l) = stats_listener {
-            tokio::spawn(serve_stats(
+            tasks.spawn(serve_stats(
                 l,
                 Arc::downgrade(&inner),
                 inner.stop.subscribe(),
             ));
         }
         if let Some(l) = metrics_listener {
-            tokio::spawn(serve_metrics(
+            tasks.spawn(serve_metrics(
                 l,
                 Arc::downgrade(&inner),
                 inner.stop.subscribe(),
@@ -116,10 +120,13 @@ impl Proxy {
         let mut keep = Vec::new();
         let mut fresh = Vec::new();
         for cfg in config.pools {
-            match state
-                .iter()
-                .position(|l| l.name == cfg.name && l.listen == cfg.listen)
-            {
+            // The same pool on the same address (as configured, or as bound
+            // when the first configuration said port 0) keeps its listener.
+            let same = |l: &Listener| {
+                l.name == cfg.name
+                    && (l.listen == cfg.listen || Listen::Tcp(l.local.clone()) == cfg.listen)
+            };
+            match state.iter().position(same) {
                 Some(i) => {
                     let old = state[i].slot.load();
                     if old.cfg.redis != cfg.redis {
@@ -128,7 +135,9 @@ impl Proxy {
                             cfg.name
                         )));
                     }
-                    let pool = Pool::build(cfg, Some(&old))?;
+                    let mut cfg = cfg;
+                    cfg.listen = state[i].listen.clone();
+                    let pool = Pool::build(cfg, Some(&old), &self.inner.tasks)?;
                     keep.push((i, pool));
                 }
                 None => {
@@ -166,7 +175,7 @@ impl Proxy {
             }
         }
         for (cfg, (b, local)) in fresh {
-            next.push(Listener::spawn(cfg, b, local)?);
+            next.push(Listener::spawn(cfg, b, local, &self.inner.tasks)?);
         }
         *state = next;
         Ok(())
@@ -211,10 +220,19 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.inner.stop.send(true);
-        if let Ok(state) = self.inner.state.lock() {
+        if let Ok(mut state) = self.inner.state.lock() {
             for l in state.iter() {
                 let _ = l.stop.send(true);
             }
+            // The slots go with their tasks; dropping ours lets the pools
+            // (and their backend connections) end once the tasks have.
+            state.clear();
+        }
+        // Wait (a bounded while) for every task to end, so the caller has
+        // its sockets and memory back when this returns. A runtime thread
+        // cannot wait for tasks of its own runtime: it only signals.
+        if tokio::runtime::Handle::try_current().is_err() {
+            self.inner.tasks.wait_idle(Duration::from_secs(5));
         }
     }
 }
@@ -272,14 +290,20 @@ fn hostname() -> String {
 }
 
 impl Listener {
-    fn spawn(cfg: PoolConfig, bound: Bound, local: String) -> Result<Listener> {
+    fn spawn(cfg: PoolConfig, bound: Bound, local: String, tasks: &Tasks) -> Result<Listener> {
         let (stop, stop_rx) = watch::channel(false);
         let name = cfg.name.clone();
         let listen = cfg.listen.clone();
-        let pool = Pool::build(cfg, None)?;
+        let pool = Pool::build(cfg, None, tasks)?;
         let slot = Arc::new(ArcSwap::from_pointee(pool));
         let stats = Arc::new(PoolStats::default());
-        tokio::spawn(accept_loop(bound, slot.clone(), stats.clone(), stop_rx));
+        tasks.spawn(accept_loop(
+            bound,
+            slot.clone(),
+            stats.clone(),
+            stop_rx,
+            tasks.clone(),
+        ));
         Ok(Listener {
             name,
             listen,
@@ -368,6 +392,7 @@ async fn accept_loop(
     slot: Arc<PoolSlot>,
     stats: Arc<PoolStats>,
     mut stop: watch::Receiver<bool>,
+    tasks: Tasks,
 ) {
     loop {
         tokio::select! {
@@ -377,7 +402,7 @@ async fn accept_loop(
                     if let (Conn::Tcp(s), true) = (&conn, slot.load().cfg.tcpkeepalive) {
                         let _ = socket2::SockRef::from(s).set_keepalive(true);
                     }
-                    start_client(conn, &slot, &stats)
+                    start_client(conn, &slot, &stats, &tasks, &stop)
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -405,7 +430,13 @@ async fn accept(b: &Bound) -> std::io::Result<Conn> {
     }
 }
 
-fn start_client(conn: Conn, slot: &Arc<PoolSlot>, stats: &Arc<PoolStats>) {
+fn start_client(
+    conn: Conn,
+    slot: &Arc<PoolSlot>,
+    stats: &Arc<PoolStats>,
+    tasks: &Tasks,
+    stop: &watch::Receiver<bool>,
+) {
     let pool = slot.load();
     let limit = u64::from(pool.cfg.client_connections);
     let now = stats.client_connections.fetch_add(1, Ordering::Relaxed) + 1;
@@ -422,20 +453,39 @@ fn start_client(conn: Conn, slot: &Arc<PoolSlot>, stats: &Arc<PoolStats>) {
     let redis = pool.cfg.redis;
     let auth = pool.cfg.redis_auth.clone();
     drop(pool);
-    tokio::spawn(async move {
+    let stop = stop.clone();
+    tasks.spawn(async move {
         let st = stats.clone();
         match (conn, redis) {
             (Conn::Tcp(s), false) => {
-                session::serve(s, slot, st.clone(), Memcache::new(st), pending, idle).await
+                session::serve(s, slot, st.clone(), Memcache::new(st), pending, idle, stop).await
             }
             (Conn::Unix(s), false) => {
-                session::serve(s, slot, st.clone(), Memcache::new(st), pending, idle).await
+                session::serve(s, slot, st.clone(), Memcache::new(st), pending, idle, stop).await
             }
             (Conn::Tcp(s), true) => {
-                session::serve(s, slot, st.clone(), Redis::new(st, auth), pending, idle).await
+                session::serve(
+                    s,
+                    slot,
+                    st.clone(),
+                    Redis::new(st, auth),
+                    pending,
+                    idle,
+                    stop,
+                )
+                .await
             }
             (Conn::Unix(s), true) => {
-                session::serve(s, slot, st.clone(), Redis::new(st, auth), pending, idle).await
+                session::serve(
+                    s,
+                    slot,
+                    st.clone(),
+                    Redis::new(st, auth),
+                    pending,
+                    idle,
+                    stop,
+                )
+                .await
             }
         }
         stats.client_connections.fetch_sub(1, Ordering::Relaxed);

@@ -49,6 +49,7 @@ mod resp;
 mod route;
 mod session;
 mod stats;
+mod tasks;
 mod text;
 
 pub use config::{EjectMode, HotKeySettings, Listen, PoolConfig, ProxyConfig};

@@ -14,13 +14,14 @@ use super::hotkeys::{HotKeyConfig, HotKeys};
 use super::parse::Limits;
 use super::resp;
 use super::route::Route;
+use super::tasks::Tasks;
 use crate::error::Result;
 use crate::scatter::replica::{p2c, Rng};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Where a listener finds its current pool.
 pub(crate) type PoolSlot = ArcSwap<Pool>;
@@ -38,15 +39,17 @@ pub(crate) struct Servers {
     pub backends: Vec<Arc<Backend>>,
     pub route: ArcSwap<Route>,
     rng: Rng,
+    /// Dropped with the servers: wakes their probes, which then end.
+    _alive: watch::Sender<()>,
 }
 
 impl Pool {
     /// Builds a pool, reusing `old`'s servers when nothing about them
     /// changed. Must run inside the runtime (it starts tasks).
-    pub(crate) fn build(cfg: PoolConfig, old: Option<&Pool>) -> Result<Pool> {
+    pub(crate) fn build(cfg: PoolConfig, old: Option<&Pool>, tasks: &Tasks) -> Result<Pool> {
         let servers = match old {
             Some(o) if same_servers(&o.cfg, &cfg) => o.servers.clone(),
-            _ => Servers::start(&cfg)?,
+            _ => Servers::start(&cfg, tasks)?,
         };
         let hot = match (old, cfg.hot_keys) {
             (_, None) => None,
@@ -79,7 +82,7 @@ fn same_servers(a: &PoolConfig, b: &PoolConfig) -> bool {
 }
 
 impl Servers {
-    fn start(cfg: &PoolConfig) -> Result<Arc<Servers>> {
+    fn start(cfg: &PoolConfig, tasks: &Tasks) -> Result<Arc<Servers>> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let settings = conn_settings(cfg);
         let backends = cfg
@@ -104,21 +107,24 @@ impl Servers {
                     cfg.server_connections as usize,
                     settings.clone(),
                     health,
-                    cfg.preconnect,
+                    tasks,
                 ))
             })
             .collect::<Vec<_>>();
         let route = Route::build(cfg, &vec![false; backends.len()])?;
+        let (alive, alive_rx) = watch::channel(());
         let servers = Arc::new(Servers {
             backends,
             route: ArcSwap::from_pointee(route),
             rng: Rng::new(0x5eed ^ cfg.servers.len() as u64),
+            _alive: alive,
         });
-        tokio::spawn(watch_health(
+        tasks.spawn(watch_health(
             Arc::downgrade(&servers),
             cfg.clone(),
             settings,
             events_rx,
+            (tasks.clone(), alive_rx),
         ));
         Ok(servers)
     }
@@ -177,6 +183,7 @@ async fn watch_health(
     cfg: PoolConfig,
     settings: ConnSettings,
     mut events: mpsc::UnboundedReceiver<Event>,
+    (tasks, alive): (Tasks, watch::Receiver<()>),
 ) {
     let (rejoin_tx, mut rejoin_rx) = mpsc::unbounded_channel::<usize>();
     loop {
@@ -188,7 +195,7 @@ async fn watch_health(
                     rebuild(&s, &cfg);
                     let address = s.backends[i].address.clone();
                     drop(s);
-                    tokio::spawn(probe_until_up(
+                    tasks.spawn(probe_until_up(
                         servers.clone(),
                         Probe {
                             index: i,
@@ -199,6 +206,7 @@ async fn watch_health(
                             every: cfg.server_retry_timeout,
                         },
                         rejoin_tx.clone(),
+                        alive.clone(),
                     ));
                 }
             },
@@ -235,9 +243,18 @@ struct Probe {
     every: Duration,
 }
 
-async fn probe_until_up(servers: Weak<Servers>, p: Probe, rejoin: mpsc::UnboundedSender<usize>) {
+async fn probe_until_up(
+    servers: Weak<Servers>,
+    p: Probe,
+    rejoin: mpsc::UnboundedSender<usize>,
+    mut alive: watch::Receiver<()>,
+) {
     loop {
-        tokio::time::sleep(p.every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(p.every) => {}
+            // The servers were dropped (reload, stop): nothing to probe for.
+            _ = alive.changed() => return,
+        }
         if servers.strong_count() == 0 {
             return;
         }

@@ -67,6 +67,7 @@ pub(crate) async fn serve<S, P>(
     mut proto: P,
     pending_max: usize,
     idle: Option<Duration>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
     P: Protocol,
@@ -105,12 +106,13 @@ pub(crate) async fn serve<S, P>(
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
-        let read = match idle {
-            Some(t) => match tokio::time::timeout(t, rd.read_buf(&mut buf)).await {
-                Ok(r) => r,
-                Err(_) => break,
+        let read = tokio::select! {
+            r = read_some(&mut rd, &mut buf, idle) => match r {
+                Some(r) => r,
+                None => break,
             },
-            None => rd.read_buf(&mut buf).await,
+            // The listener stopped: answer what was sent, then hang up.
+            _ = stop.changed() => break,
         };
         match read {
             Ok(0) => {
@@ -126,6 +128,18 @@ pub(crate) async fn serve<S, P>(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// One read, or `None` when the client was idle for `idle`.
+async fn read_some<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    idle: Option<Duration>,
+) -> Option<std::io::Result<usize>> {
+    match idle {
+        Some(t) => tokio::time::timeout(t, rd.read_buf(buf)).await.ok(),
+        None => Some(rd.read_buf(buf).await),
+    }
 }
 
 async fn write_replies<W: AsyncWrite + Unpin>(
