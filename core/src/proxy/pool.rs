@@ -173,6 +173,7 @@ fn conn_settings(cfg: &PoolConfig) -> ConnSettings {
         } else {
             Frame::TextLine
         },
+        preconnect: cfg.preconnect,
     }
 }
 
