@@ -49,6 +49,25 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
     if let Err(e) = shardkit::runtime::set_threads(threads) {
         return fail(e);
     }
+    let rt = match shardkit::runtime::shared() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    // The handlers go in before anything listens: a HUP sent as soon as the
+    // port answers must reload, not kill (SIGHUP's default).
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = {
+        let _in_runtime = rt.enter();
+        (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = signals else {
+        eprintln!("shardkit: error: cannot install signal handlers");
+        return ExitCode::from(1);
+    };
     let options = ProxyOptions {
         stats_addr: args.stats_addr,
         metrics_addr: args.metrics_addr,
@@ -66,21 +85,8 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
     if let Some(a) = proxy.metrics_addr() {
         eprintln!("shardkit proxy: metrics on http://{a}/metrics");
     }
-    let rt = match shardkit::runtime::shared() {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
-    };
     let path = args.config;
     rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            eprintln!("shardkit: error: cannot install signal handlers");
-            return;
-        };
         loop {
             tokio::select! {
                 _ = hup.recv() => {

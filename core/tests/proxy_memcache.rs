@@ -666,3 +666,137 @@ fn meta_pipelines_answer_byte_for_byte_as_one_memcached() {
     let used = _mc.iter().filter(|m| m.client().curr_items() > 0).count();
     assert!(used >= 2, "only {used} server held keys");
 }
+
+/// A Zipf(s) sampler over ranks 0..n (rank 0 the hottest), by inverse CDF.
+struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    fn new(n: usize, s: f64) -> Zipf {
+        let mut cdf = Vec::with_capacity(n);
+        let mut sum = 0.0;
+        for i in 1..=n {
+            sum += (i as f64).powf(-s);
+            cdf.push(sum);
+        }
+        for c in &mut cdf {
+            *c /= sum;
+        }
+        Zipf { cdf }
+    }
+
+    fn sample(&self, rng: &mut Rng) -> usize {
+        let u = rng.uniform();
+        self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
+    }
+}
+
+fn cmd_get(addr: SocketAddr) -> u64 {
+    let mut c = Raw::connect(&addr.to_string());
+    let r = c.ask(b"stats\r\n", b"END\r\n");
+    let text = String::from_utf8_lossy(&r);
+    text.lines()
+        .find_map(|l| l.strip_prefix("STAT cmd_get "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Backend peak/mean of `gets` Zipf(1.1) reads through `addr`, from each
+/// backend's own `cmd_get`.
+fn zipf_peak_over_mean(addr: &str, backends: &[SocketAddr], keys: &[Vec<u8>], gets: usize) -> f64 {
+    let before: Vec<u64> = backends.iter().map(|b| cmd_get(*b)).collect();
+    let zipf = Zipf::new(keys.len(), 1.1);
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let addr = addr.to_string();
+            let picks: Vec<usize> = {
+                let mut rng = Rng::new(100 + t);
+                (0..gets / 4).map(|_| zipf.sample(&mut rng)).collect()
+            };
+            let keys = keys.to_vec();
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(&addr);
+                for chunk in picks.chunks(100) {
+                    let mut req = Vec::new();
+                    for &i in chunk {
+                        req.extend_from_slice(b"get ");
+                        req.extend_from_slice(&keys[i]);
+                        req.extend_from_slice(b"\r\n");
+                    }
+                    c.send(&req);
+                    let mut got = Vec::new();
+                    while got.windows(5).filter(|w| w == b"END\r\n").count() < chunk.len() {
+                        let more = c.read_until(b"END\r\n", Duration::from_secs(10));
+                        assert!(!more.is_empty(), "the proxy stopped answering");
+                        got.extend(more);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let loads: Vec<f64> = backends
+        .iter()
+        .zip(&before)
+        .map(|(b, n)| (cmd_get(*b) - n) as f64)
+        .collect();
+    let mean = loads.iter().sum::<f64>() / loads.len() as f64;
+    let peak = loads.iter().cloned().fold(0.0, f64::max);
+    eprintln!("backend gets: {loads:?}; peak/mean {:.2}", peak / mean);
+    peak / mean
+}
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn hot_keys_spread_a_zipf_load_over_eight_backends() {
+    let dir = TempDir::new("proxy-hot");
+    let servers = lo(8);
+    let _mc = start_memcached_tcp(dir.path(), &servers);
+    let extra = "  hash: fnv1a_64\n  distribution: ketama\n";
+    let plain = start(&pool_yaml("plain", lo(1)[0], &servers, extra));
+    let hot = start(&pool_yaml(
+        "hot",
+        lo(1)[0],
+        &servers,
+        &format!("{extra}  hot_keys: true\n  hot_key_ttl: 200\n"),
+    ));
+    let its = items("zipf", 10_000, 21);
+    McClient::connect(&Endpoint::from_address(&addr_of(&plain, "plain"))).set_all(&its);
+    let keys: Vec<Vec<u8>> = its.iter().map(|(k, _)| k.clone()).collect();
+    let without = zipf_peak_over_mean(&addr_of(&plain, "plain"), &servers, &keys, 40_000);
+    let with = zipf_peak_over_mean(&addr_of(&hot, "hot"), &servers, &keys, 40_000);
+    assert!(
+        without > 1.5,
+        "the load is not skewed enough to test: {without:.2}"
+    );
+    assert!(
+        with <= 1.3,
+        "hot keys: backend peak/mean {with:.2} (without: {without:.2})"
+    );
+    // The hot keys and the copies' hits are in the metrics.
+    let m = hot.metrics();
+    assert!(
+        m.contains("shardkit_proxy_hot_key_requests{pool=\"hot\",key=\"zipf:0:"),
+        "{m}"
+    );
+    let hits: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("shardkit_proxy_hot_key_hits_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(hits > 10_000, "{hits} reads served from hot copies");
+    // A write through the proxy is read back at once through it.
+    let mut c = Raw::connect(&addr_of(&hot, "hot"));
+    let k = String::from_utf8(keys[0].clone()).unwrap();
+    assert_eq!(
+        c.ask(format!("set {k} 0 0 3\r\nnew\r\n").as_bytes(), b"\r\n"),
+        b"STORED\r\n"
+    );
+    assert_eq!(
+        c.ask(format!("get {k}\r\n").as_bytes(), b"END\r\n"),
+        format!("VALUE {k} 0 3\r\nnew\r\nEND\r\n").as_bytes()
+    );
+}
