@@ -800,3 +800,43 @@ fn hot_keys_spread_a_zipf_load_over_eight_backends() {
         format!("VALUE {k} 0 3\r\nnew\r\nEND\r\n").as_bytes()
     );
 }
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn eject_mode_next_moves_only_the_dead_servers_keys() {
+    let dir = TempDir::new("proxy-next");
+    let servers = own(6, 4);
+    let mut mc = start_memcached_tcp(dir.path(), &servers);
+    let yaml = pool_yaml(
+        "n",
+        lo(1)[0],
+        &servers,
+        "  eject_mode: next\n  timeout: 300\n  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 600000\n",
+    );
+    let proxy = start(&yaml);
+    let ours = addr_of(&proxy, "n");
+    let its = items("next", 800, 13);
+    McClient::connect(&Endpoint::from_address(&ours)).set_all(&its);
+    let dead_items = mc[3].client().curr_items();
+    assert!(dead_items > 50);
+    drop(mc.remove(3));
+    // The open connection's end (or the next request) ejects it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut i = 0;
+    while !proxy
+        .metrics()
+        .lines()
+        .any(|l| l.starts_with("shardkit_proxy_backend_ejected{") && l.ends_with(" 1"))
+    {
+        assert!(Instant::now() < deadline, "never ejected");
+        let mut c = Raw::connect(&ours);
+        c.ask(format!("get trip{i}\r\n").as_bytes(), b"\r\n");
+        i += 1;
+    }
+    // Every key of a live server is still where it was: only the dead
+    // server's keys miss (they now go to their next node, which is empty).
+    let keys: Vec<&[u8]> = its.iter().map(|(k, _)| k.as_slice()).collect();
+    let got = McClient::connect(&Endpoint::from_address(&ours)).get_all(&keys);
+    let missing = got.iter().filter(|g| g.is_none()).count() as u64;
+    assert_eq!(missing, dead_items, "only the dead server's keys moved");
+}

@@ -624,4 +624,104 @@ mod tests {
         assert!(is_meta(b"mn\r\n"));
         assert!(!is_meta(b"mget\r\n"));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Requests that parse, to mutate.
+        const SEEDS: &[&[u8]] = &[
+            b"get a b c\r\n",
+            b"gets k\r\n",
+            b"gat 10 x y\r\n",
+            b"set k 1 0 3 noreply\r\nabc\r\n",
+            b"cas k 0 0 1 99\r\nx\r\n",
+            b"append k 0 0 2\r\nab\r\n",
+            b"delete k 0 noreply\r\n",
+            b"incr n 5\r\n",
+            b"touch k 10\r\n",
+            b"flush_all 0\r\n",
+            b"version\r\n",
+        ];
+
+        fn small() -> Limits {
+            Limits {
+                max_key: 250,
+                max_value: 64,
+                max_line: 128,
+                max_args: 16,
+            }
+        }
+
+        /// Whatever the bytes, parsing never panics, never claims more than
+        /// the buffer (or, for an oversized value, more than it says it
+        /// will swallow), and ranges stay inside what it consumed.
+        fn check(buf: &[u8]) {
+            match parse(buf, &small()) {
+                TextParse::Parsed(Parse::Incomplete) => {
+                    // Never waits for more than a line plus a bounded value.
+                    assert!(
+                        buf.len() <= small().max_line + small().max_value + 2
+                            || buf.contains(&b'\n')
+                    );
+                }
+                TextParse::Parsed(Parse::Request(r, n)) => {
+                    assert!(n <= buf.len() && n > 0);
+                    for k in &r.keys {
+                        assert!(k.end <= n && k.len() <= 250);
+                    }
+                    assert!(r.args.end <= n);
+                    if let Some(d) = &r.data {
+                        assert!(d.end == n);
+                    }
+                }
+                TextParse::Parsed(Parse::Reject(r)) => {
+                    assert!(r.consumed <= buf.len() && r.consumed > 0);
+                }
+                TextParse::TooLarge { consumed, .. } => assert!(consumed <= buf.len()),
+            }
+            let _ = reply_len(buf, true, &small());
+            let _ = reply_len(buf, false, &small());
+            if let Ok(Some(n)) = reply_len(buf, true, &small()) {
+                let _ = items(&buf[..n]);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn random_bytes(buf in proptest::collection::vec(any::<u8>(), 0..300)) {
+                check(&buf);
+            }
+
+            #[test]
+            fn mutated_requests(
+                seed in 0..SEEDS.len(),
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+                cut in any::<usize>(),
+            ) {
+                let mut buf = SEEDS[seed].to_vec();
+                for (at, b) in edits {
+                    let i = at % buf.len();
+                    buf[i] = b;
+                }
+                buf.truncate(cut % (buf.len() + 1));
+                check(&buf);
+            }
+
+            #[test]
+            fn every_split_of_a_pipeline_parses_the_same(cut in 0..200usize) {
+                let all: Vec<u8> = SEEDS.concat();
+                let cut = cut % all.len();
+                // A prefix either parses a request wholly inside it or waits.
+                if let TextParse::Parsed(Parse::Request(_, n)) = parse(&all[..cut], &Limits::default()) {
+                    let TextParse::Parsed(Parse::Request(_, m)) = parse(&all, &Limits::default()) else {
+                        panic!("the whole pipeline does not parse");
+                    };
+                    prop_assert_eq!(n, m);
+                }
+            }
+        }
+    }
 }
