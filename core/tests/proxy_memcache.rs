@@ -840,3 +840,34 @@ fn eject_mode_next_moves_only_the_dead_servers_keys() {
     let missing = got.iter().filter(|g| g.is_none()).count() as u64;
     assert_eq!(missing, dead_items, "only the dead server's keys moved");
 }
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn client_limits_idle_timeout_and_connection_cap() {
+    let dir = TempDir::new("proxy-limits");
+    let servers = lo(1);
+    let _mc = start_memcached_tcp(dir.path(), &servers);
+    let yaml = pool_yaml(
+        "l",
+        lo(1)[0],
+        &servers,
+        "  client_connections: 2\n  client_idle_timeout: 300\n",
+    );
+    let proxy = start(&yaml);
+    let ours = addr_of(&proxy, "l");
+    let mut a = Raw::connect(&ours);
+    let mut b = Raw::connect(&ours);
+    assert!(a.ask(b"version\r\n", b"\r\n").len() > 8);
+    assert!(b.ask(b"version\r\n", b"\r\n").len() > 8);
+    // A third client is over client_connections: closed at once.
+    let mut c = Raw::connect(&ours);
+    c.send(b"version\r\n");
+    assert_eq!(c.read_idle(Duration::from_millis(500)), b"");
+    // A client silent for longer than client_idle_timeout is hung up on.
+    std::thread::sleep(Duration::from_millis(600));
+    a.send(b"version\r\n");
+    assert_eq!(a.read_idle(Duration::from_millis(300)), b"");
+    // Its slot is free again.
+    let mut d = Raw::connect(&ours);
+    assert!(d.ask(b"version\r\n", b"\r\n").starts_with(b"VERSION"));
+}
