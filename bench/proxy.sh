@@ -15,7 +15,9 @@
 #   4. proxy memory per idle client connection (VmRSS, 2,000 connections;
 #      proxy/idle.py);
 #   5. hot keys: a Zipf(1.1) read load through each proxy to 8 memcached, and
-#      the busiest backend's share (proxy/hotkeys.py).
+#      the busiest backend's share (proxy/hotkeys.py), with well-mixed key
+#      names (the figure) and with sequential ones (`seq:N`, which nutcracker's
+#      fnv1a_64 clusters).
 # The loads take turns in rounds (direct, nutcracker, shardkit, again), so a
 # change in the machine's load falls on all of them.
 #
@@ -48,10 +50,10 @@ export CARGO_TERM_COLOR=never
 quick=0
 mc_ops=200000 mc_conc=32 mc_threads=2 rounds=3
 rb_n=100000 rb_conc=50 rb_keys=100000
-lat_n=20000 idle_conns=2000
+lat_n=20000 lat_rounds=10 idle_conns=2000
 zipf_keys=100000 zipf_gets=200000 zipf_s=1.1 zipf_seed=42
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
-  quick=1 mc_ops=20000 rounds=1 rb_n=10000 lat_n=2000 idle_conns=500 zipf_keys=20000 zipf_gets=40000
+  quick=1 mc_ops=20000 rounds=1 rb_n=10000 lat_n=2000 lat_rounds=2 idle_conns=500 zipf_keys=20000 zipf_gets=40000
 fi
 proxy_threads=2
 hot_ttl_ms=200
@@ -60,7 +62,7 @@ hot_ttl_ms=200
 cap=300
 
 mkdir -p "$build" "$root/bench/results"
-rm -f "$build"/*.json "$build"/*.error "$build"/*.log "$build"/*.txt "$build"/*.csv "$build"/*.wall
+rm -f "$build"/*.json "$build"/*.error "$build"/*.log "$build"/*.txt "$build"/*.csv "$build"/*.err "$build"/*.wall
 cat /proc/loadavg >"$build/loadavg-start.txt"
 nproc >"$build/nproc.txt"
 read -r load1 _ </proc/loadavg
@@ -105,7 +107,12 @@ turn() {
   for d in ${deps//,/ }; do
     if [[ " ${passed[*]} " != *" $d "* ]]; then
       if [[ ! -f "$build/$name.error" ]]; then
-        echo "not run: it needs part '$d', which failed or did not run" >"$build/$name.error"
+        local why="did not run"
+        if [[ -f "$build/$d.error" ]]; then
+          why="$(grep -v '^[[:space:]]*$' "$build/$d.error" | tail -n 1)"
+          if [[ "$why" == "not run: "* ]]; then why="did not run: ${why#not run: }"; else why="failed: $why"; fi
+        fi
+        echo "not run: it needs part '$d', which $why" >"$build/$name.error"
         failed+=("$name")
       fi
       return 0
@@ -224,10 +231,15 @@ start_shardkit_redis() {
 }
 
 # Fails (with the end of its log) when a proxy started earlier has died.
+declare -A exit_of=()
 alive() { # NAME
-  local pid="${pid_of[$1]:-}"
+  local pid="${pid_of[$1]:-}" rc=0
   if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
-    echo "$1 (pid ${pid:-none}) is no longer running; the end of its log:" >&2
+    if [[ -n "$pid" && -z "${exit_of[$1]:-}" ]]; then
+      wait "$pid" 2>/dev/null || rc=$?
+      exit_of[$1]="exit status $rc$( ((rc > 128)) && echo " (signal $((rc - 128)))")"
+    fi
+    echo "$1 (pid ${pid:-none}) is no longer running (${exit_of[$1]:-never started}); the end of its log:" >&2
     tail -n 30 "$tmp/$1.log" >&2 2>/dev/null || true
     return 1
   fi
@@ -311,17 +323,22 @@ for i in range(50):
 EOF
 }
 
-# 3. latency: fill the keys through each target, then the closed loop.
+# 3. latency: fill the keys through each target, then the closed loop over
+# the targets that are up (the others' rows say why not).
 run_latency() {
-  local t addr
-  for t in "direct=$direct_mc" "nutcracker=127.0.0.1:$nc_mc4" "shardkit=127.0.0.1:$sk_mc4"; do
-    addr="${t#*=}"
+  local t addr targets=() proxy
+  for t in "direct=$direct_mc=-" "nutcracker=127.0.0.1:$nc_mc4=nutcracker-mc" "shardkit=127.0.0.1:$sk_mc4=shardkit-mc"; do
+    proxy="${t##*=}" t="${t%=*}" addr="${t#*=}"
+    if [[ "$proxy" != - ]] && ! { [[ " ${passed[*]} " == *" $proxy "* ]] && alive "$proxy" 2>/dev/null; }; then
+      echo "not run: $proxy is not running" >"$build/latency-${t%%=*}.error"
+      failed+=("latency-${t%%=*}")
+      continue
+    fi
     "$py" "$here/harness.py" fill "$addr" --keys 1000 --prefix lat: || return
+    targets+=(--target "$t")
   done
-  alive shardkit-mc || return
-  timeout "$cap" "$py" "$here/latency.py" --target "direct=$direct_mc" --target "nutcracker=127.0.0.1:$nc_mc4" \
-    --target "shardkit=127.0.0.1:$sk_mc4" --requests "$lat_n" --rounds "$((rounds + 1))" --keys 1000 \
-    --prefix lat: --out "$build/latency.json"
+  timeout "$cap" "$py" "$here/latency.py" "${targets[@]}" --requests "$lat_n" --rounds "$lat_rounds" \
+    --keys 1000 --prefix lat: --out "$build/latency.json"
 }
 
 # 4. idle connections. Both proxies first write the key through themselves.
@@ -332,14 +349,16 @@ run_idle() { # PROXY ADDR
     --key idle:0 --out "$build/idle-$1.json"
 }
 
-# 5. hot keys.
-run_hot() { # LABEL ADDR PROXY
+# 5. hot keys; NAMES mixed (the figure) or sequential (see hotkeys.py).
+run_hot() { # LABEL ADDR PROXY NAMES
   alive "$3" || return
+  local prefix=zipf: out="$build/hotkeys-$1.json"
+  if [[ "$4" == sequential ]]; then prefix=seq: out="$build/hotkeys-seq-$1.json"; fi
   timeout "$cap" "$py" "$here/hotkeys.py" --target "$2" --backends "$(
     IFS=,
     echo "${hot_backends[*]}"
   )" --keys "$zipf_keys" --gets "$zipf_gets" --s "$zipf_s" --seed "$zipf_seed" \
-    --out "$build/hotkeys-$1.json"
+    --names "$4" --prefix "$prefix" --out "$out"
 }
 
 versions() {
@@ -379,6 +398,11 @@ if ok backends; then
   if ok build; then
     part shardkit-mc start_shardkit_mc
     part shardkit-redis start_shardkit_redis
+  else
+    for p in shardkit-mc shardkit-redis; do
+      echo "not run: the release build failed (see bench/build/proxy/build.log)" >"$build/$p.error"
+      failed+=("$p")
+    done
   fi
 fi
 
@@ -393,11 +417,13 @@ for ((r = 1; r <= rounds; r++)); do
   turn memcaslap-shardkit:shardkit-mc:memcaslap_run shardkit "127.0.0.1:$sk_mc4" shardkit-mc "$r"
 done
 
-turn latency:nutcracker-mc,shardkit-mc:run_latency
+turn latency:backends:run_latency
 
-turn hotkeys-nutcracker:nutcracker-mc:run_hot nutcracker "127.0.0.1:$nc_hot" nutcracker-mc
-turn hotkeys-shardkit:shardkit-mc:run_hot shardkit "127.0.0.1:$sk_hot" shardkit-mc
-turn hotkeys-shardkit-plain:shardkit-mc:run_hot shardkit-plain "127.0.0.1:$sk_plain" shardkit-mc
+turn hotkeys-nutcracker:nutcracker-mc:run_hot nutcracker "127.0.0.1:$nc_hot" nutcracker-mc mixed
+turn hotkeys-shardkit:shardkit-mc:run_hot shardkit "127.0.0.1:$sk_hot" shardkit-mc mixed
+turn hotkeys-shardkit-plain:shardkit-mc:run_hot shardkit-plain "127.0.0.1:$sk_plain" shardkit-mc mixed
+turn hotkeys-seq-nutcracker:nutcracker-mc:run_hot nutcracker "127.0.0.1:$nc_hot" nutcracker-mc sequential
+turn hotkeys-seq-shardkit:shardkit-mc:run_hot shardkit "127.0.0.1:$sk_hot" shardkit-mc sequential
 
 turn redis-check-nutcracker:nutcracker-redis:redis_check "127.0.0.1:$nc_redis" nutcracker-redis
 turn redis-check-shardkit:shardkit-redis:redis_check "127.0.0.1:$sk_redis" shardkit-redis

@@ -36,6 +36,18 @@
 //	token, err := lock.Lock(ctx)
 //	defer lock.Unlock(ctx)
 //
+// # Cache proxy
+//
+// StartProxy runs the engine's cache proxy (a nutcracker drop-in for
+// memcache text and meta, and Redis) inside the process, from nutcracker's
+// YAML; Address tells where a pool listens (port 0 is allowed), Reload
+// swaps the configuration without dropping client connections, Metrics is
+// the Prometheus text, and Close stops it.
+//
+//	p, err := shardkit.StartProxy(yaml, &shardkit.ProxyOptions{MetricsAddr: "127.0.0.1:9100"})
+//	defer p.Close()
+//	addr, err := p.Address("cache")
+//
 // # Errors
 //
 // Every engine error is an *Error whose Kind is one of shardkit's stable

@@ -128,9 +128,10 @@ var (
 )
 
 // ErrClosed is returned by every method of a Sharder, Live, Coordinator,
-// Session, Lock, ScopedLock, Election, FenceGate or ShardOwner after its
-// Close, and by a wait that Close interrupted. It is a Go-side condition, not one of the
-// engine's kinds, so it is a plain error value rather than an *Error.
+// Session, Lock, ScopedLock, Election, FenceGate, ShardOwner, HTTPScatter or
+// Proxy after its Close, and by a wait that Close interrupted. It is a
+// Go-side condition, not one of the engine's kinds, so it is a plain error
+// value rather than an *Error.
 var ErrClosed = errors.New("shardkit: use of a closed object")
 
 // newError builds the *Error for a non-OK status, keeping core's message. The

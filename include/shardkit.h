@@ -1328,6 +1328,37 @@ shardkit_status shardkit_proxy_address(const struct shardkit_proxy *proxy,
 shardkit_status shardkit_proxy_metrics(const struct shardkit_proxy *proxy, char **out);
 
 /**
+ * Every pool and the address it listens on, one `pool<TAB>address` line
+ * each, in `*out` (free with `shardkit_string_free`).
+ *
+ * # Safety
+ * `proxy` must be a live handle; `out` must point to a writable pointer.
+ */
+shardkit_status shardkit_proxy_listening(const struct shardkit_proxy *proxy, char **out);
+
+/**
+ * nutcracker's JSON stats of every pool, as the stats address serves
+ * them, in `*out` (free with `shardkit_string_free`).
+ *
+ * # Safety
+ * `proxy` must be a live handle; `out` must point to a writable pointer.
+ */
+shardkit_status shardkit_proxy_stats(const struct shardkit_proxy *proxy, char **out);
+
+/**
+ * The address the stats (`which` 0) or metrics (`which` 1) listener is
+ * bound to, in `*out` (free with `shardkit_string_free`): the port the
+ * system chose when the start asked for port 0. NOT_FOUND when that
+ * address was not asked for; INVALID_ARGUMENT for another `which`.
+ *
+ * # Safety
+ * `proxy` must be a live handle; `out` must point to a writable pointer.
+ */
+shardkit_status shardkit_proxy_admin_address(const struct shardkit_proxy *proxy,
+                                             uint32_t which,
+                                             char **out);
+
+/**
  * Stops the proxy (its listeners close; connections already open finish
  * what they sent) and frees it; NULL is a no-op.
  *

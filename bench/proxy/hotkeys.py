@@ -61,11 +61,16 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=4)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--prefix", default="zipf:")
+    ap.add_argument("--names", choices=["mixed", "sequential"], default="mixed",
+                    help="mixed: PREFIX + hex(mix64(rank)) (see key_names); sequential: PREFIX + rank")
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     backends = a.backends.split(",")
-    keys = key_names(a.prefix.encode(), a.keys)
+    if a.names == "mixed":
+        keys = key_names(a.prefix.encode(), a.keys)
+    else:
+        keys = [b"%s%d" % (a.prefix.encode(), i) for i in range(a.keys)]
     t0 = time.monotonic()
     fill(a.target, keys, a.size)
     fill_s = time.monotonic() - t0
@@ -119,7 +124,7 @@ def main() -> None:
     peak = max(load)
     mean2 = sum(load2) / len(load2)
     res = {
-        "target": a.target, "keys": a.keys, "gets": a.gets, "s": a.s, "seed": a.seed, "conns": a.conns,
+        "target": a.target, "names": a.names, "prefix": a.prefix, "keys": a.keys, "gets": a.gets, "s": a.s, "seed": a.seed, "conns": a.conns,
         "batch": a.batch, "fill_s": fill_s, "elapsed_s": elapsed, "gets_per_s": a.gets / elapsed,
         "hits": hits, "misses": misses, "hottest_key_share": top_share,
         "hottest_key_reads_per_200ms": a.gets * top_share / elapsed * 0.2,

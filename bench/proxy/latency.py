@@ -39,6 +39,7 @@ def main() -> None:
     want = VALUE_BYTE * a.size
     keys = [b"%s%d" % (a.prefix.encode(), i) for i in range(a.keys)]
     samples: dict[str, list[int]] = {name: [] for name, _ in targets}
+    round_p50: dict[str, list[float]] = {name: [] for name, _ in targets}
     per_round = max(1, a.requests // a.rounds)
     clock = time.perf_counter_ns
     for r in range(a.rounds):
@@ -46,7 +47,7 @@ def main() -> None:
             c = Conn(addr)
             for i in range(a.warmup):
                 c.get(keys[i % a.keys])
-            out = samples[name]
+            out: list[int] = []
             sock = c.sock
             for i in range(per_round):
                 k = keys[(i * 7919 + r) % a.keys]
@@ -57,6 +58,8 @@ def main() -> None:
                 if v != want:
                     raise SystemExit(f"{name} ({addr}): get {k.decode()} answered {v!r:.80} (want {a.size} x)")
             c.close()
+            samples[name] += out
+            round_p50[name].append(pct(sorted(out), 50))
     res = {}
     for name, addr in targets:
         s = sorted(samples[name])
@@ -69,6 +72,7 @@ def main() -> None:
             "p999_us": pct(s, 99.9),
             "mean_us": sum(s) / len(s) / 1000,
             "max_us": s[-1] / 1000,
+            "p50_us_per_round": round_p50[name],
         }
         print(f"latency {name}: p50 {res[name]['p50_us']:.1f} µs, p99 {res[name]['p99_us']:.1f} µs over {len(s)} gets")
     json.dump(

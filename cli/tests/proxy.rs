@@ -75,7 +75,12 @@ fn sighup_reloads_and_a_bad_file_is_refused() {
         String::new,
     );
     let mut c = Raw::connect(&listen.to_string());
-    assert_eq!(c.ask(b"set k 0 0 1\r\nv\r\n", b"\r\n"), b"STORED\r\n", "{}", proc.log());
+    assert_eq!(
+        c.ask(b"set k 0 0 1\r\nv\r\n", b"\r\n"),
+        b"STORED\r\n",
+        "{}",
+        proc.log()
+    );
     proc.assert_running();
 
     // A bad file: refused, logged, and the proxy goes on as it was.

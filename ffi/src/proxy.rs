@@ -132,6 +132,92 @@ pub unsafe extern "C" fn shardkit_proxy_metrics(
     })
 }
 
+/// Every pool and the address it listens on, one `pool<TAB>address` line
+/// each, in `*out` (free with `shardkit_string_free`).
+///
+/// # Safety
+/// `proxy` must be a live handle; `out` must point to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_proxy_listening(
+    proxy: *const shardkit_proxy,
+    out: *mut *mut c_char,
+) -> shardkit_status {
+    ffi_boundary!({
+        let out = out_ptr(out, "out")?;
+        // SAFETY: per the caller's contract.
+        let proxy = unsafe { borrow(proxy, "proxy")? };
+        let text: String = proxy
+            .listening()
+            .iter()
+            .map(|(pool, addr)| format!("{pool}\t{addr}\n"))
+            .collect();
+        let s = string_out(text, "listening")?;
+        // SAFETY: checked by out_ptr above.
+        unsafe { write(out, s) };
+        Ok(())
+    })
+}
+
+/// nutcracker's JSON stats of every pool, as the stats address serves
+/// them, in `*out` (free with `shardkit_string_free`).
+///
+/// # Safety
+/// `proxy` must be a live handle; `out` must point to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_proxy_stats(
+    proxy: *const shardkit_proxy,
+    out: *mut *mut c_char,
+) -> shardkit_status {
+    ffi_boundary!({
+        let out = out_ptr(out, "out")?;
+        // SAFETY: per the caller's contract.
+        let proxy = unsafe { borrow(proxy, "proxy")? };
+        let s = string_out(proxy.stats_json(), "stats")?;
+        // SAFETY: checked by out_ptr above.
+        unsafe { write(out, s) };
+        Ok(())
+    })
+}
+
+/// The address the stats (`which` 0) or metrics (`which` 1) listener is
+/// bound to, in `*out` (free with `shardkit_string_free`): the port the
+/// system chose when the start asked for port 0. NOT_FOUND when that
+/// address was not asked for; INVALID_ARGUMENT for another `which`.
+///
+/// # Safety
+/// `proxy` must be a live handle; `out` must point to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shardkit_proxy_admin_address(
+    proxy: *const shardkit_proxy,
+    which: u32,
+    out: *mut *mut c_char,
+) -> shardkit_status {
+    ffi_boundary!({
+        let out = out_ptr(out, "out")?;
+        // SAFETY: per the caller's contract.
+        let proxy = unsafe { borrow(proxy, "proxy")? };
+        let (addr, what) = match which {
+            0 => (proxy.stats_addr(), "stats"),
+            1 => (proxy.metrics_addr(), "metrics"),
+            other => {
+                return Err(Error::invalid(format!(
+                    "which {other}: expected 0 (stats) or 1 (metrics)"
+                )))
+            }
+        };
+        let addr = addr.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("the proxy was started without a {what} address"),
+            )
+        })?;
+        let s = string_out(addr.to_string(), "address")?;
+        // SAFETY: checked by out_ptr above.
+        unsafe { write(out, s) };
+        Ok(())
+    })
+}
+
 /// Stops the proxy (its listeners close; connections already open finish
 /// what they sent) and frees it; NULL is a no-op.
 ///

@@ -41,6 +41,14 @@ and :func:`union` of sorted posting lists; all release the GIL::
 
     shardkit.top_k([[(2.5, 7), (1.0, 3)], [(2.0, 9)]], 2)   # -> [(2.5, 0, 7), (2.0, 1, 9)]
     shardkit.intersect([[1, 4, 9], [4, 9, 12]])              # -> [4, 9]
+
+A cache proxy (a nutcracker drop-in for memcache text and meta, and Redis)
+runs inside the process, for tests and sidecars, from nutcracker's YAML::
+
+    with shardkit.Proxy(yaml, metrics_addr="127.0.0.1:9100") as proxy:
+        addr = proxy.address("cache")    # "127.0.0.1:PORT" for listen: 127.0.0.1:0
+        proxy.reload(new_yaml)           # client connections stay open
+        proxy.metrics()                  # Prometheus text
 """
 
 from shardkit._native import (
@@ -72,6 +80,7 @@ from shardkit._native import (
     Observer,
     OwnershipEvent,
     PanicError,
+    Proxy,
     Scatter,
     ScopedLock,
     Session,
@@ -118,6 +127,7 @@ __all__ = [
     "Observer",
     "OwnershipEvent",
     "PanicError",
+    "Proxy",
     "Scatter",
     "ScopedLock",
     "Session",

@@ -8,6 +8,7 @@ mod errors;
 mod keys;
 mod lease;
 mod merge;
+mod proxy;
 mod scatter;
 mod scope;
 mod sharder;
@@ -26,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     lease::register(m)?;
     scatter::register(m)?;
     merge::register(m)?;
+    proxy::register(m)?;
     m.add("__version__", shardkit::VERSION)?;
     m.add(
         "ALGORITHMS",

@@ -1,7 +1,9 @@
 """Shared fixtures and helpers for the shardkit Python tests: the
 hypothesis profile, an etcd member on free loopback ports (the `etcd`
-fixture, or an `EtcdServer` a test starts and stops itself), and HTTP leaves
-for scatter tests (`Leaves`, the `leaves` fixture). Tests import the classes
+fixture, or an `EtcdServer` a test starts and stops itself), memcached
+servers on free loopback ports (`MemcachedServer`, the `memcached` fixture)
+for the proxy tests, and HTTP leaves for scatter tests (`Leaves`, the
+`leaves` fixture). Tests import the classes
 with `from conftest import ...`; pytest puts this folder on sys.path."""
 
 from __future__ import annotations
@@ -147,6 +149,70 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.endpoint
     finally:
         server.stop()
+
+
+# --- memcached ---------------------------------------------------------------------
+
+MEMCACHED = os.environ.get("SHARDKIT_MEMCACHED", "/usr/bin/memcached")
+
+
+class MemcachedServer:
+    """One memcached on a free loopback port (TCP only, 64 MiB), as the
+    Makefile's packages install it. A missing binary fails the test: the
+    proxy has no stand-in."""
+
+    def __init__(self) -> None:
+        if shutil.which(MEMCACHED) is None:
+            pytest.fail(f"memcached not installed at {MEMCACHED} ('make deps' installs it)")
+        (self.port,) = free_ports(1)
+        self.address = f"127.0.0.1:{self.port}"
+        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64", "-t", "2"]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]  # memcached refuses to run as root otherwise
+        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise RuntimeError(f"memcached exited with {self.proc.returncode}: {err}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"version\r\n")
+                    if s.recv(64).startswith(b"VERSION "):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"memcached on {self.address} did not answer within 10 s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def memcached() -> Iterator[list[MemcachedServer]]:
+    """Three memcached servers for the module."""
+    servers: list[MemcachedServer] = []
+    try:
+        for _ in range(3):
+            servers.append(MemcachedServer())
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
 
 
 # --- HTTP leaves -----------------------------------------------------------------

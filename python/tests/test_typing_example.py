@@ -11,3 +11,9 @@ def test_typed_usage_example_runs() -> None:
     routed = ns["route"]([b"user:%d" % i for i in range(100)])
     assert sum(len(v) for v in routed.values()) == 100
     assert set(routed) <= {"cache-a", "cache-b"}
+
+
+def test_typed_proxy_example_runs() -> None:
+    ns = runpy.run_path(str(Path(__file__).parent / "typing" / "usage.py"))
+    listening = ns["proxy"]()
+    assert set(listening) == {"cache"}

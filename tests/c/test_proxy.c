@@ -110,6 +110,22 @@ int main(void) {
     close(fd);
   }
 
+  char *listing = NULL;
+  CHECK_STATUS(shardkit_proxy_listening(p, &listing), SHARDKIT_STATUS_OK);
+  if (listing != NULL && addr != NULL) {
+    char want[128];
+    snprintf(want, sizeof want, "p\t%s\n", addr);
+    CHECK(strcmp(listing, want) == 0);
+  }
+  shardkit_string_free(listing);
+  char *json = NULL;
+  CHECK_STATUS(shardkit_proxy_stats(p, &json), SHARDKIT_STATUS_OK);
+  if (json != NULL) CHECK_HAS(json, "\"service\":\"nutcracker\"");
+  shardkit_string_free(json);
+  char *admin = NULL;
+  CHECK_ERR(shardkit_proxy_admin_address(p, 0, &admin), SHARDKIT_STATUS_NOT_FOUND, "stats");
+  CHECK_ERR(shardkit_proxy_admin_address(p, 7, &admin), SHARDKIT_STATUS_INVALID_ARGUMENT, "7");
+
   char *metrics = NULL;
   CHECK_STATUS(shardkit_proxy_metrics(p, &metrics), SHARDKIT_STATUS_OK);
   if (metrics != NULL) CHECK_HAS(metrics, "shardkit_proxy_requests_total{pool=\"p\"} 3");

@@ -187,15 +187,18 @@ impl Backend {
         let score = self.score.clone();
         let started = Instant::now();
         score.begin();
+        let stats = self.stats.clone();
         async move {
             let out = if sent {
                 rx.await.unwrap_or(Err(Failure::Gone))
             } else {
                 Err(Failure::Gone)
             };
+            let took = started.elapsed();
+            stats.latency.record(took);
             match &out {
-                Ok(_) => score.succeeded(started.elapsed()),
-                Err(_) => score.failed(started.elapsed(), 0.0),
+                Ok(_) => score.succeeded(took),
+                Err(_) => score.failed(took, 0.0),
             }
             out
         }

@@ -214,6 +214,12 @@ impl ProxyConfig {
         let mut pools = Vec::with_capacity(raw.len());
         for (name, raw) in raw {
             let pool = PoolConfig::from_raw(&name, raw)?;
+            // Port 0 asks the system for a free port, different each time.
+            let any_port = matches!(&pool.listen, Listen::Tcp(a) if a.ends_with(":0"));
+            if any_port {
+                pools.push(pool);
+                continue;
+            }
             if let Some(other) = listens.insert(pool.listen.clone(), name.clone()) {
                 return Err(Error::config(format!(
                     "pools {other:?} and {name:?} both listen on {}",

@@ -12,6 +12,7 @@
 use super::backend::{Frame, Reply};
 use super::pool::Servers;
 use bytes::Bytes;
+use futures_util::future::Either;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -35,9 +36,21 @@ pub(crate) fn read(
     from: ReadFrom,
 ) -> impl Future<Output = Reply> + Send + 'static {
     let route = servers.route.load();
+    let pin = route.key_hash(key);
+    if route.replica_count() == 1 {
+        // One server per key: nothing to choose or fail over to.
+        let call = route
+            .primary(key)
+            .map(|b| servers.backends[b].call(pin, bytes, frame));
+        return Either::Left(async move {
+            match call {
+                Some(c) => c.await,
+                None => Err(super::backend::Failure::Gone),
+            }
+        });
+    }
     let mut replicas = Vec::with_capacity(route.replica_count());
     route.read_replicas(key, &mut replicas);
-    let pin = route.key_hash(key);
     let servers = servers.clone();
     let pick = move |servers: &Servers, replicas: &[usize], tried: &[usize]| match from {
         ReadFrom::Any => servers.choose(replicas, tried),
@@ -47,7 +60,7 @@ pub(crate) fn read(
     // The first call is queued now, not when the future is first polled, so
     // pipelined requests reach the backend in the order they were read.
     let call = first.map(|b| servers.backends[b].call(pin, bytes.clone(), frame));
-    async move {
+    Either::Right(async move {
         let (Some(first), Some(call)) = (first, call) else {
             return Err(super::backend::Failure::Gone);
         };
@@ -61,7 +74,7 @@ pub(crate) fn read(
             reply = servers.backends[next].call(pin, bytes.clone(), frame).await;
         }
         reply
-    }
+    })
 }
 
 /// Writes to every replica of `key`. With `wait` false (the client said

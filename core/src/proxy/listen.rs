@@ -36,6 +36,9 @@ pub struct Proxy {
 struct Inner {
     state: Mutex<Vec<Listener>>,
     tasks: Tasks,
+    /// The process that started the proxy: a forked child's copy has no
+    /// tasks to wait for.
+    home: crate::runtime::Home,
     started: Instant,
     stats_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
@@ -49,6 +52,8 @@ struct Listener {
     slot: Arc<PoolSlot>,
     stats: Arc<PoolStats>,
     stop: watch::Sender<bool>,
+    /// Hears from the accept loop once it has closed the listening socket.
+    closed: std::sync::mpsc::Receiver<()>,
 }
 
 enum Bound {
@@ -86,6 +91,7 @@ impl Proxy {
         let inner = Arc::new(Inner {
             state: Mutex::new(listeners),
             tasks: tasks.clone(),
+            home: crate::runtime::Home::here(),
             started: Instant::now(),
             stats_addr: stats_listener.as_ref().and_then(|l| l.local_addr().ok()),
             metrics_addr: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
@@ -167,12 +173,20 @@ impl Proxy {
             }
             l.slot.store(Arc::new(pool));
         }
+        let mut removed = Vec::new();
         for (i, l) in std::mem::take(&mut *state).into_iter().enumerate() {
             if kept[i] {
                 next.push(l);
             } else {
                 let _ = l.stop.send(true);
+                removed.push(l);
             }
+        }
+        // A removed pool's address is free when reload returns (a caller
+        // may move another pool onto it next). The accept loops run on the
+        // runtime's workers, so this short wait never waits on itself.
+        for l in removed {
+            let _ = l.closed.recv_timeout(Duration::from_secs(2));
         }
         for (cfg, (b, local)) in fresh {
             next.push(Listener::spawn(cfg, b, local, &self.inner.tasks)?);
@@ -231,7 +245,7 @@ impl Drop for Proxy {
         // Wait (a bounded while) for every task to end, so the caller has
         // its sockets and memory back when this returns. A runtime thread
         // cannot wait for tasks of its own runtime: it only signals.
-        if tokio::runtime::Handle::try_current().is_err() {
+        if tokio::runtime::Handle::try_current().is_err() && self.inner.home.is_here() {
             self.inner.tasks.wait_idle(Duration::from_secs(5));
         }
     }
@@ -297,13 +311,12 @@ impl Listener {
         let pool = Pool::build(cfg, None, tasks)?;
         let slot = Arc::new(ArcSwap::from_pointee(pool));
         let stats = Arc::new(PoolStats::default());
-        tasks.spawn(accept_loop(
-            bound,
-            slot.clone(),
-            stats.clone(),
-            stop_rx,
-            tasks.clone(),
-        ));
+        let (closed_tx, closed) = std::sync::mpsc::channel();
+        let accepting = accept_loop(bound, slot.clone(), stats.clone(), stop_rx, tasks.clone());
+        tasks.spawn(async move {
+            accepting.await;
+            let _ = closed_tx.send(());
+        });
         Ok(Listener {
             name,
             listen,
@@ -311,6 +324,7 @@ impl Listener {
             slot,
             stats,
             stop,
+            closed,
         })
     }
 }

@@ -12,13 +12,14 @@
 use super::pool::PoolSlot;
 use super::stats::PoolStats;
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// A reply that is due, in request order.
@@ -60,6 +61,12 @@ pub(crate) trait Protocol: Send + 'static {
 }
 
 /// Serves one client until it leaves, errs, idles out or is told to close.
+///
+/// One task does it all, polling in turn: the socket for writing (what is
+/// ready goes out), the oldest pending reply (replies go out in request
+/// order), and the socket for reading (requests are parsed and dispatched,
+/// up to `pending_max` unanswered). A second task and a channel between
+/// reader and writer would cost a wake-up per request; this costs none.
 pub(crate) async fn serve<S, P>(
     stream: S,
     slot: Arc<PoolSlot>,
@@ -72,151 +79,142 @@ pub(crate) async fn serve<S, P>(
     S: AsyncRead + AsyncWrite + Send + 'static,
     P: Protocol,
 {
-    let (mut rd, wr) = tokio::io::split(stream);
-    let (tx, rx) = mpsc::channel::<(Pending, Instant)>(pending_max.max(1));
-    let writer = tokio::spawn(write_replies(wr, rx, stats.clone()));
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut out = Vec::new();
-    let batch = pending_max.clamp(1, 64);
-    'read: loop {
-        // Dispatch what is buffered, a batch at a time, each batch only once
-        // the writer has room for it.
-        let now = Instant::now();
-        let flow = proto.feed(&mut buf, &slot, &mut out, batch);
-        let produced = !out.is_empty();
-        for p in out.drain(..) {
-            stats.requests.fetch_add(1, Ordering::Relaxed);
-            let close = matches!(p, Pending::Close(_));
-            if tx.send((p, now)).await.is_err() {
-                break 'read;
-            }
-            if close {
-                break 'read;
-            }
-        }
-        if flow == Flow::Close {
-            break;
-        }
-        if produced {
-            continue;
-        }
-        // A parser that returned without a request waits for more bytes;
-        // the parsers' own limits reject lines and values that would grow
-        // the buffer without bound.
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        let read = tokio::select! {
-            r = read_some(&mut rd, &mut buf, idle) => match r {
-                Some(r) => r,
-                None => break,
-            },
-            // The listener stopped: answer what was sent, then hang up.
-            _ = stop.changed() => break,
-        };
-        match read {
-            Ok(0) => {
-                stats.client_eof.fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-            Ok(_) => {}
-            Err(_) => {
-                stats.client_err.fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let _ = writer.await;
-}
-
-/// One read, or `None` when the client was idle for `idle`.
-async fn read_some<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    buf: &mut BytesMut,
-    idle: Option<Duration>,
-) -> Option<std::io::Result<usize>> {
-    match idle {
-        Some(t) => tokio::time::timeout(t, rd.read_buf(buf)).await.ok(),
-        None => Some(rd.read_buf(buf).await),
-    }
-}
-
-async fn write_replies<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: mpsc::Receiver<(Pending, Instant)>,
-    stats: Arc<PoolStats>,
-) {
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
-    loop {
-        // Take the next reply; if none is queued, first flush what we have.
-        let next = match rx.try_recv() {
-            Ok(p) => Some(p),
-            Err(_) => {
-                if !out.is_empty() {
-                    if wr.write_all(&out).await.is_err() {
-                        return;
+    let mut stream = std::pin::pin!(stream);
+    // Buffers start empty and grow with use, so an idle client costs little.
+    let mut inbuf = BytesMut::new();
+    let mut out: Vec<u8> = Vec::new();
+    let mut sent = 0usize;
+    let mut queue: VecDeque<(Pending, Instant)> = VecDeque::new();
+    let mut fresh = Vec::new();
+    let max = pending_max.max(1);
+    let mut reading = true;
+    let mut closing = false;
+    let idle_timer = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(86_400)));
+    let mut idle_timer = std::pin::pin!(idle_timer);
+    let stopped = stop.changed();
+    let mut stopped = std::pin::pin!(stopped);
+    std::future::poll_fn(|cx| {
+        loop {
+            let mut progress = false;
+            // 1. Write what is ready.
+            while sent < out.len() {
+                match stream.as_mut().poll_write(cx, &out[sent..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        stats.client_err.fetch_add(1, Ordering::Relaxed);
+                        return Poll::Ready(());
                     }
-                    out.clear();
+                    Poll::Ready(Ok(n)) => {
+                        sent += n;
+                        progress = true;
+                    }
+                    Poll::Pending => break,
                 }
-                rx.recv().await
             }
-        };
-        let Some((pending, started)) = next else {
-            break;
-        };
-        let mut close = false;
-        let reply = match pending {
-            Pending::Ready(b) => Some(b),
-            Pending::Nothing => None,
-            Pending::Close(b) => {
-                close = true;
-                Some(b)
+            if sent == out.len() && sent > 0 {
+                sent = 0;
+                out.clear();
+                // Give back a buffer a burst made large.
+                if out.capacity() > 256 * 1024 {
+                    out = Vec::new();
+                }
             }
-            Pending::Wait(mut fut) => {
-                // Flush before waiting, unless the reply is already there.
-                let now = {
-                    let waker = futures_noop_waker();
-                    let mut cx = std::task::Context::from_waker(&waker);
-                    fut.as_mut().poll(&mut cx)
+            // 2. Replies, in order, while the output is not backed up.
+            while out.len() < 256 * 1024 {
+                let Some((pending, started)) = queue.front_mut() else {
+                    break;
                 };
-                match now {
-                    std::task::Poll::Ready(r) => r,
-                    std::task::Poll::Pending => {
-                        if !out.is_empty() {
-                            if wr.write_all(&out).await.is_err() {
-                                return;
-                            }
-                            out.clear();
-                        }
-                        fut.await
+                let reply = match pending {
+                    Pending::Ready(b) => Some(std::mem::take(b)),
+                    Pending::Nothing => None,
+                    Pending::Close(b) => {
+                        closing = true;
+                        reading = false;
+                        Some(std::mem::take(b))
                     }
+                    Pending::Wait(fut) => match fut.as_mut().poll(cx) {
+                        Poll::Ready(r) => r,
+                        Poll::Pending => break,
+                    },
+                };
+                stats.latency.record(started.elapsed());
+                if let Some(b) = reply {
+                    out.extend_from_slice(&b);
+                }
+                queue.pop_front();
+                progress = true;
+                if closing {
+                    queue.clear();
+                    break;
                 }
             }
-        };
-        stats.latency.record(started.elapsed());
-        if let Some(b) = reply {
-            out.extend_from_slice(&b);
-        }
-        if close {
-            break;
-        }
-        if out.len() >= 256 * 1024 {
-            if wr.write_all(&out).await.is_err() {
-                return;
+            if !out.is_empty() && sent < out.len() {
+                // Loop to write what was just added.
+                if progress {
+                    continue;
+                }
             }
-            out.clear();
+            // 3. Read and dispatch, while the client has room.
+            if reading && queue.len() < max {
+                let now = Instant::now();
+                let room = max - queue.len();
+                let flow = proto.feed(&mut inbuf, &slot, &mut fresh, room.min(64));
+                if !fresh.is_empty() {
+                    stats
+                        .requests
+                        .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+                    queue.extend(fresh.drain(..).map(|p| (p, now)));
+                    if flow == Flow::Close {
+                        reading = false;
+                    }
+                    continue;
+                }
+                if flow == Flow::Close {
+                    reading = false;
+                    continue;
+                }
+                if inbuf.capacity() - inbuf.len() < 1024 {
+                    inbuf.reserve(if inbuf.is_empty() { 2048 } else { 16 * 1024 });
+                }
+                match tokio_util::io::poll_read_buf(stream.as_mut(), cx, &mut inbuf) {
+                    Poll::Ready(Ok(0)) => {
+                        stats.client_eof.fetch_add(1, Ordering::Relaxed);
+                        reading = false;
+                        continue;
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        if let Some(t) = idle {
+                            idle_timer.as_mut().reset(tokio::time::Instant::now() + t);
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Err(_)) => {
+                        stats.client_err.fetch_add(1, Ordering::Relaxed);
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => {
+                        if inbuf.is_empty() && inbuf.capacity() > 64 * 1024 {
+                            inbuf = BytesMut::new();
+                        }
+                    }
+                }
+                if idle.is_some() && queue.is_empty() && idle_timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+            if !reading && queue.is_empty() && out.is_empty() {
+                return Poll::Ready(());
+            }
+            if !progress {
+                // Before sleeping: has the listener stopped? Then answer
+                // what was sent, and hang up.
+                if reading && stopped.as_mut().poll(cx).is_ready() {
+                    reading = false;
+                    continue;
+                }
+                return Poll::Pending;
+            }
         }
-    }
-    if !out.is_empty() {
-        let _ = wr.write_all(&out).await;
-    }
-    let _ = wr.shutdown().await;
-}
-
-/// A waker that does nothing: the writer polls a reply once to see whether
-/// it is already complete, and awaits it properly (with the real waker)
-/// when it is not.
-fn futures_noop_waker() -> std::task::Waker {
-    std::task::Waker::noop().clone()
+    })
+    .await;
+    let _ = stream.as_mut().shutdown().await;
 }

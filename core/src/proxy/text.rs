@@ -172,6 +172,28 @@ fn tokens(line: &[u8]) -> Vec<Range<usize>> {
     out
 }
 
+/// The first `N` tokens of a line without allocating (for reply lines,
+/// read once per reply), and how many there were (at most `N`).
+fn first_tokens<const N: usize>(line: &[u8]) -> ([Range<usize>; N], usize) {
+    let mut out: [Range<usize>; N] = std::array::from_fn(|_| 0..0);
+    let mut n = 0;
+    let mut i = 0;
+    while i < line.len() && n < N {
+        while i < line.len() && line[i] == b' ' {
+            i += 1;
+        }
+        let start = i;
+        while i < line.len() && line[i] != b' ' {
+            i += 1;
+        }
+        if i > start {
+            out[n] = start..i;
+            n += 1;
+        }
+    }
+    (out, n)
+}
+
 /// memcached's `safe_strtoul`-style check: decimal digits only.
 fn parse_u64(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 20 || !b.iter().all(u8::is_ascii_digit) {
@@ -437,8 +459,8 @@ pub(crate) fn reply_len(
             return Ok(Some(at + next));
         }
         // VALUE <key> <flags> <bytes> [<cas>]
-        let toks = tokens(line);
-        if toks.len() < 4 || &line[toks[0].clone()] != b"VALUE" {
+        let (toks, n) = first_tokens::<4>(line);
+        if n < 4 || &line[toks[0].clone()] != b"VALUE" {
             return Err(format!(
                 "expected VALUE or END from the backend, got {:?}",
                 String::from_utf8_lossy(&line[..line.len().min(64)])
@@ -481,8 +503,8 @@ pub(crate) fn items(reply: &[u8]) -> Result<Vec<Item>, Range<usize>> {
         if line == b"END" {
             break;
         }
-        let toks = tokens(line);
-        if toks.len() < 4 || &line[toks[0].clone()] != b"VALUE" {
+        let (toks, n) = first_tokens::<4>(line);
+        if n < 4 || &line[toks[0].clone()] != b"VALUE" {
             return Err(at..at + next);
         }
         let len = parse_u64(&line[toks[3].clone()]).unwrap_or(0) as usize;

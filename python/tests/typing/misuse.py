@@ -21,3 +21,6 @@ c = shardkit.Coordinator.embedded()
 c.observe("svc", 0.05)  # E
 c.lock("jobs").acquire("soon")  # E
 shardkit.Scatter(["http://127.0.0.1:1/x"]).gather(1, timeout=1, coverage=2.5)  # E
+p = shardkit.Proxy("cache: {}", stats_addr=9000)  # E
+p.address(b"cache")  # E
+port: int = p.address("cache")  # E

@@ -42,5 +42,36 @@ def route(keys: list[bytes]) -> dict[str, list[bytes]]:
     return out
 
 
+PROXY_YAML = """\
+cache:
+  listen: 127.0.0.1:0
+  hash: fnv1a_64
+  distribution: ketama
+  servers:
+   - 127.0.0.1:11211:1
+"""
+
+
+def proxy() -> dict[str, str]:
+    """Starts and stops an embedded proxy (no traffic: nothing dials its server)."""
+    with shardkit.Proxy(PROXY_YAML, metrics_addr="127.0.0.1:0") as p:
+        addr: str = p.address("cache")
+        listening: dict[str, str] = p.listening()
+        assert listening == {"cache": addr}
+        p.reload(PROXY_YAML)
+        text: str = p.metrics()
+        stats: dict[str, object] = p.stats()
+        assert 'pool="cache"' in text and "cache" in stats
+        where: str | None = p.metrics_addr
+        assert where is not None and p.stats_addr is None and not p.stopped
+        try:
+            p.address("other")
+        except shardkit.NotFoundError as e:
+            assert e.code == 4
+    assert p.stopped
+    p.stop()
+    return listening
+
+
 if __name__ == "__main__":
     print(route([b"user:%d" % i for i in range(10)]))
