@@ -605,10 +605,21 @@ impl HotKeys {
         }
     }
 
-    /// The hottest keys now with their estimated recent counts, hottest first
-    /// (for metrics).
+    /// The most counted keys now, hot or not, with their estimated recent
+    /// counts, hottest first (the tests' view of the sketch).
+    #[cfg(test)]
     pub(crate) fn top(&self, n: usize) -> Vec<(Vec<u8>, u64)> {
         self.top_at(n, self.now())
+    }
+
+    /// The keys hot now (over the threshold), hottest first, at most `n`,
+    /// with their estimated recent counts: what the metrics list.
+    pub(crate) fn hot(&self, n: usize) -> Vec<(Vec<u8>, u64)> {
+        let now = self.now();
+        let mut out = self.top_at(n.saturating_mul(4), now);
+        out.retain(|(k, _)| self.is_hot_at(k, now));
+        out.truncate(n);
+        out
     }
 
     /// Counters for metrics: hits served from the cache, fills,

@@ -281,7 +281,7 @@ impl Inner {
                         ejected_at: b.health.ejected_at.load(Ordering::Relaxed),
                     })
                     .collect(),
-                hot_keys: pool.hot.as_ref().map_or_else(Vec::new, |h| h.top(16)),
+                hot_keys: pool.hot.as_ref().map_or_else(Vec::new, |h| h.hot(64)),
             })
             .collect();
         f(&views)
