@@ -149,6 +149,11 @@ impl Memcached {
         }
     }
 
+    /// Its process id (to pause it with SIGSTOP, say).
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     /// A client connection.
     pub fn client(&self) -> McClient {
         McClient::connect(&self.endpoint)

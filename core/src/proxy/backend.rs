@@ -96,6 +96,45 @@ struct InFlight {
     sent: Instant,
 }
 
+/// A call counted in its backend's outstanding calls until it ends, or
+/// until nobody waits for it any more (a write whose first replica already
+/// answered, a client gone): dropped, it still leaves the count, so an
+/// abandoned call never makes a replica look busy for good.
+struct Outstanding {
+    score: Arc<Score>,
+    started: Instant,
+    ended: bool,
+}
+
+impl Outstanding {
+    fn begin(score: Arc<Score>) -> Outstanding {
+        score.begin();
+        Outstanding {
+            score,
+            started: Instant::now(),
+            ended: false,
+        }
+    }
+
+    fn end(mut self, ok: bool) {
+        let took = self.started.elapsed();
+        if ok {
+            self.score.succeeded(took);
+        } else {
+            self.score.failed(took, 0.0);
+        }
+        self.ended = true;
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.score.abandoned(self.started.elapsed());
+        }
+    }
+}
+
 /// Where a backend listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Address {
@@ -184,9 +223,7 @@ impl Backend {
     ) -> impl std::future::Future<Output = Reply> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let sent = self.queue(pin, bytes, frame, Some(tx));
-        let score = self.score.clone();
-        let started = Instant::now();
-        score.begin();
+        let guard = Outstanding::begin(self.score.clone());
         let stats = self.stats.clone();
         async move {
             let out = if sent {
@@ -194,12 +231,9 @@ impl Backend {
             } else {
                 Err(Failure::Gone)
             };
-            let took = started.elapsed();
+            let took = guard.started.elapsed();
             stats.latency.record(took);
-            match &out {
-                Ok(_) => score.succeeded(took),
-                Err(_) => score.failed(took, 0.0),
-            }
+            guard.end(out.is_ok());
             out
         }
     }
@@ -443,14 +477,22 @@ impl Conn {
         };
         let reader = async {
             let mut buf = BytesMut::with_capacity(16 * 1024);
+            let mut resp_scan = resp::ReplyScanner::default();
             loop {
                 // Frame every complete reply in the buffer.
+                let mut framed = false;
                 loop {
                     let frame = match inflight.lock().expect("inflight lock").front() {
                         Some(f) => f.frame,
                         None => break,
                     };
-                    match frame.reply_len(&buf, &self.settings.limits) {
+                    // A large RESP reply arriving in many reads is framed on
+                    // from where the last read stopped, not from its start.
+                    let framing = match frame {
+                        Frame::Resp => resp_scan.advance(&buf, &self.settings.limits),
+                        _ => frame.reply_len(&buf, &self.settings.limits),
+                    };
+                    match framing {
                         Ok(Some(n)) => {
                             let reply = buf.split_to(n).freeze();
                             let head = inflight
@@ -465,12 +507,17 @@ impl Conn {
                             if let Some(tx) = head.reply {
                                 let _ = tx.send(Ok(reply));
                             }
+                            framed = true;
                         }
                         Ok(None) => break,
                         Err(e) => return End::Failed(Failure::Protocol(e)),
                     }
                 }
-                self.health.succeeded();
+                // Only a reply proves the server works: a server that accepts
+                // connections but never answers must still be ejected.
+                if framed {
+                    self.health.succeeded();
+                }
                 let deadline = {
                     let q = inflight.lock().expect("inflight lock");
                     match (q.front(), self.settings.timeout) {

@@ -86,7 +86,8 @@ impl Proxy {
             .transpose()?;
         let mut listeners = Vec::new();
         for (cfg, (b, local)) in config.pools.into_iter().zip(bound) {
-            listeners.push(Listener::spawn(cfg, b, local, &tasks)?);
+            let pool = Pool::build(cfg, None, &tasks)?;
+            listeners.push(Listener::spawn(pool, b, local, &tasks));
         }
         let inner = Arc::new(Inner {
             state: Mutex::new(listeners),
@@ -130,7 +131,8 @@ impl Proxy {
             // when the first configuration said port 0) keeps its listener.
             let same = |l: &Listener| {
                 l.name == cfg.name
-                    && (l.listen == cfg.listen || Listen::Tcp(l.local.clone()) == cfg.listen)
+                    && (same_address(&l.listen, &cfg.listen)
+                        || Listen::Tcp(l.local.clone()) == cfg.listen)
             };
             match state.iter().position(same) {
                 Some(i) => {
@@ -157,7 +159,8 @@ impl Proxy {
                         )));
                     }
                     let b = bind(&cfg)?;
-                    fresh.push((cfg, b));
+                    let pool = Pool::build(cfg, None, &self.inner.tasks)?;
+                    fresh.push((pool, b));
                 }
             }
         }
@@ -188,8 +191,8 @@ impl Proxy {
         for l in removed {
             let _ = l.closed.recv_timeout(Duration::from_secs(2));
         }
-        for (cfg, (b, local)) in fresh {
-            next.push(Listener::spawn(cfg, b, local, &self.inner.tasks)?);
+        for (pool, (b, local)) in fresh {
+            next.push(Listener::spawn(pool, b, local, &self.inner.tasks));
         }
         *state = next;
         Ok(())
@@ -251,6 +254,15 @@ impl Drop for Proxy {
     }
 }
 
+/// Whether two listen addresses are the same place (a unix socket's mode
+/// does not make it another socket).
+fn same_address(a: &Listen, b: &Listen) -> bool {
+    match (a, b) {
+        (Listen::Unix(p, _), Listen::Unix(q, _)) => p == q,
+        _ => a == b,
+    }
+}
+
 fn config_keeps(keep: &[(usize, Pool)], state: &[Listener], name: &str) -> bool {
     keep.iter().any(|(i, _)| state[*i].name == name)
 }
@@ -304,11 +316,11 @@ fn hostname() -> String {
 }
 
 impl Listener {
-    fn spawn(cfg: PoolConfig, bound: Bound, local: String, tasks: &Tasks) -> Result<Listener> {
+    /// Serves a pool built beforehand (so that starting can no longer fail).
+    fn spawn(pool: Pool, bound: Bound, local: String, tasks: &Tasks) -> Listener {
         let (stop, stop_rx) = watch::channel(false);
-        let name = cfg.name.clone();
-        let listen = cfg.listen.clone();
-        let pool = Pool::build(cfg, None, tasks)?;
+        let name = pool.cfg.name.clone();
+        let listen = pool.cfg.listen.clone();
         let slot = Arc::new(ArcSwap::from_pointee(pool));
         let stats = Arc::new(PoolStats::default());
         let (closed_tx, closed) = std::sync::mpsc::channel();
@@ -317,7 +329,7 @@ impl Listener {
             accepting.await;
             let _ = closed_tx.send(());
         });
-        Ok(Listener {
+        Listener {
             name,
             listen,
             local,
@@ -325,7 +337,7 @@ impl Listener {
             stats,
             stop,
             closed,
-        })
+        }
     }
 }
 
@@ -516,7 +528,11 @@ async fn serve_stats(
         tokio::select! {
             _ = stop.changed() => return,
             r = l.accept() => {
-                let Ok((mut s, _)) = r else { continue };
+                let Ok((mut s, _)) = r else {
+                    // EMFILE and friends: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 let Some(inner) = inner.upgrade() else { return };
                 let json = inner.stats_json();
                 drop(inner);
@@ -540,7 +556,10 @@ async fn serve_metrics(
         tokio::select! {
             _ = stop.changed() => return,
             r = l.accept() => {
-                let Ok((s, _)) = r else { continue };
+                let Ok((s, _)) = r else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 let inner = inner.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {

@@ -162,6 +162,11 @@ impl Memcache {
     ) -> Pending {
         match req.cmd {
             TextCmd::Get | TextCmd::Gets | TextCmd::Gat | TextCmd::Gats => {
+                let touches = matches!(req.cmd, TextCmd::Gat | TextCmd::Gats);
+                if touches && servers.route.load().replica_count() > 1 {
+                    // gat changes the TTL: on every replica, as touch does.
+                    return self.gat_replicated(req, raw, servers);
+                }
                 if req.keys.len() == 1 && (hot.is_none() || req.cmd != TextCmd::Get) {
                     let key = &raw[req.keys[0].clone()];
                     let from = if matches!(req.cmd, TextCmd::Gets | TextCmd::Gats) {
@@ -279,16 +284,59 @@ impl Memcache {
                 (!req2.noreply).then_some(r)
             }));
         }
-        match forward::write(servers, key, bytes, Frame::TextLine, !req.noreply) {
+        // A `noreply` write still waits for its reply here (and the client
+        // gets nothing): it counts against `client_pending_max`, so a client
+        // streaming noreply writes is slowed to its servers' pace instead of
+        // queueing without bound.
+        let noreply = req.noreply;
+        match forward::write(servers, key, bytes, Frame::TextLine, true) {
             None => Pending::Nothing,
             Some(call) => Pending::Wait(Box::pin(async move {
                 let r = call.await;
                 if let Some((h, k)) = &after {
                     h.invalidate(k);
                 }
-                Some(r.unwrap_or_else(fail))
+                let r = r.unwrap_or_else(fail);
+                (!noreply).then_some(r)
             })),
         }
+    }
+
+    /// `gat`/`gats` on a replicated pool: one request per key, to all of
+    /// its replicas (the TTL changes everywhere), the first replica's items
+    /// put together in request order.
+    fn gat_replicated(&self, req: TextRequest, raw: Bytes, servers: &Arc<Servers>) -> Pending {
+        let calls: Vec<_> = req
+            .keys
+            .iter()
+            .filter_map(|k| {
+                let key = &raw[k.clone()];
+                let mut b = Vec::with_capacity(raw.len());
+                text::encode_retrieval(&req, &raw, std::iter::once(key), &mut b);
+                forward::write(servers, key, Bytes::from(b), Frame::TextRetrieval, true)
+            })
+            .collect();
+        let stats = self.stats.clone();
+        Pending::Wait(Box::pin(async move {
+            let mut out = Vec::new();
+            for call in calls {
+                match call.await {
+                    Ok(reply) => {
+                        let body = reply.strip_suffix(END).unwrap_or(&reply);
+                        if text::is_error_line(body.strip_suffix(b"\r\n").unwrap_or(body)) {
+                            return Some(reply);
+                        }
+                        out.extend_from_slice(body);
+                    }
+                    Err(f) => {
+                        stats.forward_error.fetch_add(1, Ordering::Relaxed);
+                        return Some(server_error(&f));
+                    }
+                }
+            }
+            out.extend_from_slice(END);
+            Some(Bytes::from(out))
+        }))
     }
 
     fn multi_get(
@@ -564,11 +612,15 @@ fn dispatch_meta(
             }
         }
     } else {
-        let from = if req.lease || req.cmd == MetaCmd::Debug {
-            ReadFrom::Primary
-        } else {
-            ReadFrom::Any
-        };
+        // On a replicated pool, meta reads use the key's first server in
+        // service: a lease or CAS write went there alone, so another
+        // replica could answer from an older state.
+        let from =
+            if req.lease || req.cmd == MetaCmd::Debug || servers.route.load().replica_count() > 1 {
+                ReadFrom::Primary
+            } else {
+                ReadFrom::Any
+            };
         Box::pin(forward::read(servers, &req.route_key, bytes, frame, from))
     };
     Pending::Wait(Box::pin(async move {

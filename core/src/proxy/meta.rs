@@ -89,8 +89,9 @@ pub(crate) struct MetaRequest {
     /// `N` (creates the item on a miss) or `T` (updates its TTL).
     pub writes: bool,
     /// The request takes part in memcached's lease / stale-while-revalidate
-    /// protocol (`N`, `R` or `I`): it must go to the key's primary so that
-    /// the `W`, `X` and `Z` answers hold across clients.
+    /// protocol (`N`, `R` or `I`) or uses a CAS value (`c`, `C`): it must go
+    /// to the key's primary so that the `W`, `X` and `Z` answers and CAS
+    /// values hold across clients.
     pub lease: bool,
     /// How to turn the backend's reply into the client's.
     pub framing: Framing,
@@ -451,7 +452,10 @@ fn preparse(line: &[u8], toks: &[Range<usize>], start: usize) -> Result<Flags, &
                 flags.ttl |= o == b'T';
                 flags.lease |= o != b'T';
             }
-            b'l' | b'O' | b'P' | b'L' | b'k' | b's' | b't' | b'c' | b'f' | b'v' | b'h' | b'u' => {}
+            b'l' | b'O' | b'P' | b'L' | b'k' | b's' | b't' | b'f' | b'v' | b'h' | b'u' => {}
+            // A CAS value is one server's: asking for it pins the request
+            // to the key's first server, like a lease.
+            b'c' => flags.lease = true,
             b'q' => flags.quiet = true,
             // A bad client-flags number is an error without a text of its
             // own: the last one set (or "bad command line format") is sent.
@@ -464,6 +468,7 @@ fn preparse(line: &[u8], toks: &[Range<usize>], start: usize) -> Result<Flags, &
                 if safe_strtoull(arg).is_none() {
                     error = Some(BAD_TOKEN);
                 }
+                flags.lease = true;
             }
             b'M' => {
                 if tok.len() == 2 {
@@ -883,7 +888,8 @@ mod tests {
         assert_eq!(r.cmd, MetaCmd::Get);
         assert_eq!(r.route_key, b"foo");
         assert_eq!(r.backend, &b[..24]);
-        assert!(!r.quiet && !r.writes && !r.lease);
+        // `c` asks for a CAS value: one server's, so it pins like a lease.
+        assert!(!r.quiet && !r.writes && r.lease);
         assert_eq!(r.framing, Framing::One);
         // Flags in any order, runs of spaces, a bare \n.
         let b = b"mg   foo    v  Oxyz   k \n";

@@ -192,7 +192,7 @@ impl Redis {
         match spec.kind {
             Kind::Ping => {
                 if args.len() == 1 {
-                    return ready(b"+PONG\r\n".to_vec());
+                    return ready(resp::PONG.to_vec());
                 }
                 let v = arg(1);
                 ready([format!("${}\r\n", v.len()).as_bytes(), v, b"\r\n"].concat())
@@ -430,7 +430,7 @@ impl Redis {
                 b"MGET" => {
                     resp::array_header(nkeys, &mut out);
                     for v in values {
-                        out.extend_from_slice(v.as_deref().unwrap_or(b"$-1\r\n"));
+                        out.extend_from_slice(v.as_deref().unwrap_or(resp::NULL_BULK));
                     }
                 }
                 b"MSET" => out.extend_from_slice(resp::OK),

@@ -14,10 +14,6 @@
 //! Nothing allocates in proportion to a claimed length: a `*N` or `$N`
 //! header only says how many bytes to wait for, and limits bound how many.
 
-// The connection code uses these builders and scanners as it grows; an
-// item it does not use yet is not dead, only not wired in.
-#![allow(dead_code)]
-
 use std::ops::Range;
 
 use super::parse::{find_crlf, Limits, Parse, Reject};

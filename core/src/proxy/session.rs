@@ -140,6 +140,11 @@ pub(crate) async fn serve<S, P>(
                 if let Some(b) = reply {
                     out.extend_from_slice(&b);
                 }
+                // Idle means neither side has done anything: a slow reply
+                // is activity too.
+                if let Some(t) = idle {
+                    idle_timer.as_mut().reset(tokio::time::Instant::now() + t);
+                }
                 queue.pop_front();
                 progress = true;
                 if closing {
@@ -197,7 +202,11 @@ pub(crate) async fn serve<S, P>(
                         }
                     }
                 }
-                if idle.is_some() && queue.is_empty() && idle_timer.as_mut().poll(cx).is_ready() {
+                if idle.is_some()
+                    && queue.is_empty()
+                    && out.is_empty()
+                    && idle_timer.as_mut().poll(cx).is_ready()
+                {
                     return Poll::Ready(());
                 }
             }

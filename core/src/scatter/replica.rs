@@ -133,6 +133,14 @@ impl Score {
         self.penalise(took, peer_worst_us);
     }
 
+    /// A call begun with [`Score::begin`] that nobody waits for any more:
+    /// the time it ran is a lower bound on its latency.
+    pub(crate) fn abandoned(&self, took: Duration) {
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        let sample = (took.as_secs_f64() * 1e6).max(self.ewma_us());
+        self.observe(sample, ALPHA);
+    }
+
     fn penalise(&self, took: Duration, peer_worst_us: f64) {
         let elapsed = took.as_secs_f64() * 1e6;
         // A failure with no estimate anywhere still costs: 1 ms.
