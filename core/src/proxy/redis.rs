@@ -12,7 +12,9 @@
 //!   database is refused (a proxy's backends are all on one). PING is
 //!   answered by the proxy.
 //! - A command outside the table gets an error naming it; a backend that
-//!   fails (after failover to the key's replicas) gets `-ERR` naming why.
+//!   fails gets `-ERR` naming why (a single-key read first fails over to the
+//!   key's other replicas; a part of a multi-key command does not, so the
+//!   whole command fails).
 //! - On a replicated pool, reads go to one replica and writes to all; the
 //!   client gets the first replica's reply.
 
