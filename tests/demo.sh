@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: a short tour. Plan a resize with `shardkit plan`, route keys
 # with `shardkit route` from a nutcracker.yml, then the same lookups from
-# Python and C, which must agree with the CLI.
+# Python and C, which must agree with the CLI; `shardkit proxy` over three
+# memcached (one dies, replicas serve every key, a hot key is spread);
+# distributed search; an election whose leader crashes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
