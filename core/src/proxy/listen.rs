@@ -185,16 +185,18 @@ impl Proxy {
                 removed.push(l);
             }
         }
-        // A removed pool's address is free when reload returns (a caller
-        // may move another pool onto it next). The accept loops run on the
-        // runtime's workers, so this short wait never waits on itself.
-        for l in removed {
-            let _ = l.closed.recv_timeout(Duration::from_secs(2));
-        }
         for (pool, (b, local)) in fresh {
             next.push(Listener::spawn(pool, b, local, &self.inner.tasks));
         }
         *state = next;
+        drop(state);
+        // A removed pool's address is free when reload returns (a caller
+        // may move another pool onto it next). The accept loops run on the
+        // runtime's workers, so this short wait never waits on itself; the
+        // state lock is released first, so scrapes are not held up by it.
+        for l in removed {
+            let _ = l.closed.recv_timeout(Duration::from_secs(2));
+        }
         Ok(())
     }
 
