@@ -220,6 +220,17 @@ pub(crate) async fn serve<S, P>(
                     reading = false;
                     continue;
                 }
+                // Waiting on the client with nothing in hand: give the
+                // buffers back, so an idle connection holds no memory of
+                // its own beyond its task (a busy one reallocates them).
+                if queue.is_empty() && out.is_empty() && inbuf.is_empty() {
+                    if inbuf.capacity() > 0 {
+                        inbuf = BytesMut::new();
+                    }
+                    if out.capacity() > 0 {
+                        out = Vec::new();
+                    }
+                }
                 return Poll::Pending;
             }
         }
