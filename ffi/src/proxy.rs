@@ -91,23 +91,10 @@ pub unsafe extern "C" fn shardkit_proxy_address(
     out: *mut *mut c_char,
 ) -> shardkit_status {
     ffi_boundary!({
-        let out = out_ptr(out, "out")?;
-        // SAFETY: per the caller's contract.
-        let proxy = unsafe { borrow(proxy, "proxy")? };
         // SAFETY: per the caller's contract.
         let pool = unsafe { text(pool, pool_len, "pool")? };
-        let all = proxy.listening();
-        let addr = all.iter().find(|(n, _)| n == pool).ok_or_else(|| {
-            let names: Vec<_> = all.iter().map(|(n, _)| format!("{n:?}")).collect();
-            Error::new(
-                ErrorKind::NotFound,
-                format!("no pool named {pool:?}; pools: {}", names.join(", ")),
-            )
-        })?;
-        let s = string_out(addr.1.clone(), "address")?;
-        // SAFETY: checked by out_ptr above.
-        unsafe { write(out, s) };
-        Ok(())
+        // SAFETY: per the caller's contract.
+        unsafe { text_out(proxy, out, "address", |proxy| proxy.address(pool)) }
     })
 }
 
@@ -122,13 +109,8 @@ pub unsafe extern "C" fn shardkit_proxy_metrics(
     out: *mut *mut c_char,
 ) -> shardkit_status {
     ffi_boundary!({
-        let out = out_ptr(out, "out")?;
         // SAFETY: per the caller's contract.
-        let proxy = unsafe { borrow(proxy, "proxy")? };
-        let s = string_out(proxy.metrics(), "metrics")?;
-        // SAFETY: checked by out_ptr above.
-        unsafe { write(out, s) };
-        Ok(())
+        unsafe { text_out(proxy, out, "metrics", |proxy| Ok(proxy.metrics())) }
     })
 }
 
@@ -143,18 +125,17 @@ pub unsafe extern "C" fn shardkit_proxy_listening(
     out: *mut *mut c_char,
 ) -> shardkit_status {
     ffi_boundary!({
-        let out = out_ptr(out, "out")?;
         // SAFETY: per the caller's contract.
-        let proxy = unsafe { borrow(proxy, "proxy")? };
-        let text: String = proxy
-            .listening()
-            .iter()
-            .map(|(pool, addr)| format!("{pool}\t{addr}\n"))
-            .collect();
-        let s = string_out(text, "listening")?;
-        // SAFETY: checked by out_ptr above.
-        unsafe { write(out, s) };
-        Ok(())
+        unsafe {
+            text_out(proxy, out, "listening", |proxy| {
+                let text: String = proxy
+                    .listening()
+                    .iter()
+                    .map(|(pool, addr)| format!("{pool}\t{addr}\n"))
+                    .collect();
+                Ok(text)
+            })
+        }
     })
 }
 
@@ -169,13 +150,8 @@ pub unsafe extern "C" fn shardkit_proxy_stats(
     out: *mut *mut c_char,
 ) -> shardkit_status {
     ffi_boundary!({
-        let out = out_ptr(out, "out")?;
         // SAFETY: per the caller's contract.
-        let proxy = unsafe { borrow(proxy, "proxy")? };
-        let s = string_out(proxy.stats_json(), "stats")?;
-        // SAFETY: checked by out_ptr above.
-        unsafe { write(out, s) };
-        Ok(())
+        unsafe { text_out(proxy, out, "stats", |proxy| Ok(proxy.stats_json())) }
     })
 }
 
@@ -193,28 +169,27 @@ pub unsafe extern "C" fn shardkit_proxy_admin_address(
     out: *mut *mut c_char,
 ) -> shardkit_status {
     ffi_boundary!({
-        let out = out_ptr(out, "out")?;
         // SAFETY: per the caller's contract.
-        let proxy = unsafe { borrow(proxy, "proxy")? };
-        let (addr, what) = match which {
-            0 => (proxy.stats_addr(), "stats"),
-            1 => (proxy.metrics_addr(), "metrics"),
-            other => {
-                return Err(Error::invalid(format!(
-                    "which {other}: expected 0 (stats) or 1 (metrics)"
-                )))
-            }
-        };
-        let addr = addr.ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("the proxy was started without a {what} address"),
-            )
-        })?;
-        let s = string_out(addr.to_string(), "address")?;
-        // SAFETY: checked by out_ptr above.
-        unsafe { write(out, s) };
-        Ok(())
+        unsafe {
+            text_out(proxy, out, "address", |proxy| {
+                let (addr, what) = match which {
+                    0 => (proxy.stats_addr(), "stats"),
+                    1 => (proxy.metrics_addr(), "metrics"),
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "which {other}: expected 0 (stats) or 1 (metrics)"
+                        )))
+                    }
+                };
+                let addr = addr.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!("the proxy was started without a {what} address"),
+                    )
+                })?;
+                Ok(addr.to_string())
+            })
+        }
     })
 }
 
@@ -229,4 +204,24 @@ pub unsafe extern "C" fn shardkit_proxy_free(proxy: *mut shardkit_proxy) {
         // SAFETY: per the caller's contract.
         drop(unsafe { take(proxy, "proxy") });
     })
+}
+
+/// The one shape of every export here that hands back text: borrow the
+/// proxy, compute, copy the text out for `shardkit_string_free`.
+///
+/// # Safety
+/// `proxy` NULL or a live handle; `out` NULL or writable.
+unsafe fn text_out(
+    proxy: *const shardkit_proxy,
+    out: *mut *mut c_char,
+    what: &str,
+    f: impl FnOnce(&Proxy) -> shardkit::Result<String>,
+) -> shardkit::Result<()> {
+    let out = out_ptr(out, "out")?;
+    // SAFETY: per the caller's contract.
+    let proxy = unsafe { borrow(proxy, "proxy")? };
+    let s = string_out(f(proxy)?, what)?;
+    // SAFETY: checked by out_ptr above.
+    unsafe { write(out, s) };
+    Ok(())
 }

@@ -10,9 +10,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use shardkit::proxy::{Proxy, ProxyConfig, ProxyOptions};
 use shardkit::runtime::Home;
-use shardkit::{Error, ErrorKind};
+use shardkit::Error;
 
-use crate::errors::{raise, OrRaise};
+use crate::errors::OrRaise;
 use crate::scope;
 
 /// A cache proxy (nutcracker's YAML, memcache text and meta, Redis) serving
@@ -93,18 +93,7 @@ impl PyProxy {
     /// chose for `:0`; or the unix socket path). `NotFoundError` names the
     /// pools there are.
     fn address(&self, py: Python<'_>, pool: &str) -> PyResult<String> {
-        let all = self.with(py, |p| Ok(p.listening()))?;
-        match all.iter().find(|(name, _)| name == pool) {
-            Some((_, addr)) => Ok(addr.clone()),
-            None => {
-                let names: Vec<String> = all.iter().map(|(n, _)| format!("{n:?}")).collect();
-                Err(raise(
-                    py,
-                    ErrorKind::NotFound,
-                    format!("no pool named {pool:?}; pools: {}", names.join(", ")),
-                ))
-            }
-        }
+        self.with(py, |p| p.address(pool))
     }
 
     /// Every pool's name and the address it listens on.

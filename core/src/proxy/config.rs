@@ -463,6 +463,47 @@ beta:
             let e = ProxyConfig::parse(&bad).unwrap_err();
             assert!(e.message().contains(want), "{to}: {}", e.message());
         }
+        let alpha_only = |extra: &str| {
+            SAMPLE.replace(
+                "  server_connections: 2\n",
+                &format!("  server_connections: 2\n{extra}"),
+            )
+        };
+        for (extra, want) in [
+            (
+                "  redis_auth: pw\n",
+                "redis_auth and redis_db need redis: true",
+            ),
+            (
+                "  hot_key_ttl: 10\n",
+                "hot_key_ttl and hot_key_max need hot_keys: true",
+            ),
+            (
+                "  replicas: 2\n  eject_mode: reshuffle\n",
+                "use eject_mode next with replicas",
+            ),
+            ("  eject_mode: sideways\n", "eject_mode \"sideways\""),
+            ("  item_size_max: 0\n", "item_size_max 0"),
+            ("  hot_keys: true\n  hot_key_max: 0\n", "hot_key_max 0"),
+        ] {
+            let e = ProxyConfig::parse(&alpha_only(extra)).unwrap_err();
+            assert!(e.message().contains(want), "{extra}: {}", e.message());
+        }
+        let e =
+            ProxyConfig::parse(&SAMPLE.replace("server_connections: 2", "server_connections: 0"))
+                .unwrap_err();
+        assert!(
+            e.message().contains("server_connections 0"),
+            "{}",
+            e.message()
+        );
+        let e = ProxyConfig::parse(&SAMPLE.replace("/tmp/beta.sock 0666", "/tmp/beta.sock 0999"))
+            .unwrap_err();
+        assert!(
+            e.message().contains("\"0999\" is not octal"),
+            "{}",
+            e.message()
+        );
         let dup = SAMPLE.replace("/tmp/beta.sock 0666", "127.0.0.1:22121");
         assert!(ProxyConfig::parse(&dup)
             .unwrap_err()

@@ -210,6 +210,20 @@ impl Proxy {
             .collect()
     }
 
+    /// The address pool `pool` listens on. A pool that does not exist is
+    /// [`ErrorKind::NotFound`], naming the pools there are.
+    pub fn address(&self, pool: &str) -> Result<String> {
+        let all = self.listening();
+        if let Some((_, addr)) = all.iter().find(|(name, _)| name == pool) {
+            return Ok(addr.clone());
+        }
+        let names: Vec<String> = all.iter().map(|(n, _)| format!("{n:?}")).collect();
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!("no pool named {pool:?}; pools: {}", names.join(", ")),
+        ))
+    }
+
     /// The stats address, once bound.
     pub fn stats_addr(&self) -> Option<SocketAddr> {
         self.inner.stats_addr
@@ -484,40 +498,35 @@ fn start_client(
     let stop = stop.clone();
     tasks.spawn(async move {
         let st = stats.clone();
-        match (conn, redis) {
-            (Conn::Tcp(s), false) => {
-                session::serve(s, slot, st.clone(), Memcache::new(st), pending, idle, stop).await
-            }
-            (Conn::Unix(s), false) => {
-                session::serve(s, slot, st.clone(), Memcache::new(st), pending, idle, stop).await
-            }
-            (Conn::Tcp(s), true) => {
-                session::serve(
-                    s,
-                    slot,
-                    st.clone(),
-                    Redis::new(st, auth),
-                    pending,
-                    idle,
-                    stop,
-                )
-                .await
-            }
-            (Conn::Unix(s), true) => {
-                session::serve(
-                    s,
-                    slot,
-                    st.clone(),
-                    Redis::new(st, auth),
-                    pending,
-                    idle,
-                    stop,
-                )
-                .await
-            }
+        let password = redis.then_some(auth);
+        match conn {
+            Conn::Tcp(s) => serve_as(s, slot, st, pending, idle, stop, password).await,
+            Conn::Unix(s) => serve_as(s, slot, st, pending, idle, stop, password).await,
         }
         stats.client_connections.fetch_sub(1, Ordering::Relaxed);
     });
+}
+
+/// Serves one client in its pool's protocol: Redis when `redis` is given
+/// (with the pool's password, if any), else memcache.
+async fn serve_as<S>(
+    s: S,
+    slot: Arc<PoolSlot>,
+    stats: Arc<PoolStats>,
+    pending: usize,
+    idle: Option<Duration>,
+    stop: watch::Receiver<bool>,
+    redis: Option<Option<String>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let st = stats.clone();
+    match redis {
+        None => session::serve(s, slot, stats, Memcache::new(st), pending, idle, stop).await,
+        Some(auth) => {
+            session::serve(s, slot, stats, Redis::new(st, auth), pending, idle, stop).await
+        }
+    }
 }
 
 async fn serve_stats(

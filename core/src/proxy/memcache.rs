@@ -26,7 +26,7 @@ use super::hotkeys::HotKeys;
 use super::meta::{self, Framing, MetaCmd, MetaParse};
 use super::parse::Parse;
 use super::pool::{PoolSlot, Servers};
-use super::session::{Flow, Pending, Protocol};
+use super::session::{self, Flow, Pending, Protocol};
 use super::stats::PoolStats;
 use super::text::{self, TextCmd, TextParse, TextRequest};
 use bytes::{Buf, Bytes, BytesMut};
@@ -78,13 +78,9 @@ impl Protocol for Memcache {
                 match meta::parse(buf, &limits) {
                     MetaParse::Parsed(Parse::Incomplete) => return Flow::More,
                     MetaParse::Parsed(Parse::Reject(r)) => {
-                        buf.advance(r.consumed);
-                        self.stats.client_errors.fetch_add(1, Ordering::Relaxed);
-                        if r.close {
-                            out.push(Pending::Close(Bytes::from(r.reply)));
+                        if session::reject(r, buf, &self.stats, out) == Flow::Close {
                             return Flow::Close;
                         }
-                        out.push(Pending::Ready(Bytes::from(r.reply)));
                     }
                     MetaParse::Parsed(Parse::Request(req, n)) => {
                         buf.advance(n);
@@ -129,14 +125,8 @@ impl Protocol for Memcache {
                 }
                 TextParse::Parsed(Parse::Incomplete) => return Flow::More,
                 TextParse::Parsed(Parse::Reject(r)) => {
-                    buf.advance(r.consumed);
-                    self.stats.client_errors.fetch_add(1, Ordering::Relaxed);
-                    if r.close {
-                        out.push(Pending::Close(Bytes::from(r.reply)));
+                    if session::reject(r, buf, &self.stats, out) == Flow::Close {
                         return Flow::Close;
-                    }
-                    if !r.reply.is_empty() {
-                        out.push(Pending::Ready(Bytes::from(r.reply)));
                     }
                 }
                 TextParse::Parsed(Parse::Request(req, n)) => {

@@ -24,9 +24,9 @@ use super::hotkeys::HotKeys;
 use super::parse::Parse;
 use super::pool::{PoolSlot, Servers};
 use super::resp::{self, Kind};
-use super::session::{Flow, Pending, Protocol};
+use super::session::{self, Flow, Pending, Protocol};
 use super::stats::PoolStats;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -137,13 +137,9 @@ impl Protocol for Redis {
             match resp::parse_command(buf, &limits) {
                 Parse::Incomplete => return Flow::More,
                 Parse::Reject(r) => {
-                    buf.advance(r.consumed);
-                    self.stats.client_errors.fetch_add(1, Ordering::Relaxed);
-                    if r.close {
-                        out.push(Pending::Close(Bytes::from(r.reply)));
+                    if session::reject(r, buf, &self.stats, out) == Flow::Close {
                         return Flow::Close;
                     }
-                    out.push(Pending::Ready(Bytes::from(r.reply)));
                 }
                 Parse::Request(cmd, n) => {
                     let raw = buf.split_to(n).freeze();

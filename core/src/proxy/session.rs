@@ -9,9 +9,10 @@
 //! client is bounded by the queue, one read buffer (itself bounded by the
 //! parsers' limits) and the replies in flight.
 
+use super::parse::Reject;
 use super::pool::PoolSlot;
 use super::stats::PoolStats;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -58,6 +59,28 @@ pub(crate) trait Protocol: Send + 'static {
         out: &mut Vec<Pending>,
         max: usize,
     ) -> Flow;
+}
+
+/// Answers bad input the way the real server does: discards what the
+/// parser says, counts it, and queues the reply (nothing for an empty one).
+/// `Flow::Close` when the real server would hang up after it.
+pub(crate) fn reject(
+    r: Reject,
+    buf: &mut BytesMut,
+    stats: &PoolStats,
+    out: &mut Vec<Pending>,
+) -> Flow {
+    buf.advance(r.consumed);
+    stats.client_errors.fetch_add(1, Ordering::Relaxed);
+    let reply = Bytes::from(r.reply);
+    if r.close {
+        out.push(Pending::Close(reply));
+        return Flow::Close;
+    }
+    if !reply.is_empty() {
+        out.push(Pending::Ready(reply));
+    }
+    Flow::More
 }
 
 /// Serves one client until it leaves, errs, idles out or is told to close.
