@@ -225,8 +225,9 @@ typedef struct shardkit_lock shardkit_lock;
 typedef struct shardkit_observer shardkit_observer;
 
 /**
- * A running cache proxy: nutcracker's YAML, every pool served on the
- * process's runtime. Free with `shardkit_proxy_free`, which stops it.
+ * A running cache proxy: nutcracker's YAML, every pool served on
+ * worker threads of its own (`SHARDKIT_THREADS` sets how many; by
+ * default the core count, at most 8). Free with `shardkit_proxy_free`, which stops it.
  */
 typedef struct shardkit_proxy shardkit_proxy;
 

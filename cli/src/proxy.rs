@@ -46,7 +46,9 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    if let Err(e) = shardkit::runtime::set_threads(threads) {
+    // The proxy runs on worker threads of its own; the shared runtime only
+    // waits for signals.
+    if let Err(e) = shardkit::runtime::set_threads(1) {
         return fail(e);
     }
     let rt = match shardkit::runtime::shared() {
@@ -71,6 +73,7 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
     let options = ProxyOptions {
         stats_addr: args.stats_addr,
         metrics_addr: args.metrics_addr,
+        threads: Some(threads),
     };
     let proxy = match Proxy::start(config, options) {
         Ok(p) => p,

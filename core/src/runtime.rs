@@ -44,24 +44,30 @@ pub fn set_threads(n: usize) -> Result<()> {
     Ok(())
 }
 
+/// The worker thread count: [`set_threads`]'s, else [`THREADS_ENV`]'s,
+/// else the core count (at most 8). Servers that run event loops of their
+/// own (the cache proxy) size them by it too.
+pub fn threads() -> usize {
+    match THREADS.load(Ordering::SeqCst) {
+        0 => std::env::var(THREADS_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| (1..=1024).contains(n))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .min(8)
+            }),
+        n => n,
+    }
+}
+
 /// This process's runtime, started on first call (in a forked child, on the
 /// child's first call).
 pub fn shared() -> Result<&'static tokio::runtime::Runtime> {
     let rt = RUNTIME.get_or_init(|| {
-        let mut n = THREADS.load(Ordering::SeqCst);
-        if n == 0 {
-            n = std::env::var(THREADS_ENV)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .filter(|n| (1..=1024).contains(n))
-                .unwrap_or_else(|| {
-                    std::thread::available_parallelism()
-                        .map_or(2, |n| n.get())
-                        .min(8)
-                });
-        }
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
+            .worker_threads(threads())
             .thread_name("shardkit-rt")
             .enable_all()
             .build()

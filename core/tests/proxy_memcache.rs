@@ -952,3 +952,80 @@ fn meta_cas_on_a_replicated_pool_uses_one_server() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs memcached and nutcracker: run by make test-compat"]
+fn workers_share_the_clients_and_stop_gives_every_connection_back() {
+    let dir = TempDir::new("proxy-workers");
+    let servers = lo(2);
+    let mc = start_memcached_tcp(dir.path(), &servers);
+    let mut watch: Vec<McClient> = mc.iter().map(|m| m.client()).collect();
+    let base: Vec<u64> = watch
+        .iter_mut()
+        .map(|c| c.stat("curr_connections"))
+        .collect();
+    let listen = lo(1)[0];
+    let yaml = pool_yaml(
+        "w",
+        listen,
+        &servers,
+        "  hash: md5\n  server_connections: 2\n",
+    );
+    let proxy = Proxy::start(
+        ProxyConfig::parse(&yaml).unwrap(),
+        ProxyOptions {
+            threads: Some(3),
+            ..ProxyOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = Endpoint::from_address(&addr_of(&proxy, "w"));
+    // Six clients, two on each worker, taking turns: each reads back at
+    // once what it wrote, whichever worker's connections carried it.
+    let mut clients: Vec<McClient> = (0..6).map(|_| McClient::connect(&addr)).collect();
+    for round in 0..20 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let its = items(&format!("c{i}r{round}"), 10, (round * 6 + i) as u64);
+            c.set_all(&its);
+            check_all_found(c, &its, &format!("client {i}, round {round}"));
+        }
+    }
+    // Every worker has its own server_connections to every server.
+    for (i, w) in watch.iter_mut().enumerate() {
+        assert_eq!(
+            w.stat("curr_connections"),
+            base[i] + 3 * 2,
+            "memcached {i}: 3 workers x server_connections 2"
+        );
+    }
+    let metrics = proxy.metrics();
+    let open: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("shardkit_proxy_backend_connections{"))
+        .collect();
+    assert_eq!(open.len(), 2, "{metrics}");
+    assert!(open.iter().all(|l| l.ends_with(" 6")), "{open:?}");
+    // Stopping waits for the clients' tasks, then stops the workers: the
+    // backend connections are closed when stop returns.
+    drop(clients);
+    proxy.stop();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for (i, w) in watch.iter_mut().enumerate() {
+        loop {
+            let now = w.stat("curr_connections");
+            if now == base[i] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "memcached {i}: {now} connections after stop, {} before the proxy",
+                base[i]
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert!(
+        std::net::TcpStream::connect(listen).is_err(),
+        "the proxy still listens after stop"
+    );
+}

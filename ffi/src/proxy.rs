@@ -9,8 +9,9 @@ use shardkit::proxy::{Proxy, ProxyConfig, ProxyOptions};
 use shardkit::{Error, ErrorKind};
 use std::ffi::c_char;
 
-/// A running cache proxy: nutcracker's YAML, every pool served on the
-/// process's runtime. Free with `shardkit_proxy_free`, which stops it.
+/// A running cache proxy: nutcracker's YAML, every pool served on
+/// worker threads of its own (`SHARDKIT_THREADS` sets how many; by
+/// default the core count, at most 8). Free with `shardkit_proxy_free`, which stops it.
 pub struct shardkit_proxy {
     _private: [u8; 0],
 }
@@ -49,6 +50,7 @@ pub unsafe extern "C" fn shardkit_proxy_start(
             ProxyOptions {
                 stats_addr: stats_addr.map(str::to_string),
                 metrics_addr: metrics_addr.map(str::to_string),
+                ..ProxyOptions::default()
             },
         )?;
         // SAFETY: checked by out_ptr above.

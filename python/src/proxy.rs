@@ -16,7 +16,8 @@ use crate::errors::OrRaise;
 use crate::scope;
 
 /// A cache proxy (nutcracker's YAML, memcache text and meta, Redis) serving
-/// every pool of `config` in this process, on shardkit's runtime.
+/// every pool of `config` in this process, on worker threads of its own
+/// (`threads`; by default `SHARDKIT_THREADS`, else the core count up to 8).
 ///
 /// `config` is nutcracker's YAML plus shardkit's pool keys (`algorithm`,
 /// `replicas`, `hot_keys`, ...); a bad one raises `ConfigError` naming the
@@ -25,8 +26,8 @@ use crate::scope;
 /// Prometheus text at `/metrics`; nothing else listens. An address in use
 /// raises `ShardkitIOError`, with nothing left listening.
 ///
-/// `stop()` (or leaving a `with` block) closes the listeners and waits a
-/// bounded while for the proxy's tasks; connections already open get the
+/// `stop()` (or leaving a `with` block) closes the listeners, waits a
+/// bounded while for the proxy's tasks and stops its threads; connections already open get the
 /// replies to what they sent. After it every method raises
 /// `InvalidArgumentError`; `stop()` again does nothing.
 #[pyclass(frozen, module = "shardkit", name = "Proxy")]
@@ -66,17 +67,19 @@ impl PyProxy {
 #[pymethods]
 impl PyProxy {
     #[new]
-    #[pyo3(signature = (config, *, stats_addr = None, metrics_addr = None))]
+    #[pyo3(signature = (config, *, stats_addr = None, metrics_addr = None, threads = None))]
     fn new(
         py: Python<'_>,
         config: &str,
         stats_addr: Option<String>,
         metrics_addr: Option<String>,
+        threads: Option<usize>,
     ) -> PyResult<Self> {
         let home = Home::here();
         let options = ProxyOptions {
             stats_addr,
             metrics_addr,
+            threads,
         };
         let proxy = py
             .detach(|| Proxy::start(ProxyConfig::parse(config)?, options))

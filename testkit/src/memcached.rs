@@ -281,19 +281,25 @@ impl McClient {
 
     /// The `curr_items` statistic.
     pub fn curr_items(&mut self) -> u64 {
+        self.stat("curr_items")
+    }
+
+    /// A numeric general statistic (`stats`), by name.
+    pub fn stat(&mut self, name: &str) -> u64 {
         self.w.write_all(b"stats\r\n").unwrap();
-        let mut items = None;
+        let prefix = format!("STAT {name} ");
+        let mut value = None;
         loop {
             let line = self.line();
             if line == b"END" {
                 break;
             }
             let l = String::from_utf8_lossy(&line);
-            if let Some(v) = l.strip_prefix("STAT curr_items ") {
-                items = v.trim().parse().ok();
+            if let Some(v) = l.strip_prefix(&prefix) {
+                value = v.trim().parse().ok();
             }
         }
-        items.unwrap_or_else(|| panic!("{}: no curr_items in stats", self.what))
+        value.unwrap_or_else(|| panic!("{}: no {name} in stats", self.what))
     }
 }
 

@@ -14,7 +14,7 @@
 use super::health::Health;
 use super::parse::Limits;
 use super::stats::BackendStats;
-use super::tasks::Tasks;
+use super::workers::Workers;
 use super::{meta, resp, text};
 use crate::scatter::replica::Score;
 use bytes::{Bytes, BytesMut};
@@ -167,7 +167,10 @@ pub(crate) struct Backend {
     /// The server's alias, if given.
     pub alias: Option<String>,
     pub address: Address,
+    /// Each worker's connections, worker-major: worker `w`'s are
+    /// `conns[w * per_worker..][..per_worker]`.
     conns: Vec<mpsc::UnboundedSender<Job>>,
+    per_worker: usize,
     pub health: Arc<Health>,
     pub stats: Arc<BackendStats>,
     /// Latency estimate and outstanding calls, for replica choice.
@@ -175,8 +178,8 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    /// Starts `count` connection tasks on the current runtime (they connect
-    /// on first use, or now when `settings.preconnect`).
+    /// Starts `count` connection tasks on each worker (they connect on
+    /// first use, or now when `settings.preconnect`).
     pub(crate) fn start(
         name: String,
         alias: Option<String>,
@@ -184,13 +187,15 @@ impl Backend {
         count: usize,
         settings: ConnSettings,
         health: Arc<Health>,
-        tasks: &Tasks,
+        workers: &Workers,
     ) -> Backend {
         let preconnect = settings.preconnect;
         let stats = Arc::new(BackendStats::default());
         let score = Arc::new(Score::new(Duration::from_secs(10)));
-        let conns = (0..count.max(1))
-            .map(|_| {
+        let per_worker = count.max(1);
+        let mut conns = Vec::with_capacity(per_worker * workers.len());
+        for w in 0..workers.len() {
+            for _ in 0..per_worker {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let conn = Conn {
                     address: address.clone(),
@@ -198,15 +203,16 @@ impl Backend {
                     health: health.clone(),
                     stats: stats.clone(),
                 };
-                tasks.spawn(conn.run(rx, preconnect));
-                tx
-            })
-            .collect();
+                workers.spawn_on(w, conn.run(rx, preconnect));
+                conns.push(tx);
+            }
+        }
         Backend {
             name,
             alias,
             address,
             conns,
+            per_worker,
             health,
             stats,
             score,
@@ -214,7 +220,8 @@ impl Backend {
     }
 
     /// Sends a request and returns its reply. `pin` picks the connection, so
-    /// that one key's requests keep their order (a write then a read of it).
+    /// that one key's requests from one client keep their order (a write
+    /// then a read of it): a client's requests all come from one worker.
     pub(crate) fn call(
         &self,
         pin: u64,
@@ -251,7 +258,11 @@ impl Backend {
         frame: Frame,
         reply: Option<oneshot::Sender<Reply>>,
     ) -> bool {
-        let i = (pin % self.conns.len() as u64) as usize;
+        // The calling worker's own connections: the request and its reply
+        // stay on this thread. (Any other caller uses worker 0's.)
+        let workers = self.conns.len() / self.per_worker;
+        let w = Workers::current().unwrap_or(0) % workers;
+        let i = w * self.per_worker + (pin % self.per_worker as u64) as usize;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         self.stats
             .request_bytes

@@ -8,7 +8,7 @@ use super::pool::{Pool, PoolSlot};
 use super::redis::Redis;
 use super::session;
 use super::stats::{self, BackendView, PoolStats, PoolView};
-use super::tasks::Tasks;
+use super::workers::Workers;
 use crate::error::{Error, ErrorKind, Result};
 use arc_swap::ArcSwap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -25,6 +25,10 @@ pub struct ProxyOptions {
     pub stats_addr: Option<String>,
     /// HTTP address serving Prometheus text at `/metrics`.
     pub metrics_addr: Option<String>,
+    /// Worker threads, each an event loop serving its share of the
+    /// clients with its own backend connections; `None`: the process's
+    /// thread count ([`crate::runtime::threads`]).
+    pub threads: Option<usize>,
 }
 
 /// A running proxy. Dropping it (or [`Proxy::stop`]) closes its listeners;
@@ -35,7 +39,7 @@ pub struct Proxy {
 
 struct Inner {
     state: Mutex<Vec<Listener>>,
-    tasks: Tasks,
+    workers: Workers,
     /// The process that started the proxy: a forked child's copy has no
     /// tasks to wait for.
     home: crate::runtime::Home,
@@ -66,14 +70,21 @@ impl Proxy {
     /// then serves on the process's runtime. Fails, with nothing left
     /// listening, if any address cannot be bound.
     pub fn start(config: ProxyConfig, options: ProxyOptions) -> Result<Proxy> {
-        let rt = crate::runtime::shared()?;
-        let _enter = rt.enter();
+        let workers = Workers::start(options.threads.unwrap_or_else(crate::runtime::threads))?;
+        let started = Self::start_on(config, options, workers.clone());
+        if started.is_err() {
+            workers.shutdown();
+        }
+        started
+    }
+
+    fn start_on(config: ProxyConfig, options: ProxyOptions, workers: Workers) -> Result<Proxy> {
+        let _enter = workers.enter();
         let mut bound = Vec::new();
         for cfg in &config.pools {
             bound.push(bind(cfg)?);
         }
         let (stop, _) = watch::channel(false);
-        let tasks = Tasks::default();
         let stats_listener = options
             .stats_addr
             .as_deref()
@@ -86,12 +97,12 @@ impl Proxy {
             .transpose()?;
         let mut listeners = Vec::new();
         for (cfg, (b, local)) in config.pools.into_iter().zip(bound) {
-            let pool = Pool::build(cfg, None, &tasks)?;
-            listeners.push(Listener::spawn(pool, b, local, &tasks));
+            let pool = Pool::build(cfg, None, &workers)?;
+            listeners.push(Listener::spawn(pool, b, local, &workers));
         }
         let inner = Arc::new(Inner {
             state: Mutex::new(listeners),
-            tasks: tasks.clone(),
+            workers: workers.clone(),
             home: crate::runtime::Home::here(),
             started: Instant::now(),
             stats_addr: stats_listener.as_ref().and_then(|l| l.local_addr().ok()),
@@ -99,14 +110,14 @@ impl Proxy {
             stop,
         });
         if let Some(l) = stats_listener {
-            tasks.spawn(serve_stats(
+            workers.spawn(serve_stats(
                 l,
                 Arc::downgrade(&inner),
                 inner.stop.subscribe(),
             ));
         }
         if let Some(l) = metrics_listener {
-            tasks.spawn(serve_metrics(
+            workers.spawn(serve_metrics(
                 l,
                 Arc::downgrade(&inner),
                 inner.stop.subscribe(),
@@ -120,8 +131,7 @@ impl Proxy {
     /// unchanged, their backend connections); new pools start listening;
     /// removed pools stop. On any error nothing changes.
     pub fn reload(&self, config: ProxyConfig) -> Result<()> {
-        let rt = crate::runtime::shared()?;
-        let _enter = rt.enter();
+        let _enter = self.inner.workers.enter();
         let mut state = self.inner.state.lock().expect("proxy state lock");
         // Check and build everything first; commit only when all of it works.
         let mut keep = Vec::new();
@@ -145,7 +155,7 @@ impl Proxy {
                     }
                     let mut cfg = cfg;
                     cfg.listen = state[i].listen.clone();
-                    let pool = Pool::build(cfg, Some(&old), &self.inner.tasks)?;
+                    let pool = Pool::build(cfg, Some(&old), &self.inner.workers)?;
                     keep.push((i, pool));
                 }
                 None => {
@@ -159,7 +169,7 @@ impl Proxy {
                         )));
                     }
                     let b = bind(&cfg)?;
-                    let pool = Pool::build(cfg, None, &self.inner.tasks)?;
+                    let pool = Pool::build(cfg, None, &self.inner.workers)?;
                     fresh.push((pool, b));
                 }
             }
@@ -186,13 +196,13 @@ impl Proxy {
             }
         }
         for (pool, (b, local)) in fresh {
-            next.push(Listener::spawn(pool, b, local, &self.inner.tasks));
+            next.push(Listener::spawn(pool, b, local, &self.inner.workers));
         }
         *state = next;
         drop(state);
         // A removed pool's address is free when reload returns (a caller
         // may move another pool onto it next). The accept loops run on the
-        // runtime's workers, so this short wait never waits on itself; the
+        // proxy's workers, so this short wait never waits on itself; the
         // state lock is released first, so scrapes are not held up by it.
         for l in removed {
             let _ = l.closed.recv_timeout(Duration::from_secs(2));
@@ -261,11 +271,29 @@ impl Drop for Proxy {
             // (and their backend connections) end once the tasks have.
             state.clear();
         }
-        // Wait (a bounded while) for every task to end, so the caller has
-        // its sockets and memory back when this returns. A runtime thread
-        // cannot wait for tasks of its own runtime: it only signals.
-        if tokio::runtime::Handle::try_current().is_err() && self.inner.home.is_here() {
-            self.inner.tasks.wait_idle(Duration::from_secs(5));
+        // A forked child's copy has no threads to stop.
+        if !self.inner.home.is_here() {
+            return;
+        }
+        // Clients finish what they sent (a bounded while), then the workers
+        // stop, dropping what is left. The caller has its sockets and
+        // memory back when this returns, unless it is on an async runtime
+        // (which must not block): then a thread of its own does the
+        // waiting.
+        let workers = self.inner.workers.clone();
+        let finish = move || {
+            workers.wait_idle(Duration::from_secs(5));
+            workers.shutdown();
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            finish();
+        } else if std::thread::Builder::new()
+            .name("shardkit-proxy-stop".into())
+            .spawn(finish)
+            .is_err()
+        {
+            // No thread to wait on: stop at once.
+            self.inner.workers.shutdown();
         }
     }
 }
@@ -333,15 +361,15 @@ fn hostname() -> String {
 
 impl Listener {
     /// Serves a pool built beforehand (so that starting can no longer fail).
-    fn spawn(pool: Pool, bound: Bound, local: String, tasks: &Tasks) -> Listener {
+    fn spawn(pool: Pool, bound: Bound, local: String, workers: &Workers) -> Listener {
         let (stop, stop_rx) = watch::channel(false);
         let name = pool.cfg.name.clone();
         let listen = pool.cfg.listen.clone();
         let slot = Arc::new(ArcSwap::from_pointee(pool));
         let stats = Arc::new(PoolStats::default());
         let (closed_tx, closed) = std::sync::mpsc::channel();
-        let accepting = accept_loop(bound, slot.clone(), stats.clone(), stop_rx, tasks.clone());
-        tasks.spawn(async move {
+        let accepting = accept_loop(bound, slot.clone(), stats.clone(), stop_rx, workers.clone());
+        workers.spawn(async move {
             accepting.await;
             let _ = closed_tx.send(());
         });
@@ -434,7 +462,7 @@ async fn accept_loop(
     slot: Arc<PoolSlot>,
     stats: Arc<PoolStats>,
     mut stop: watch::Receiver<bool>,
-    tasks: Tasks,
+    workers: Workers,
 ) {
     loop {
         tokio::select! {
@@ -444,7 +472,7 @@ async fn accept_loop(
                     if let (Conn::Tcp(s), true) = (&conn, slot.load().cfg.tcpkeepalive) {
                         let _ = socket2::SockRef::from(s).set_keepalive(true);
                     }
-                    start_client(conn, &slot, &stats, &tasks, &stop)
+                    start_client(conn, &slot, &stats, &workers, &stop)
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -459,6 +487,32 @@ async fn accept_loop(
 enum Conn {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
+}
+
+/// An accepted connection on its way to another worker: out of the
+/// accepting worker's event loop, into the serving one's.
+enum Handoff {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Conn {
+    fn hand_off(self) -> std::io::Result<Handoff> {
+        Ok(match self {
+            Conn::Tcp(s) => Handoff::Tcp(s.into_std()?),
+            Conn::Unix(s) => Handoff::Unix(s.into_std()?),
+        })
+    }
+}
+
+impl Handoff {
+    /// Registers the socket with the calling worker's event loop.
+    fn take_up(self) -> std::io::Result<Conn> {
+        Ok(match self {
+            Handoff::Tcp(s) => Conn::Tcp(tokio::net::TcpStream::from_std(s)?),
+            Handoff::Unix(s) => Conn::Unix(tokio::net::UnixStream::from_std(s)?),
+        })
+    }
 }
 
 async fn accept(b: &Bound) -> std::io::Result<Conn> {
@@ -476,7 +530,7 @@ fn start_client(
     conn: Conn,
     slot: &Arc<PoolSlot>,
     stats: &Arc<PoolStats>,
-    tasks: &Tasks,
+    workers: &Workers,
     stop: &watch::Receiver<bool>,
 ) {
     let pool = slot.load();
@@ -488,6 +542,15 @@ fn start_client(
         stats.client_refused.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    let conn = match conn.hand_off() {
+        Ok(c) => c,
+        Err(e) => {
+            stats.client_connections.fetch_sub(1, Ordering::Relaxed);
+            stats.client_err.fetch_add(1, Ordering::Relaxed);
+            eprintln!("shardkit proxy: accepted connection lost: {e}");
+            return;
+        }
+    };
     stats.total_connections.fetch_add(1, Ordering::Relaxed);
     let (slot, stats) = (slot.clone(), stats.clone());
     let pending = pool.cfg.client_pending_max;
@@ -496,12 +559,16 @@ fn start_client(
     let auth = pool.cfg.redis_auth.clone();
     drop(pool);
     let stop = stop.clone();
-    tasks.spawn(async move {
+    workers.spawn_on(workers.pick(), async move {
         let st = stats.clone();
         let password = redis.then_some(auth);
-        match conn {
-            Conn::Tcp(s) => serve_as(s, slot, st, pending, idle, stop, password).await,
-            Conn::Unix(s) => serve_as(s, slot, st, pending, idle, stop, password).await,
+        match conn.take_up() {
+            Ok(Conn::Tcp(s)) => serve_as(s, slot, st, pending, idle, stop, password).await,
+            Ok(Conn::Unix(s)) => serve_as(s, slot, st, pending, idle, stop, password).await,
+            Err(e) => {
+                st.client_err.fetch_add(1, Ordering::Relaxed);
+                eprintln!("shardkit proxy: accepted connection lost: {e}");
+            }
         }
         stats.client_connections.fetch_sub(1, Ordering::Relaxed);
     });

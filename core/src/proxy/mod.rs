@@ -29,10 +29,13 @@
 //! - shared pipelined backend connections: `backend`;
 //! - a pool in service, swapped whole on reload: `pool`;
 //! - client connections: `session`; listeners and the proxy: this file and
-//!   `listen`; hot keys: `hotkeys`; counters and their expositions: `stats`.
+//!   `listen`; hot keys: `hotkeys`; counters and their expositions: `stats`;
+//!   the worker threads the proxy runs on: `workers`.
 //!
-//! Everything runs on the process's one runtime ([`crate::runtime`]), so
-//! `--threads` (or [`crate::runtime::set_threads`]) sets the cores used.
+//! The proxy runs on worker threads of its own, one event loop each (see
+//! `workers` for why), not on the process's shared runtime; their number is
+//! [`ProxyOptions::threads`], by default [`crate::runtime::threads`] (so
+//! `--threads`, `SHARDKIT_THREADS` or [`crate::runtime::set_threads`]).
 
 mod backend;
 mod config;
@@ -49,8 +52,8 @@ mod resp;
 mod route;
 mod session;
 mod stats;
-mod tasks;
 mod text;
+mod workers;
 
 pub use config::{EjectMode, HotKeySettings, Listen, PoolConfig, ProxyConfig};
 pub use listen::{Proxy, ProxyOptions};

@@ -14,7 +14,7 @@ use super::hotkeys::{HotKeyConfig, HotKeys};
 use super::parse::Limits;
 use super::resp;
 use super::route::Route;
-use super::tasks::Tasks;
+use super::workers::Workers;
 use crate::error::Result;
 use crate::scatter::replica::{p2c, Rng};
 use arc_swap::ArcSwap;
@@ -45,11 +45,11 @@ pub(crate) struct Servers {
 
 impl Pool {
     /// Builds a pool, reusing `old`'s servers when nothing about them
-    /// changed. Must run inside the runtime (it starts tasks).
-    pub(crate) fn build(cfg: PoolConfig, old: Option<&Pool>, tasks: &Tasks) -> Result<Pool> {
+    /// changed. Starts its tasks on `workers`.
+    pub(crate) fn build(cfg: PoolConfig, old: Option<&Pool>, workers: &Workers) -> Result<Pool> {
         let servers = match old {
             Some(o) if same_servers(&o.cfg, &cfg) => o.servers.clone(),
-            _ => Servers::start(&cfg, tasks)?,
+            _ => Servers::start(&cfg, workers)?,
         };
         let hot = match (old, cfg.hot_keys) {
             (_, None) => None,
@@ -82,7 +82,7 @@ fn same_servers(a: &PoolConfig, b: &PoolConfig) -> bool {
 }
 
 impl Servers {
-    fn start(cfg: &PoolConfig, tasks: &Tasks) -> Result<Arc<Servers>> {
+    fn start(cfg: &PoolConfig, workers: &Workers) -> Result<Arc<Servers>> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let settings = conn_settings(cfg);
         let backends = cfg
@@ -107,7 +107,7 @@ impl Servers {
                     cfg.server_connections as usize,
                     settings.clone(),
                     health,
-                    tasks,
+                    workers,
                 ))
             })
             .collect::<Vec<_>>();
@@ -119,12 +119,12 @@ impl Servers {
             rng: Rng::new(0x5eed ^ cfg.servers.len() as u64),
             _alive: alive,
         });
-        tasks.spawn(watch_health(
+        workers.spawn(watch_health(
             Arc::downgrade(&servers),
             cfg.clone(),
             settings,
             events_rx,
-            (tasks.clone(), alive_rx),
+            (workers.clone(), alive_rx),
         ));
         Ok(servers)
     }
@@ -184,7 +184,7 @@ async fn watch_health(
     cfg: PoolConfig,
     settings: ConnSettings,
     mut events: mpsc::UnboundedReceiver<Event>,
-    (tasks, alive): (Tasks, watch::Receiver<()>),
+    (workers, alive): (Workers, watch::Receiver<()>),
 ) {
     let (rejoin_tx, mut rejoin_rx) = mpsc::unbounded_channel::<usize>();
     loop {
@@ -196,7 +196,7 @@ async fn watch_health(
                     rebuild(&s, &cfg);
                     let address = s.backends[i].address.clone();
                     drop(s);
-                    tasks.spawn(probe_until_up(
+                    workers.spawn(probe_until_up(
                         servers.clone(),
                         Probe {
                             index: i,
