@@ -191,6 +191,10 @@ impl Workers {
     }
 }
 
+/// What a starting worker thread reports: its event loop's handle, or why
+/// it has none.
+type Started = std::result::Result<Handle, String>;
+
 fn start_thread(
     id: u64,
     i: usize,
@@ -205,7 +209,7 @@ fn start_thread(
     // A mutex and condvar, not a channel: a std channel's blocking receive
     // gives the calling thread a std handle of its own, which a C caller's
     // main thread would keep until the process exits.
-    let ready: Arc<(Mutex<Option<std::result::Result<Handle, String>>>, Condvar)> = Arc::default();
+    let ready: Arc<(Mutex<Option<Started>>, Condvar)> = Arc::default();
     let ready_tx = ready.clone();
     let tell = move |r| {
         *ready_tx.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
