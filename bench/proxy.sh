@@ -253,14 +253,50 @@ build_release() {
 
 # ---- measurements ------------------------------------------------------------
 
-# 1. memcaslap: its stdout, and the process's wall time (s).
+# CPU seconds (user, system) a process has used so far.
+clk_tck=$(getconf CLK_TCK)
+proc_cpu() { # PID
+  awk -v t="$clk_tck" '{ sub(/^.*\) /, ""); printf "%.2f %.2f\n", $12 / t, $13 / t }' "/proc/$1/stat"
+}
+# CPU seconds (user, system) of this shell's waited-for children so far
+# (`times` runs in this shell: a subshell would have its own).
+children_cpu() {
+  times >"$tmp/times.txt"
+  sed -n 2p "$tmp/times.txt" | awk '{ for (i = 1; i <= 2; i++) { split($i, a, /m|s/); printf "%.2f ", a[1] * 60 + a[2] } print "" }'
+}
+# The CPU each process of a memcaslap run used: the server memcaslap talks
+# to (the proxy, or memcached itself when direct), the 4 memcached behind
+# the proxy, and memcaslap: "server_user server_sys backends_user
+# backends_sys gen_user gen_sys", seconds.
+cpu_snapshot() { # SERVER-NAME
+  local i
+  proc_cpu "${pid_of[$1]}"
+  for i in 1 2 3 4; do proc_cpu "${pid_of[memcached-m$i]}"; done
+  children_cpu
+}
+cpu_used() { # BEFORE-FILE AFTER-FILE DIRECT(0|1)
+  paste -d' ' "$1" "$2" | awk -v direct="$3" '
+    { du = $3 - $1; ds = $4 - $2 }
+    NR == 1 { su = du; ss = ds }
+    NR >= 2 && NR <= 5 { bu += du; bs += ds }
+    NR == 6 { gu = du; gs = ds }
+    END { if (direct) { bu = 0; bs = 0 } printf "%.2f %.2f %.2f %.2f %.2f %.2f\n", su, ss, bu, bs, gu, gs }'
+}
+
+# 1. memcaslap: its stdout, the process's wall time (s), and the CPU of
+# every process in the run.
 memcaslap_run() { # LABEL ADDR PROXY ROUND
-  local label="$1" addr="$2" proxy="$3" r="$4" t0 rc=0
+  local label="$1" addr="$2" proxy="$3" r="$4" t0 rc=0 server="$3"
   if [[ "$proxy" != - ]]; then alive "$proxy" || return; fi
+  [[ "$server" == - ]] && server=memcached-m0
+  cpu_snapshot "$server" >"$tmp/cpu-before.txt"
   t0=$EPOCHREALTIME
   timeout "$cap" "$memcaslap_bin" --servers="$addr" --concurrency="$mc_conc" --threads="$mc_threads" \
     --execute_number="$mc_ops" >"$build/memcaslap-$label.r$r.txt" 2>&1 || rc=$?
   echo "$t0 $EPOCHREALTIME" >"$build/memcaslap-$label.r$r.wall"
+  cpu_snapshot "$server" >"$tmp/cpu-after.txt"
+  cpu_used "$tmp/cpu-before.txt" "$tmp/cpu-after.txt" "$([[ "$proxy" == - ]] && echo 1 || echo 0)" \
+    >"$build/memcaslap-$label.r$r.cpu"
   if [[ $rc -ne 0 ]]; then
     echo "memcaslap through $label exited $rc$([[ $rc == 124 ]] && echo " (killed after $cap s: a hang)"); its output:" >&2
     tail -n 20 "$build/memcaslap-$label.r$r.txt" >&2
@@ -409,6 +445,20 @@ fi
 # Idle memory first, while the proxies are fresh.
 turn idle-nutcracker:nutcracker-mc:run_idle nutcracker-mc "127.0.0.1:$nc_mc4"
 turn idle-shardkit:shardkit-mc:run_idle shardkit-mc "127.0.0.1:$sk_mc4"
+
+# memcaslap's own start-up (it builds its keys and values before the load
+# starts): a run of 64 requests, whose CPU the report takes off each round's.
+memcaslap_startup() {
+  # Not $(children_cpu): a command substitution is a subshell, with
+  # children of its own.
+  children_cpu >"$tmp/startup-before.txt"
+  timeout "$cap" "$memcaslap_bin" --servers="$direct_mc" --concurrency="$mc_conc" --threads="$mc_threads" \
+    --execute_number=64 >"$build/memcaslap-startup.txt" 2>&1 || return
+  children_cpu >"$tmp/startup-after.txt"
+  paste -d' ' "$tmp/startup-before.txt" "$tmp/startup-after.txt" |
+    awk '{ printf "%.2f %.2f\n", $3 - $1, $4 - $2 }' >"$build/memcaslap-startup.cpu"
+}
+turn memcaslap-startup:backends:memcaslap_startup
 
 for ((r = 1; r <= rounds; r++)); do
   echo "== bench proxy: memcaslap round $r of $rounds"

@@ -83,10 +83,18 @@ def div(a: float | None, b: float | None) -> float | None:
 
 # ---- parsing -----------------------------------------------------------------
 
+# What bench/proxy.sh writes per memcaslap round (.cpu, seconds): the server
+# memcaslap talks to (the proxy; memcached itself when direct), the 4
+# memcached behind a proxy, and memcaslap.
+CPU_FIELDS = ["server_user", "server_sys", "backends_user", "backends_sys", "gen_user", "gen_sys"]
+
 MEMCASLAP_SUMMARY = re.compile(r"^Run time: (?P<t>[\d.]+)s Ops: (?P<ops>\d+) TPS: (?P<tps>\d+)", re.M)
 
 
 def memcaslap(build: Path, label: str) -> dict[str, Any] | None:
+    # memcaslap's start-up CPU (user, sys), taken off each round's: it is
+    # spent before the load starts.
+    startup = [float(x) for x in read(build / "memcaslap-startup.cpu", "").split()]
     rounds = []
     for path in sorted(build.glob(f"memcaslap-{label}.r*.txt"), key=lambda p: int(p.stem.rsplit(".r", 1)[1])):
         text = path.read_text()
@@ -95,8 +103,11 @@ def memcaslap(build: Path, label: str) -> dict[str, Any] | None:
             continue
         fields = dict(re.findall(r"^(cmd_get|cmd_set|get_misses): (\d+)$", text, re.M))
         wall = read(path.with_suffix(".wall"), "").split()
+        cpu = [float(x) for x in read(path.with_suffix(".cpu"), "").split()]
         ops, tps = int(m["ops"]), int(m["tps"])
         rounds.append({
+            "cpu": dict(zip(CPU_FIELDS, cpu[:4] + [max(0.0, cpu[4] - startup[0]), max(0.0, cpu[5] - startup[1])]))
+            if len(cpu) == len(CPU_FIELDS) and len(startup) == 2 else None,
             "ops": ops, "tps": tps, "run_time_printed_s": float(m["t"]),
             # memcaslap prints its run time to 0.1 s and TPS to the op: ops / TPS is its run time, exactly.
             "load_s": ops / tps if tps else None,
@@ -108,12 +119,69 @@ def memcaslap(build: Path, label: str) -> dict[str, Any] | None:
     ops = sum(r["ops"] for r in rounds)
     load_s = sum(r["load_s"] for r in rounds)
     wall_s = sum(r["wall_s"] or 0 for r in rounds)
+    cpu = None
+    if all(r["cpu"] for r in rounds):
+        cpu = {k: sum(r["cpu"][k] for r in rounds) for k in CPU_FIELDS}
     return {
+        "cpu_s": cpu,
         "rounds": rounds, "ops": ops, "load_s": load_s, "ops_per_s": ops / load_s, "wall_s": wall_s,
         "ops_per_s_wall": ops / wall_s if wall_s else None,
         "get_misses": sum(r.get("get_misses", 0) for r in rounds),
         "cmd_get": sum(r.get("cmd_get", 0) for r in rounds),
     }
+
+
+def cpu_section(w: Any, mc: dict[str, Any], nproc: str) -> None:
+    """Where the CPU of the memcaslap runs went, and what the two throughput
+    goals would leave a proxy of it on this machine."""
+    if not all(mc[t] and mc[t]["cpu_s"] for t in TARGETS):
+        return
+    per = {t: {k: v / mc[t]["ops"] * 1e6 for k, v in mc[t]["cpu_s"].items()} for t in TARGETS}
+    w("### Where the CPU goes")
+    w("")
+    w("CPU time of every process in the memcaslap runs (/proc/PID/stat before and after each run, memcaslap's "
+      "own from the shell's `times`, less its start-up as measured by a 64-request run), in µs per request. "
+      "Every process shares the same CPUs, so a request's cost is the sum of its row.")
+    w("")
+    w("| target | server memcaslap talks to: user / sys | the 4 memcached behind it: user / sys | memcaslap: user / sys "
+      "| all (µs per request) | CPUs busy during the load |")
+    w("|---|---|---|---|---|---|")
+    for t in TARGETS:
+        c = per[t]
+        total = sum(c.values())
+        busy = sum(mc[t]["cpu_s"].values()) / mc[t]["load_s"]
+        server = "one memcached" if t == "direct" else t
+        w(f"| {t} | {server}: {num(c['server_user'], 1)} / {num(c['server_sys'], 1)} "
+          f"| {'–' if t == 'direct' else num(c['backends_user'], 1) + ' / ' + num(c['backends_sys'], 1)} "
+          f"| {num(c['gen_user'], 1)} / {num(c['gen_sys'], 1)} | {num(total, 1)} | {num(busy, 2)} |")
+    w("")
+    try:
+        cores = int(nproc)
+    except ValueError:
+        return
+    sk, nc = per["shardkit"], per["nutcracker"]
+    others = sk["gen_user"] + sk["gen_sys"] + sk["backends_user"] + sk["backends_sys"]
+    w("**What the throughput goals leave the proxy.** At a throughput of T requests/s the machine has "
+      f"{cores} CPUs / T of CPU time per request, for every process. Take memcaslap's and the 4 memcached's "
+      f"cost per request as measured here through shardkit ({num(others, 1)} µs) and the rest is the proxy's "
+      "budget:")
+    w("")
+    w("| goal | throughput it means (ops/s) | CPU per request, all processes (µs) | left for the proxy (µs) "
+      "| shardkit's kernel time alone (µs) | nutcracker's kernel time (µs) |")
+    w("|---|---|---|---|---|---|")
+    for goal, t in ((f"≥ {GOAL_THROUGHPUT_VS_NUTCRACKER}× nutcracker's throughput",
+                     GOAL_THROUGHPUT_VS_NUTCRACKER * mc["nutcracker"]["ops_per_s"]),
+                    (f"≤ {GOAL_TIME_VS_DIRECT}× direct memcached's time", mc["direct"]["ops_per_s"] / GOAL_TIME_VS_DIRECT)):
+        budget = cores / t * 1e6
+        w(f"| {goal} | {num(t, 0)} | {num(budget, 1)} | {num(budget - others, 1)} "
+          f"| {num(sk['server_sys'], 1)} | {num(nc['server_sys'], 1)} |")
+    w("")
+    w("A proxy's kernel time is mostly the two socket calls each request costs it on the client side (read the "
+      "request, write the reply; the backend side is batched), the same calls one memcached makes to serve the "
+      "request outright. Where the budget left is below that, no proxy on this machine can reach the goal: the "
+      "CPUs are shared with the load generator and the servers, and the goal asks the proxy to cost less than "
+      "the cache server it fronts.")
+    w("")
 
 
 def redis(build: Path, label: str, pipeline: int, test: str) -> dict[str, Any] | None:
@@ -210,7 +278,9 @@ def main() -> None:
     w("")
     w("Both proxies read the same nutcracker YAML (`hash: fnv1a_64`, `distribution: ketama`, one server "
       "connection per backend, no timeout), so they place every key on the same backend; shardkit's file "
-      "adds only `hot_keys: true` and `hot_key_ttl` on the hot-key pool.")
+      "adds only `hot_keys: true` and `hot_key_ttl` on the hot-key pool. shardkit's `server_connections` "
+      "counts per worker thread (each worker serves its clients with connections of its own), so with "
+      f"`--threads {settings.get('proxy_threads', '?')}` it holds that many connections per backend.")
     w("")
     if failed:
         w(f"**Parts that failed or did not run:** {', '.join(f'`{f}`' for f in failed)}; each row below "
@@ -275,6 +345,8 @@ def main() -> None:
         else:
             w(f"| {t} | – | – | – | – | – | – | {why_not(b, 'memcaslap-' + t)} |")
     w("")
+
+    cpu_section(w, mc, read(b / "nproc.txt"))
 
     # 2. redis-benchmark
     w("## 2. Redis: redis-benchmark")
