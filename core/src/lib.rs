@@ -45,6 +45,7 @@ pub mod keysel;
 pub mod lease;
 pub mod merge;
 pub mod node;
+pub mod pipeline;
 pub mod proxy;
 pub mod runtime;
 pub mod scatter;

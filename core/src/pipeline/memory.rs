@@ -1,0 +1,353 @@
+//! The in-process transport: each topic's partitions are bounded logs in
+//! memory with consumer groups, pending deliveries and reclaiming, the same
+//! semantics as the Redis Streams transport, for one process (tests, a
+//! service's internal pipeline, the same stages run without a broker).
+//!
+//! Bounded, never unbounded: a partition holds at most `capacity` events
+//! that some group has not acknowledged (or that no group has read yet);
+//! `publish` waits for room. An event every group has acknowledged is
+//! dropped.
+
+use super::transport::{partition_of, Delivery, Fut, Receive, Transport};
+use super::Event;
+use crate::error::{Error, Result};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+use tokio::sync::Notify;
+
+/// The in-process broker. Clones share it.
+#[derive(Clone)]
+pub struct Memory(Arc<Inner>);
+
+struct Inner {
+    partitions: u32,
+    capacity: usize,
+    topics: Mutex<HashMap<String, Arc<Topic>>>,
+}
+
+struct Topic {
+    parts: Vec<Mutex<Part>>,
+    /// Wakes receivers when events arrive and publishers when room frees.
+    arrived: Vec<Notify>,
+    room: Vec<Notify>,
+}
+
+#[derive(Default)]
+struct Part {
+    /// Events from sequence number `base` on.
+    log: VecDeque<Stored>,
+    base: u64,
+    groups: HashMap<String, Group>,
+}
+
+struct Stored {
+    event: Event,
+    published: SystemTime,
+}
+
+#[derive(Default)]
+struct Group {
+    /// The next sequence number never delivered to this group.
+    next: u64,
+    /// Delivered and not acknowledged: sequence number → delivery state.
+    pending: BTreeMap<u64, Pending>,
+}
+
+struct Pending {
+    consumer: String,
+    deliveries: u32,
+    since: Instant,
+}
+
+impl Memory {
+    /// A broker whose topics have `partitions` partitions of at most
+    /// `capacity` unacknowledged events each.
+    pub fn new(partitions: u32, capacity: usize) -> Result<Memory> {
+        if partitions == 0 || partitions > 4096 {
+            return Err(Error::invalid(format!(
+                "memory transport: partitions {partitions}: must be 1..=4096"
+            )));
+        }
+        if capacity == 0 {
+            return Err(Error::invalid(
+                "memory transport: capacity 0: must be at least 1",
+            ));
+        }
+        Ok(Memory(Arc::new(Inner {
+            partitions,
+            capacity,
+            topics: Mutex::new(HashMap::new()),
+        })))
+    }
+
+    fn topic(&self, name: &str) -> Arc<Topic> {
+        let mut topics = self.0.topics.lock().expect("topics lock");
+        topics
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let n = self.0.partitions as usize;
+                Arc::new(Topic {
+                    parts: (0..n).map(|_| Mutex::new(Part::default())).collect(),
+                    arrived: (0..n).map(|_| Notify::new()).collect(),
+                    room: (0..n).map(|_| Notify::new()).collect(),
+                })
+            })
+            .clone()
+    }
+}
+
+impl Part {
+    /// Drops events every group has acknowledged. With no group yet,
+    /// nothing is dropped: the first consumer reads from the start.
+    fn trim(&mut self) {
+        if self.groups.is_empty() {
+            return;
+        }
+        let keep_from = self
+            .groups
+            .values()
+            .map(|g| g.pending.keys().next().copied().unwrap_or(g.next))
+            .min()
+            .unwrap_or(self.base);
+        while self.base < keep_from && !self.log.is_empty() {
+            self.log.pop_front();
+            self.base += 1;
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.base + self.log.len() as u64
+    }
+}
+
+impl Transport for Memory {
+    fn partitions(&self, _topic: &str) -> u32 {
+        self.0.partitions
+    }
+
+    fn publish<'a>(&'a self, topic: &'a str, events: Vec<Event>) -> Fut<'a, Result<()>> {
+        Box::pin(async move {
+            let t = self.topic(topic);
+            for event in events {
+                let p = partition_of(event.key(), self.0.partitions) as usize;
+                let mut event = Some(event);
+                loop {
+                    // Registered before the check, so a trim between the
+                    // check and the wait is not missed.
+                    let room = t.room[p].notified();
+                    {
+                        let mut part = t.parts[p].lock().expect("partition lock");
+                        if part.log.len() < self.0.capacity {
+                            part.log.push_back(Stored {
+                                event: event.take().expect("not yet stored"),
+                                published: SystemTime::now(),
+                            });
+                            break;
+                        }
+                    }
+                    room.await;
+                }
+                t.arrived[p].notify_waiters();
+            }
+            Ok(())
+        })
+    }
+
+    fn join<'a>(&'a self, topic: &'a str, group: &'a str) -> Fut<'a, Result<()>> {
+        Box::pin(async move {
+            let t = self.topic(topic);
+            for part in &t.parts {
+                let mut part = part.lock().expect("partition lock");
+                let base = part.base;
+                part.groups
+                    .entry(group.to_string())
+                    .or_insert_with(|| Group {
+                        next: base,
+                        pending: BTreeMap::new(),
+                    });
+            }
+            Ok(())
+        })
+    }
+
+    fn receive<'a>(&'a self, r: Receive<'a>) -> Fut<'a, Result<Vec<Delivery>>> {
+        Box::pin(async move {
+            if r.partition >= self.0.partitions {
+                return Err(Error::invalid(format!(
+                    "topic {:?}: partition {} does not exist (it has {})",
+                    r.topic, r.partition, self.0.partitions
+                )));
+            }
+            let t = self.topic(r.topic);
+            let p = r.partition as usize;
+            let deadline = tokio::time::Instant::now() + r.wait;
+            loop {
+                let arrived = t.arrived[p].notified();
+                let mut out = Vec::new();
+                {
+                    let mut part = t.parts[p].lock().expect("partition lock");
+                    let base = part.base;
+                    let end = part.end();
+                    let now = Instant::now();
+                    let part = &mut *part;
+                    let group = part
+                        .groups
+                        .entry(r.group.to_string())
+                        .or_insert_with(|| Group {
+                            next: base,
+                            pending: BTreeMap::new(),
+                        });
+                    // Reclaimed first: the oldest work of a consumer that
+                    // died or stalled.
+                    for (&seq, pend) in group.pending.iter_mut() {
+                        if out.len() >= r.max {
+                            break;
+                        }
+                        if now.duration_since(pend.since) >= r.visibility {
+                            pend.consumer = r.consumer.to_string();
+                            pend.deliveries += 1;
+                            pend.since = now;
+                            let s = &part.log[(seq - base) as usize];
+                            out.push(Delivery {
+                                event: s.event.clone(),
+                                partition: r.partition,
+                                id: seq.to_string(),
+                                deliveries: pend.deliveries,
+                                published: s.published,
+                            });
+                        }
+                    }
+                    while out.len() < r.max && group.next < end {
+                        let seq = group.next;
+                        group.next += 1;
+                        group.pending.insert(
+                            seq,
+                            Pending {
+                                consumer: r.consumer.to_string(),
+                                deliveries: 1,
+                                since: now,
+                            },
+                        );
+                        let s = &part.log[(seq - base) as usize];
+                        out.push(Delivery {
+                            event: s.event.clone(),
+                            partition: r.partition,
+                            id: seq.to_string(),
+                            deliveries: 1,
+                            published: s.published,
+                        });
+                    }
+                }
+                if !out.is_empty() {
+                    return Ok(out);
+                }
+                // Wake for new events, or in time to reclaim the oldest
+                // pending one, or at the deadline.
+                let wake = {
+                    let part = t.parts[p].lock().expect("partition lock");
+                    part.groups
+                        .get(r.group)
+                        .and_then(|g| g.pending.values().map(|d| d.since).min())
+                        .map(|since| tokio::time::Instant::from_std(since + r.visibility))
+                        .map_or(deadline, |w| w.min(deadline))
+                };
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(out);
+                }
+                tokio::select! {
+                    _ = arrived => {}
+                    _ = tokio::time::sleep_until(wake) => {}
+                }
+            }
+        })
+    }
+
+    fn ack<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        partition: u32,
+        ids: &'a [String],
+    ) -> Fut<'a, Result<()>> {
+        Box::pin(async move {
+            if partition >= self.0.partitions {
+                return Err(Error::invalid(format!(
+                    "topic {topic:?}: partition {partition} does not exist"
+                )));
+            }
+            let t = self.topic(topic);
+            let p = partition as usize;
+            {
+                let mut part = t.parts[p].lock().expect("partition lock");
+                let Some(g) = part.groups.get_mut(group) else {
+                    return Err(Error::new(
+                        crate::error::ErrorKind::NotFound,
+                        format!("topic {topic:?}: no consumer group {group:?}"),
+                    ));
+                };
+                for id in ids {
+                    let seq: u64 = id.parse().map_err(|_| {
+                        Error::invalid(format!("delivery id {id:?}: not this transport's"))
+                    })?;
+                    // Acknowledging twice (after a reclaim) is harmless.
+                    g.pending.remove(&seq);
+                }
+                part.trim();
+            }
+            t.room[p].notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn touch<'a>(&'a self, r: Receive<'a>, ids: &'a [String]) -> Fut<'a, Result<()>> {
+        Box::pin(async move {
+            let t = self.topic(r.topic);
+            let Some(part) = t.parts.get(r.partition as usize) else {
+                return Ok(());
+            };
+            let mut part = part.lock().expect("partition lock");
+            if let Some(g) = part.groups.get_mut(r.group) {
+                let now = Instant::now();
+                for id in ids {
+                    if let Some(p) = id.parse().ok().and_then(|seq: u64| g.pending.get_mut(&seq)) {
+                        if p.consumer == r.consumer {
+                            p.since = now;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn backlog<'a>(&'a self, topic: &'a str) -> Fut<'a, Result<u64>> {
+        Box::pin(async move {
+            let t = self.topic(topic);
+            Ok(t.parts
+                .iter()
+                .map(|p| p.lock().expect("partition lock").log.len() as u64)
+                .sum())
+        })
+    }
+
+    fn peek<'a>(&'a self, topic: &'a str, max: usize) -> Fut<'a, Result<Vec<Delivery>>> {
+        Box::pin(async move {
+            let t = self.topic(topic);
+            let mut out = Vec::new();
+            for (i, p) in t.parts.iter().enumerate() {
+                let part = p.lock().expect("partition lock");
+                for (j, s) in part.log.iter().take(max).enumerate() {
+                    out.push(Delivery {
+                        event: s.event.clone(),
+                        partition: i as u32,
+                        id: (part.base + j as u64).to_string(),
+                        deliveries: 0,
+                        published: s.published,
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+}

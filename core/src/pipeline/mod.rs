@@ -1,0 +1,26 @@
+//! Functions and event pipelines: CloudEvents ([`Event`]), handlers with
+//! layers in front of them (the decorator pattern: [`Layers`],
+//! [`DefaultsLayer`]), and stages ([`Stage`]) that consume a topic
+//! at-least-once over a broker-neutral [`Transport`]: in process
+//! ([`Memory`]) or on Redis Streams.
+//!
+//! The files: `event` (CloudEvents, structured JSON and HTTP binary mode),
+//! `layers` (handlers and tower layers), `filter` (triggers), `transport`
+//! (the broker interface and key partitioning), `memory` (the in-process
+//! broker), `stage` (consuming: lanes, attempts, dead letters, drain).
+
+pub mod event;
+pub mod filter;
+pub mod layers;
+pub mod memory;
+pub mod stage;
+pub mod transport;
+
+pub use event::{Data, Event};
+pub use filter::Filter;
+pub use layers::{
+    is_permanent, BoxError, DefaultsLayer, Handler, Layers, Permanent, Rate, RetrySettings,
+};
+pub use memory::Memory;
+pub use stage::{Stage, StageConfig, StageStats};
+pub use transport::{partition_of, Delivery, Receive, Transport};

@@ -1,0 +1,619 @@
+//! A stage: consumes a topic as one consumer of a group, runs each event
+//! through a handler, emits what the handler returns to the reply topic,
+//! and only then acknowledges the event (at-least-once end to end).
+//!
+//! - **Per-key order.** Events of one key ([`Event::key`]) run one at a
+//!   time, in order, in a lane of their own; different keys run in
+//!   parallel, up to `concurrency` at once. A failing event parks only its
+//!   own lane (per-key quarantine) while the other keys flow.
+//! - **Attempts.** A failure is retried in place after an exponential
+//!   backoff; the delivery counter (raised by the transport when a crashed
+//!   consumer's events are reclaimed) counts toward `max_attempts`. After
+//!   the last attempt, or at once for a [`Permanent`](super::Permanent)
+//!   error, the event goes to the dead-letter topic with its error and
+//!   attempt history, and the lane moves on.
+//! - **Maximum age.** An event older than `max_age` is dead-lettered
+//!   unhandled, as expired.
+//! - **Bounded.** At most `max_in_flight` events are received and not yet
+//!   finished; the stage receives more only as they finish.
+//! - **Shutdown** stops receiving, lets handlers in progress finish (within
+//!   the drain limit), and leaves what was not finished unacknowledged, to
+//!   be delivered again: a crash or a stop means redelivery, never loss.
+
+use super::filter::Filter;
+use super::layers::{is_permanent, BoxError, Handler};
+use super::transport::{Delivery, Receive, Transport};
+use super::Event;
+use crate::error::{Error, Result};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{watch, Notify, Semaphore};
+use tower::ServiceExt;
+
+/// Extension attributes a dead-lettered event carries (CloudEvents
+/// extension names: lowercase letters and digits).
+pub mod dead_letter_attr {
+    /// The topic the event was consumed from (where `redrive` sends it).
+    pub const TOPIC: &str = "dlqtopic";
+    /// The stage that gave up on it.
+    pub const STAGE: &str = "dlqstage";
+    /// Attempts made.
+    pub const ATTEMPTS: &str = "dlqattempts";
+    /// The last error.
+    pub const ERROR: &str = "dlqerror";
+    /// Every attempt's error, as a JSON array of strings.
+    pub const HISTORY: &str = "dlqhistory";
+    /// Why: `failed`, `permanent` or `expired`.
+    pub const REASON: &str = "dlqreason";
+}
+
+/// How a stage consumes its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageConfig {
+    /// The stage's name (and its consumer group's, unless `group` is set).
+    pub name: String,
+    /// The topic it consumes.
+    pub topic: String,
+    /// Its consumer group: stages in one group share the events; each
+    /// group gets every event (fan-out).
+    pub group: Option<String>,
+    /// This consumer's name in the group.
+    pub consumer: String,
+    /// Which events it handles; the others are acknowledged and skipped.
+    pub filter: Filter,
+    /// Where the handler's events go; `None`: a handler that returns
+    /// events is an error.
+    pub reply_topic: Option<String>,
+    /// Where events go after their last attempt (default `TOPIC.dlq`).
+    pub dead_letter: Option<String>,
+    /// Attempts in all before dead-lettering.
+    pub max_attempts: u32,
+    /// The backoff before the second attempt, doubling up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// The longest backoff.
+    pub max_backoff: Duration,
+    /// Events older than this are dead-lettered unhandled.
+    pub max_age: Option<Duration>,
+    /// Keys (or, unordered, events) handled at once.
+    pub concurrency: usize,
+    /// Per-key order (`false`: every event in parallel, up to
+    /// `concurrency`).
+    pub ordered: bool,
+    /// Events received and not yet finished, at most.
+    pub max_in_flight: usize,
+    /// A delivery unacknowledged this long may be reclaimed by another
+    /// consumer; the stage renews it while it works on the event.
+    pub visibility: Duration,
+}
+
+impl StageConfig {
+    /// A stage named `name` consuming `topic`, with the defaults: 5
+    /// attempts, backoff 100 ms to 10 s, 16 keys at once, ordered, 1,024
+    /// in flight, visibility 30 s.
+    pub fn new(name: impl Into<String>, topic: impl Into<String>) -> StageConfig {
+        let name = name.into();
+        StageConfig {
+            consumer: format!("{name}-{}", std::process::id()),
+            name,
+            topic: topic.into(),
+            group: None,
+            filter: Filter::default(),
+            reply_topic: None,
+            dead_letter: None,
+            max_attempts: 5,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            max_age: None,
+            concurrency: 16,
+            ordered: true,
+            max_in_flight: 1024,
+            visibility: Duration::from_secs(30),
+        }
+    }
+
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        self.group.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The dead-letter topic.
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.topic))
+    }
+
+    /// Checks the settings, naming the first bad one and its value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::invalid(format!("stage {:?}: {what}", self.name)));
+        if self.name.is_empty() {
+            return Err(Error::invalid("stage name \"\": must not be empty"));
+        }
+        if self.topic.is_empty() {
+            return bad("topic \"\": must not be empty".into());
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts 0: must be at least 1".into());
+        }
+        if self.concurrency == 0 {
+            return bad("concurrency 0: must be at least 1".into());
+        }
+        if self.max_in_flight == 0 {
+            return bad("max_in_flight 0: must be at least 1".into());
+        }
+        if self.visibility < Duration::from_millis(10) {
+            return bad(format!(
+                "visibility {} ms: must be at least 10 ms",
+                self.visibility.as_millis()
+            ));
+        }
+        if self.min_backoff > self.max_backoff {
+            return bad(format!(
+                "min_backoff {} ms is above max_backoff {} ms",
+                self.min_backoff.as_millis(),
+                self.max_backoff.as_millis()
+            ));
+        }
+        if self.reply_topic.as_deref() == Some(self.topic.as_str()) {
+            return bad(format!(
+                "reply_topic {:?} is the topic it consumes: a loop",
+                self.topic
+            ));
+        }
+        if self.dead_letter_topic() == self.topic {
+            return bad(format!(
+                "dead_letter {:?} is the topic it consumes: a loop",
+                self.topic
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A stage's counters.
+#[derive(Debug, Default)]
+pub struct StageStats {
+    /// Events handled and acknowledged.
+    pub handled: AtomicU64,
+    /// Handler failures (attempts that failed).
+    pub failures: AtomicU64,
+    /// Events sent to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
+    /// Events the filter skipped.
+    pub skipped: AtomicU64,
+    /// Events emitted to the reply topic.
+    pub emitted: AtomicU64,
+    /// Deliveries that were redeliveries (a crashed or slow consumer's).
+    pub redelivered: AtomicU64,
+    /// Received and not yet finished.
+    pub in_flight: AtomicU64,
+}
+
+/// A running stage. [`Stage::stop`] drains it; [`Stage::abort`] ends it
+/// at once, as a crash would; dropping it stops receiving and lets the
+/// events in progress finish in the background.
+pub struct Stage {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    cfg: StageConfig,
+    transport: Arc<dyn Transport>,
+    handler: Handler<Event, Vec<Event>>,
+    stats: Arc<StageStats>,
+    /// Lanes with work: key → events waiting behind the one in progress.
+    lanes: Mutex<HashMap<String, VecDeque<Delivery>>>,
+    /// Delivery ids received and not finished (a reclaim of our own is
+    /// ignored).
+    mine: Mutex<HashSet<(u32, String)>>,
+    workers: Semaphore,
+    room: Notify,
+    stop: watch::Receiver<bool>,
+    /// Every lane task, so that `abort` can end them.
+    lanes_running: Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl Stage {
+    /// Starts consuming on the current tokio runtime: one receiving task
+    /// per partition, and a task per lane with work.
+    pub fn start(
+        transport: Arc<dyn Transport>,
+        cfg: StageConfig,
+        handler: Handler<Event, Vec<Event>>,
+    ) -> Result<Stage> {
+        cfg.validate()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let partitions = transport.partitions(&cfg.topic);
+        let shared = Arc::new(Shared {
+            workers: Semaphore::new(cfg.concurrency),
+            cfg,
+            transport,
+            handler,
+            stats: Arc::new(StageStats::default()),
+            lanes: Mutex::new(HashMap::new()),
+            mine: Mutex::new(HashSet::new()),
+            room: Notify::new(),
+            stop: stop_rx,
+            lanes_running: Mutex::new(tokio::task::JoinSet::new()),
+        });
+        let tasks = (0..partitions)
+            .map(|p| tokio::spawn(receive_loop(shared.clone(), p)))
+            .collect();
+        Ok(Stage {
+            stop,
+            tasks,
+            shared,
+        })
+    }
+
+    /// The stage's counters, live.
+    pub fn stats(&self) -> Arc<StageStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Ends the stage at once, as `kill -9` would end its process: handlers
+    /// in progress are dropped mid-call and nothing they held is
+    /// acknowledged, so it is all delivered again (to the next consumer of
+    /// the group, after the visibility timeout).
+    pub fn abort(self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.shared
+            .lanes_running
+            .lock()
+            .expect("lanes lock")
+            .abort_all();
+    }
+
+    /// Stops receiving and waits, at most `drain`, for the events in
+    /// progress to finish. What did not finish stays unacknowledged and is
+    /// delivered again later.
+    pub async fn stop(self, drain: Duration) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.shared.workers.available_permits() < self.shared.cfg.concurrency
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn stopping(s: &Shared) -> bool {
+    *s.stop.borrow()
+}
+
+async fn receive_loop(s: Arc<Shared>, partition: u32) {
+    let mut stop = s.stop.clone();
+    let group = s.cfg.group().to_string();
+    let mut errors = 0u32;
+    while let Err(e) = s.transport.join(&s.cfg.topic, &group).await {
+        errors = errors.saturating_add(1);
+        eprintln!(
+            "shardkit stage {:?}: joining {:?}: {e}",
+            s.cfg.name, s.cfg.topic
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50 << errors.min(6))) => {}
+            _ = stop.changed() => return,
+        }
+    }
+    errors = 0;
+    loop {
+        if stopping(&s) {
+            return;
+        }
+        // Receive only as much as there is room for.
+        let room = {
+            let used = s.stats.in_flight.load(Ordering::Relaxed) as usize;
+            s.cfg.max_in_flight.saturating_sub(used)
+        };
+        if room == 0 {
+            tokio::select! {
+                _ = s.room.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        let r = Receive {
+            topic: &s.cfg.topic,
+            group: &group,
+            consumer: &s.cfg.consumer,
+            partition,
+            max: room.min(256),
+            wait: Duration::from_millis(200),
+            visibility: s.cfg.visibility,
+        };
+        let got = tokio::select! {
+            got = s.transport.receive(r) => got,
+            _ = stop.changed() => return,
+        };
+        let deliveries = match got {
+            Ok(d) => {
+                errors = 0;
+                d
+            }
+            Err(e) => {
+                // A broker that is down: keep trying, slower each time.
+                errors = errors.saturating_add(1);
+                eprintln!(
+                    "shardkit stage {:?}: receive from {:?}: {e}",
+                    s.cfg.name, s.cfg.topic
+                );
+                tokio::time::sleep(Duration::from_millis(50 << errors.min(6))).await;
+                continue;
+            }
+        };
+        for d in deliveries {
+            if !s
+                .mine
+                .lock()
+                .expect("mine lock")
+                .insert((partition, d.id.clone()))
+            {
+                // Our own delivery, reclaimed because we are slow with it:
+                // it is being handled here already.
+                continue;
+            }
+            if d.deliveries > 1 {
+                s.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+            }
+            s.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            if !s.cfg.filter.matches(&d.event) {
+                s.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                finish(&s, &d, true).await;
+                continue;
+            }
+            if !s.cfg.ordered {
+                spawn_lane(&s, None, d);
+                continue;
+            }
+            let key = d.event.key().to_string();
+            let mut lanes = s.lanes.lock().expect("lanes lock");
+            match lanes.get_mut(&key) {
+                Some(q) => q.push_back(d),
+                None => {
+                    lanes.insert(key.clone(), VecDeque::new());
+                    drop(lanes);
+                    spawn_lane(&s, Some(key), d);
+                }
+            }
+        }
+    }
+}
+
+fn spawn_lane(s: &Arc<Shared>, key: Option<String>, first: Delivery) {
+    let mut running = s.lanes_running.lock().expect("lanes lock");
+    // Reap finished lanes, so the set holds only running ones.
+    while running.try_join_next().is_some() {}
+    running.spawn(lane(s.clone(), key, first));
+}
+
+/// Works through one key's events in order (or one event, unordered).
+async fn lane(s: Arc<Shared>, key: Option<String>, first: Delivery) {
+    let mut next = Some(first);
+    while let Some(d) = next.take() {
+        if stopping(&s) {
+            // Left for redelivery, with the rest of the lane.
+            release(&s, &d);
+            if let Some(k) = &key {
+                let rest = s.lanes.lock().expect("lanes lock").remove(k);
+                for d in rest.into_iter().flatten() {
+                    release(&s, &d);
+                }
+            }
+            return;
+        }
+        let permit = s.workers.acquire().await.expect("never closed");
+        if stopping(&s) {
+            // Stopped while waiting for a turn: not started, so left for
+            // redelivery.
+            drop(permit);
+            next = Some(d);
+            continue;
+        }
+        let done = handle(&s, &d).await;
+        drop(permit);
+        match done {
+            Done::Finished => finish(&s, &d, true).await,
+            Done::Left => release(&s, &d),
+        }
+        if let Some(k) = &key {
+            let mut lanes = s.lanes.lock().expect("lanes lock");
+            match lanes.get_mut(k).and_then(VecDeque::pop_front) {
+                Some(n) => next = Some(n),
+                None => {
+                    lanes.remove(k);
+                }
+            }
+        }
+    }
+}
+
+enum Done {
+    /// Handled (and its output emitted), or dead-lettered: acknowledge.
+    Finished,
+    /// Not finished (shutting down, or the broker refused): leave it
+    /// unacknowledged for redelivery.
+    Left,
+}
+
+async fn handle(s: &Shared, d: &Delivery) -> Done {
+    let mut attempt = d.deliveries.max(1);
+    let mut history: Vec<String> = Vec::new();
+    loop {
+        if let Some(max_age) = s.cfg.max_age {
+            let age = SystemTime::now()
+                .duration_since(d.published)
+                .unwrap_or_default();
+            if age > max_age {
+                let why = format!(
+                    "expired: {} ms old, max_age {} ms",
+                    age.as_millis(),
+                    max_age.as_millis()
+                );
+                history.push(why);
+                return dead_letter(s, d, "expired", attempt - 1, &history).await;
+            }
+        }
+        let err: BoxError = match s.handler.clone().oneshot(d.event.clone()).await {
+            Ok(out) => match emit(s, out).await {
+                Ok(()) => {
+                    s.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    return Done::Finished;
+                }
+                Err(e) => e.into(),
+            },
+            Err(e) => e,
+        };
+        s.stats.failures.fetch_add(1, Ordering::Relaxed);
+        history.push(format!("attempt {attempt}: {err}"));
+        if is_permanent(err.as_ref()) {
+            return dead_letter(s, d, "permanent", attempt, &history).await;
+        }
+        if attempt >= s.cfg.max_attempts {
+            return dead_letter(s, d, "failed", attempt, &history).await;
+        }
+        // Wait, keeping the delivery ours, then try again.
+        let backoff = backoff(&s.cfg, attempt);
+        let mut stop = s.stop.clone();
+        let r = Receive {
+            topic: &s.cfg.topic,
+            group: s.cfg.group(),
+            consumer: &s.cfg.consumer,
+            partition: d.partition,
+            max: 0,
+            wait: Duration::ZERO,
+            visibility: s.cfg.visibility,
+        };
+        let _ = s.transport.touch(r, std::slice::from_ref(&d.id)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|v| *v) => return Done::Left,
+        }
+        let _ = s.transport.touch(r, std::slice::from_ref(&d.id)).await;
+        attempt += 1;
+    }
+}
+
+/// The backoff before attempt `attempt + 1`: doubling from `min_backoff`,
+/// at most `max_backoff`, with up to half of it added at random so that
+/// lanes failing together do not retry together.
+fn backoff(cfg: &StageConfig, attempt: u32) -> Duration {
+    let base = cfg
+        .min_backoff
+        .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(20))
+        .min(cfg.max_backoff);
+    let jitter = fastrand::u64(0..=base.as_micros() as u64 / 2);
+    base + Duration::from_micros(jitter)
+}
+
+async fn emit(s: &Shared, out: Vec<Event>) -> Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let Some(topic) = &s.cfg.reply_topic else {
+        return Err(Error::invalid(format!(
+            "stage {:?}: the handler returned {} event(s) and the stage has no reply_topic",
+            s.cfg.name,
+            out.len()
+        )));
+    };
+    let n = out.len() as u64;
+    s.transport.publish(topic, out).await?;
+    s.stats.emitted.fetch_add(n, Ordering::Relaxed);
+    Ok(())
+}
+
+async fn dead_letter(
+    s: &Shared,
+    d: &Delivery,
+    reason: &str,
+    attempts: u32,
+    history: &[String],
+) -> Done {
+    use dead_letter_attr as a;
+    let last = history.last().cloned().unwrap_or_default();
+    let truncate = |t: &str| t.chars().take(1024).collect::<String>();
+    let history = serde_json::to_string(
+        &history
+            .iter()
+            .rev()
+            .take(20)
+            .rev()
+            .map(|h| truncate(h))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default();
+    let event = (|| {
+        d.event
+            .clone()
+            .with_extension(a::TOPIC, s.cfg.topic.clone())?
+            .with_extension(a::STAGE, s.cfg.name.clone())?
+            .with_extension(a::ATTEMPTS, attempts.to_string())?
+            .with_extension(a::REASON, reason)?
+            .with_extension(a::ERROR, truncate(&last))?
+            .with_extension(a::HISTORY, history)
+    })();
+    let event = match event {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("shardkit stage {:?}: cannot dead-letter: {e}", s.cfg.name);
+            return Done::Left;
+        }
+    };
+    match s
+        .transport
+        .publish(&s.cfg.dead_letter_topic(), vec![event])
+        .await
+    {
+        Ok(()) => {
+            s.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            Done::Finished
+        }
+        // Never acknowledged unless the dead-letter topic has it.
+        Err(e) => {
+            eprintln!(
+                "shardkit stage {:?}: dead-letter topic refused the event: {e}",
+                s.cfg.name
+            );
+            Done::Left
+        }
+    }
+}
+
+/// Acknowledges a finished delivery.
+async fn finish(s: &Shared, d: &Delivery, ack: bool) {
+    if ack {
+        let ids = [d.id.clone()];
+        if let Err(e) = s
+            .transport
+            .ack(&s.cfg.topic, s.cfg.group(), d.partition, &ids)
+            .await
+        {
+            // Unacknowledged: it comes back, and is handled again.
+            eprintln!("shardkit stage {:?}: ack: {e}", s.cfg.name);
+        }
+    }
+    release(s, d);
+}
+
+/// Forgets a delivery this consumer no longer works on.
+fn release(s: &Shared, d: &Delivery) {
+    s.mine
+        .lock()
+        .expect("mine lock")
+        .remove(&(d.partition, d.id.clone()));
+    s.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    s.room.notify_waiters();
+}

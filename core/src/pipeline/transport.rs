@@ -1,0 +1,112 @@
+//! The broker-neutral transport a stage runs on: topics split into
+//! partitions by event key, consumer groups, deliveries that stay pending
+//! until acknowledged, and reclaiming of deliveries a dead consumer left.
+//!
+//! Every transport keeps the same promises, checked by one conformance
+//! suite: an event published is stored before `publish` returns; within a
+//! partition, a group receives events in publication order; a delivery not
+//! acknowledged within the visibility timeout is delivered again (to any
+//! consumer of the group) with its delivery count raised; nothing is
+//! dropped unacknowledged.
+
+use super::Event;
+use crate::error::Result;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+/// A transport's future.
+pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One event as a consumer received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The event.
+    pub event: Event,
+    /// The partition it is in.
+    pub partition: u32,
+    /// The transport's id for it (a stream entry id on Redis, a sequence
+    /// number in memory): what [`Transport::ack`] takes.
+    pub id: String,
+    /// Deliveries so far, this one included (1: the first): a crashed or
+    /// timed-out consumer's deliveries come back with it raised.
+    pub deliveries: u32,
+    /// When it was published, for a stage's maximum event age.
+    pub published: SystemTime,
+}
+
+/// What a consumer asks [`Transport::receive`] for.
+#[derive(Debug, Clone, Copy)]
+pub struct Receive<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The consumer group: each group receives every event once.
+    pub group: &'a str,
+    /// This consumer's name within the group.
+    pub consumer: &'a str,
+    /// The partition to read.
+    pub partition: u32,
+    /// Deliveries at most.
+    pub max: usize,
+    /// Waits this long for something to arrive before returning empty.
+    pub wait: Duration,
+    /// A delivery left unacknowledged this long is reclaimed (delivered
+    /// again, possibly to another consumer).
+    pub visibility: Duration,
+}
+
+/// A broker: the in-process one ([`super::memory::Memory`]) or Redis
+/// Streams.
+pub trait Transport: Send + Sync + 'static {
+    /// How many partitions `topic` has.
+    fn partitions(&self, topic: &str) -> u32;
+
+    /// Creates consumer group `group` of `topic` if it is new: it will
+    /// receive every event still stored and every event published from
+    /// now on. (Receiving creates the group too; joining first means no
+    /// event published meanwhile is missed.)
+    fn join<'a>(&'a self, topic: &'a str, group: &'a str) -> Fut<'a, Result<()>>;
+
+    /// Stores `events` in `topic`, each in the partition of its
+    /// [`Event::key`], in order; returns once stored. Waits while the
+    /// topic is full (backpressure), never grows without bound.
+    fn publish<'a>(&'a self, topic: &'a str, events: Vec<Event>) -> Fut<'a, Result<()>>;
+
+    /// Deliveries for a consumer of a group from one partition: first any
+    /// left unacknowledged past the visibility timeout, then new ones in
+    /// publication order. Empty after `wait` with nothing to deliver.
+    fn receive<'a>(&'a self, r: Receive<'a>) -> Fut<'a, Result<Vec<Delivery>>>;
+
+    /// Marks deliveries done for `group`: never delivered to it again.
+    fn ack<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        partition: u32,
+        ids: &'a [String],
+    ) -> Fut<'a, Result<()>>;
+
+    /// Restarts the visibility timeout of deliveries this consumer still
+    /// works on (a handler retrying, a slow batch), so no other consumer
+    /// reclaims them meanwhile.
+    fn touch<'a>(&'a self, r: Receive<'a>, ids: &'a [String]) -> Fut<'a, Result<()>>;
+
+    /// Events stored and not yet acknowledged by every group, or not yet
+    /// delivered: what a topic holds. For tests, metrics and `dlq list`.
+    fn backlog<'a>(&'a self, topic: &'a str) -> Fut<'a, Result<u64>>;
+
+    /// The events of `topic`, oldest first, up to `max` per partition,
+    /// without delivering them: how `dlq list` and `dlq show` read a
+    /// dead-letter topic.
+    fn peek<'a>(&'a self, topic: &'a str, max: usize) -> Fut<'a, Result<Vec<Delivery>>>;
+}
+
+/// The partition of `key` among `partitions`: jump consistent hash over
+/// xxh3, so adding partitions moves the fewest keys. Every transport places
+/// keys with it, so an event's partition does not depend on the broker.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    crate::shard::jump_hash(
+        xxhash_rust::xxh3::xxh3_64(key.as_bytes()),
+        partitions.max(1),
+    )
+}

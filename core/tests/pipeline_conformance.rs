@@ -1,0 +1,590 @@
+//! One conformance suite for every pipeline transport: the transport's own
+//! promises (order within a partition, fan-out to groups, reclaiming,
+//! acknowledgement) and a stage's on top of it (at-least-once, per-key
+//! order under parallel lanes, poison events dead-lettered while other
+//! keys flow, permanent errors, maximum age, filters, drain, a crashed
+//! consumer's events handled by the next, bounded memory).
+//!
+//! Each check is a function over a transport; the `memory` module runs
+//! them all on the in-process transport.
+
+use serde_json::json;
+use shardkit::pipeline::stage::dead_letter_attr;
+use shardkit::pipeline::{
+    partition_of, BoxError, Data, Event, Filter, Handler, Permanent, Receive, Stage, StageConfig,
+    Transport,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tower::service_fn;
+use tower::util::BoxCloneSyncService;
+
+type Make = fn() -> Arc<dyn Transport>;
+
+fn ev(key: &str, n: u64) -> Event {
+    Event::new(format!("{key}-{n}"), "/test", "test.event")
+        .unwrap()
+        .with_extension("partitionkey", key)
+        .unwrap()
+        .with_data(Data::Json(json!({"key": key, "n": n})))
+}
+
+fn n_of(e: &Event) -> u64 {
+    match e.data() {
+        Data::Json(v) => v["n"].as_u64().unwrap(),
+        other => panic!("unexpected data {other:?}"),
+    }
+}
+
+fn handler<F, Fut>(f: F) -> Handler<Event, Vec<Event>>
+where
+    F: Fn(Event) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Vec<Event>, BoxError>> + Send + 'static,
+{
+    BoxCloneSyncService::new(service_fn(f))
+}
+
+fn quick(name: &str, topic: &str) -> StageConfig {
+    let mut c = StageConfig::new(name, topic);
+    c.min_backoff = Duration::from_millis(1);
+    c.max_backoff = Duration::from_millis(5);
+    c.visibility = Duration::from_millis(500);
+    c
+}
+
+async fn until(limit: Duration, mut f: impl FnMut() -> bool, what: &str) {
+    // (what is formatted before the wait: a description, not live state)
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn recv<'a>(topic: &'a str, group: &'a str, consumer: &'a str, p: u32) -> Receive<'a> {
+    Receive {
+        topic,
+        group,
+        consumer,
+        partition: p,
+        max: 1000,
+        wait: Duration::from_millis(50),
+        visibility: Duration::from_millis(200),
+    }
+}
+
+/// Within a partition a group receives in publication order; every event
+/// of a key is in that key's partition; a second group gets everything too.
+async fn order_partitions_and_fan_out(t: Arc<dyn Transport>) {
+    let parts = t.partitions("orders");
+    let events: Vec<Event> = (0..200).map(|i| ev(&format!("k{}", i % 17), i)).collect();
+    // Groups created before publishing receive everything.
+    t.join("orders", "g1").await.unwrap();
+    t.join("orders", "g2").await.unwrap();
+    t.publish("orders", events.clone()).await.unwrap();
+    for group in ["g1", "g2"] {
+        let mut seen = Vec::new();
+        for p in 0..parts {
+            let got = t.receive(recv("orders", group, "c", p)).await.unwrap();
+            let mut last = None;
+            for d in &got {
+                assert_eq!(partition_of(d.event.key(), parts), p, "{:?}", d.event.key());
+                assert_eq!(d.deliveries, 1);
+                let n = n_of(&d.event);
+                assert!(last < Some(n), "partition {p}: {n} after {last:?}");
+                last = Some(n);
+            }
+            let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
+            t.ack("orders", group, p, &ids).await.unwrap();
+            seen.extend(got.into_iter().map(|d| d.event));
+        }
+        assert_eq!(seen.len(), events.len(), "group {group}");
+        let want: HashSet<_> = events.iter().map(|e| e.id().to_string()).collect();
+        let got: HashSet<_> = seen.iter().map(|e| e.id().to_string()).collect();
+        assert_eq!(got, want);
+    }
+    assert_eq!(t.backlog("orders").await.unwrap(), 0);
+}
+
+/// A delivery left unacknowledged comes back after the visibility timeout,
+/// to another consumer, with its delivery count raised; touching it keeps
+/// it; acknowledging ends it.
+async fn reclaim_after_visibility(t: Arc<dyn Transport>) {
+    let e = ev("only", 1);
+    let p = partition_of(e.key(), t.partitions("rc"));
+    t.publish("rc", vec![e]).await.unwrap();
+    let first = t.receive(recv("rc", "g", "a", p)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // Not yet: b gets nothing while a's delivery is fresh...
+    let none = t
+        .receive(Receive {
+            wait: Duration::from_millis(20),
+            ..recv("rc", "g", "b", p)
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    // ... nor after a touched it.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    t.touch(recv("rc", "g", "a", p), &[first[0].id.clone()])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let none = t
+        .receive(Receive {
+            wait: Duration::from_millis(10),
+            ..recv("rc", "g", "b", p)
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "reclaimed although touched");
+    // Past the timeout, b reclaims it.
+    let again = t
+        .receive(Receive {
+            wait: Duration::from_millis(500),
+            ..recv("rc", "g", "b", p)
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, first[0].id);
+    assert_eq!(again[0].deliveries, 2);
+    t.ack("rc", "g", p, &[again[0].id.clone()]).await.unwrap();
+    let none = t
+        .receive(Receive {
+            wait: Duration::from_millis(300),
+            ..recv("rc", "g", "c", p)
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+/// Transient failures are retried; every event is handled and its output
+/// emitted; per-key order holds under 8 parallel lanes.
+async fn at_least_once_in_key_order(t: Arc<dyn Transport>) {
+    let keys = 40;
+    let per_key = 25;
+    let seen: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
+    let failed_once: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let (s2, f2) = (seen.clone(), failed_once.clone());
+    let h = handler(move |e: Event| {
+        let (seen, failed_once) = (s2.clone(), f2.clone());
+        async move {
+            let n = n_of(&e);
+            // Every 7th event fails on its first try.
+            if n % 7 == 3 && failed_once.lock().unwrap().insert(e.id().to_string()) {
+                return Err("transient".into());
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            seen.lock()
+                .unwrap()
+                .entry(e.key().to_string())
+                .or_default()
+                .push(n);
+            let out = Event::new(format!("out-{}", e.id()), "/stage", "test.out")?
+                .with_extension("partitionkey", e.key())?;
+            Ok(vec![out])
+        }
+    });
+    let mut cfg = quick("orderly", "in");
+    cfg.concurrency = 8;
+    cfg.reply_topic = Some("out".into());
+    let stage = Stage::start(t.clone(), cfg, h).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..per_key {
+        for k in 0..keys {
+            batch.push(ev(&format!("user{k}"), i));
+        }
+    }
+    t.publish("in", batch).await.unwrap();
+    let stats = stage.stats();
+    until(
+        Duration::from_secs(30),
+        || stats.handled.load(Ordering::Relaxed) == keys * per_key,
+        "every event handled",
+    )
+    .await;
+    stage.stop(Duration::from_secs(5)).await;
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len() as u64, keys);
+        for (k, ns) in seen.iter() {
+            assert_eq!(
+                ns,
+                &(0..per_key).collect::<Vec<u64>>(),
+                "key {k} out of order"
+            );
+        }
+    }
+    assert_eq!(
+        stats.failures.load(Ordering::Relaxed) as usize,
+        failed_once.lock().unwrap().len()
+    );
+    assert!(stats.failures.load(Ordering::Relaxed) > 0);
+    assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.emitted.load(Ordering::Relaxed), keys * per_key);
+    assert_eq!(t.backlog("in").await.unwrap(), 0, "everything acknowledged");
+    assert_eq!(t.backlog("out").await.unwrap(), keys * per_key);
+}
+
+/// A poison event is dead-lettered after max_attempts with its history,
+/// while 1,000 other keys keep flowing; its own key waits behind it, then
+/// goes on.
+async fn poison_goes_to_dead_letters_while_others_flow(t: Arc<dyn Transport>) {
+    let handled = Arc::new(AtomicUsize::new(0));
+    let after_poison = Arc::new(AtomicUsize::new(0));
+    let (h2, a2) = (handled.clone(), after_poison.clone());
+    let h = handler(move |e: Event| {
+        let (handled, after) = (h2.clone(), a2.clone());
+        async move {
+            if e.id() == "poison-0" {
+                return Err("cannot parse the order".into());
+            }
+            if e.key() == "poison" {
+                after.fetch_add(1, Ordering::SeqCst);
+            }
+            handled.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![])
+        }
+    });
+    let mut cfg = quick("poisoned", "orders2");
+    cfg.max_attempts = 4;
+    let stage = Stage::start(t.clone(), cfg, h).unwrap();
+    let mut batch = vec![ev("poison", 0), ev("poison", 1)];
+    batch.extend((0..1000).map(|k| ev(&format!("k{k}"), 0)));
+    t.publish("orders2", batch).await.unwrap();
+    let stats = stage.stats();
+    until(
+        Duration::from_secs(30),
+        || handled.load(Ordering::SeqCst) == 1001,
+        "the other keys and the poison key's next event",
+    )
+    .await;
+    stage.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        after_poison.load(Ordering::SeqCst),
+        1,
+        "the poison key went on after it"
+    );
+    assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.failures.load(Ordering::Relaxed), 4);
+    let dead = t.peek("orders2.dlq", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let e = &dead[0].event;
+    assert_eq!(e.id(), "poison-0");
+    assert_eq!(e.extension(dead_letter_attr::TOPIC), Some("orders2"));
+    assert_eq!(e.extension(dead_letter_attr::ATTEMPTS), Some("4"));
+    assert_eq!(e.extension(dead_letter_attr::REASON), Some("failed"));
+    assert_eq!(
+        e.extension(dead_letter_attr::ERROR),
+        Some("attempt 4: cannot parse the order")
+    );
+    let history: Vec<String> =
+        serde_json::from_str(e.extension(dead_letter_attr::HISTORY).unwrap()).unwrap();
+    assert_eq!(history.len(), 4);
+    assert_eq!(t.backlog("orders2").await.unwrap(), 0);
+}
+
+/// Permanent errors skip the retries; expired events are not handled;
+/// filtered-out events are acknowledged unhandled.
+async fn permanent_expired_and_filtered(t: Arc<dyn Transport>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let h = handler(move |e: Event| {
+        let calls = c2.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            if e.id().starts_with("bad") {
+                return Err(Box::new(Permanent(format!("{} is malformed", e.id()))) as BoxError);
+            }
+            Ok(vec![])
+        }
+    });
+    let mut cfg = quick("picky", "mixed");
+    cfg.filter = Filter::on("type", "test.*");
+    let stage = Stage::start(t.clone(), cfg, h).unwrap();
+    let other = Event::new("x-1", "/test", "other.event").unwrap();
+    t.publish(
+        "mixed",
+        vec![
+            ev("a", 1),
+            Event::new("bad-1", "/test", "test.event").unwrap(),
+            other,
+        ],
+    )
+    .await
+    .unwrap();
+    let stats = stage.stats();
+    until(
+        Duration::from_secs(10),
+        || {
+            stats.handled.load(Ordering::Relaxed) == 1
+                && stats.dead_lettered.load(Ordering::Relaxed) == 1
+                && stats.skipped.load(Ordering::Relaxed) == 1
+        },
+        "handled, dead-lettered and skipped",
+    )
+    .await;
+    stage.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "one try each; the filtered event never reached the handler"
+    );
+    let dead = t.peek("mixed.dlq", 10).await.unwrap();
+    assert_eq!(
+        dead[0].event.extension(dead_letter_attr::REASON),
+        Some("permanent")
+    );
+
+    // Maximum age: events published before the stage existed, older than it.
+    t.publish("aged", vec![ev("old", 1)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let h = handler(move |_e: Event| {
+        let calls = c2.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![])
+        }
+    });
+    let mut cfg = quick("fresh-only", "aged");
+    cfg.max_age = Some(Duration::from_millis(100));
+    let stage = Stage::start(t.clone(), cfg, h).unwrap();
+    let stats = stage.stats();
+    until(
+        Duration::from_secs(10),
+        || stats.dead_lettered.load(Ordering::Relaxed) == 1,
+        "expired",
+    )
+    .await;
+    stage.stop(Duration::from_secs(5)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let dead = t.peek("aged.dlq", 10).await.unwrap();
+    assert_eq!(
+        dead[0].event.extension(dead_letter_attr::REASON),
+        Some("expired")
+    );
+}
+
+/// A consumer that dies mid-batch loses nothing: its unacknowledged events
+/// are reclaimed by the next one after the visibility timeout. Duplicates
+/// are possible (counted), loss is not.
+async fn a_crashed_consumer_loses_nothing(t: Arc<dyn Transport>) {
+    let total = 500u64;
+    let done: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let d2 = done.clone();
+    let slow = handler(move |e: Event| {
+        let done = d2.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            *done.lock().unwrap().entry(e.id().to_string()).or_default() += 1;
+            Ok(vec![])
+        }
+    });
+    let mut cfg = quick("crashy", "work");
+    cfg.consumer = "first".into();
+    cfg.visibility = Duration::from_millis(300);
+    let first = Stage::start(t.clone(), cfg.clone(), slow.clone()).unwrap();
+    t.publish(
+        "work",
+        (0..total).map(|i| ev(&format!("k{}", i % 50), i)).collect(),
+    )
+    .await
+    .unwrap();
+    until(
+        Duration::from_secs(10),
+        || done.lock().unwrap().len() >= 50,
+        "some progress",
+    )
+    .await;
+    // "kill -9": ended mid-batch, handlers cut off mid-call; nothing it
+    // held is acknowledged.
+    first.abort();
+    cfg.consumer = "second".into();
+    let second = Stage::start(t.clone(), cfg, slow).unwrap();
+    until(
+        Duration::from_secs(30),
+        || done.lock().unwrap().len() == total as usize,
+        "every event handled by someone",
+    )
+    .await;
+    let stats = second.stats();
+    second.stop(Duration::from_secs(5)).await;
+    assert!(
+        stats.redelivered.load(Ordering::Relaxed) > 0,
+        "the first consumer's events came back"
+    );
+    assert_eq!(t.backlog("work").await.unwrap(), 0);
+}
+
+/// Graceful stop: the handler call in progress finishes and is
+/// acknowledged; what was not started is delivered to the next consumer.
+async fn stop_drains_in_flight(t: Arc<dyn Transport>) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let (s2, f2) = (started.clone(), finished.clone());
+    let h = handler(move |_e: Event| {
+        let (started, finished) = (s2.clone(), f2.clone());
+        async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            finished.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![])
+        }
+    });
+    let mut cfg = quick("drainer", "drain");
+    cfg.concurrency = 2;
+    let stage = Stage::start(t.clone(), cfg.clone(), h.clone()).unwrap();
+    t.publish("drain", (0..20).map(|i| ev(&format!("k{i}"), i)).collect())
+        .await
+        .unwrap();
+    until(
+        Duration::from_secs(5),
+        || started.load(Ordering::SeqCst) >= 2,
+        "two in progress",
+    )
+    .await;
+    stage.stop(Duration::from_secs(5)).await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        finished.load(Ordering::SeqCst),
+        "a call was cut off"
+    );
+    let handled_first = finished.load(Ordering::SeqCst);
+    assert!(handled_first < 20);
+    // The rest: to the next consumer, once their visibility passes.
+    cfg.consumer = "next".into();
+    let next = Stage::start(t.clone(), cfg, h).unwrap();
+    let stats = next.stats();
+    until(
+        Duration::from_secs(10),
+        || stats.handled.load(Ordering::Relaxed) as usize + handled_first >= 20,
+        "the rest",
+    )
+    .await;
+    next.stop(Duration::from_secs(5)).await;
+    assert_eq!(t.backlog("drain").await.unwrap(), 0);
+}
+
+/// Bad stage settings are refused, naming the value.
+async fn bad_stage_settings_are_named(t: Arc<dyn Transport>) {
+    let h = handler(|_e: Event| async { Ok(vec![]) });
+    let mut cases = Vec::new();
+    let mut c = quick("s", "t");
+    c.max_attempts = 0;
+    cases.push((c, "max_attempts 0"));
+    let mut c = quick("s", "t");
+    c.reply_topic = Some("t".into());
+    cases.push((c, "reply_topic \"t\""));
+    let mut c = quick("s", "t");
+    c.concurrency = 0;
+    cases.push((c, "concurrency 0"));
+    for (cfg, want) in cases {
+        let err = Stage::start(t.clone(), cfg, h.clone())
+            .err()
+            .expect("refused");
+        assert!(err.message().contains(want), "{err} lacks {want:?}");
+    }
+}
+
+macro_rules! conformance {
+    ($make:expr) => {
+        fn run(
+            check: fn(
+                Arc<dyn Transport>,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+        ) {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let make: Make = $make;
+            rt.block_on(check(make()));
+        }
+        #[test]
+        fn order_partitions_and_fan_out() {
+            run(|t| Box::pin(super::order_partitions_and_fan_out(t)));
+        }
+        #[test]
+        fn reclaim_after_visibility() {
+            run(|t| Box::pin(super::reclaim_after_visibility(t)));
+        }
+        #[test]
+        fn at_least_once_in_key_order() {
+            run(|t| Box::pin(super::at_least_once_in_key_order(t)));
+        }
+        #[test]
+        fn poison_goes_to_dead_letters_while_others_flow() {
+            run(|t| Box::pin(super::poison_goes_to_dead_letters_while_others_flow(t)));
+        }
+        #[test]
+        fn permanent_expired_and_filtered() {
+            run(|t| Box::pin(super::permanent_expired_and_filtered(t)));
+        }
+        #[test]
+        fn a_crashed_consumer_loses_nothing() {
+            run(|t| Box::pin(super::a_crashed_consumer_loses_nothing(t)));
+        }
+        #[test]
+        fn stop_drains_in_flight() {
+            run(|t| Box::pin(super::stop_drains_in_flight(t)));
+        }
+        #[test]
+        fn bad_stage_settings_are_named() {
+            run(|t| Box::pin(super::bad_stage_settings_are_named(t)));
+        }
+    };
+}
+
+mod memory {
+    use super::*;
+    conformance!(|| Arc::new(shardkit::pipeline::Memory::new(4, 10_000).unwrap()));
+}
+
+/// The in-process transport's own bound: a publisher waits when a
+/// partition is full, so a slow handler never lets memory grow.
+#[test]
+fn memory_transport_is_bounded() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t: Arc<dyn Transport> = Arc::new(shardkit::pipeline::Memory::new(1, 50).unwrap());
+        let h = handler(|_e: Event| async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok(vec![])
+        });
+        let mut cfg = quick("slow", "flood");
+        cfg.max_in_flight = 20;
+        let stage = Stage::start(t.clone(), cfg, h).unwrap();
+        let stats = stage.stats();
+        let mut peak_backlog = 0;
+        let mut peak_in_flight = 0;
+        for i in 0..400u64 {
+            t.publish("flood", vec![ev(&format!("k{}", i % 8), i)])
+                .await
+                .unwrap();
+            peak_backlog = peak_backlog.max(t.backlog("flood").await.unwrap());
+            peak_in_flight = peak_in_flight.max(stats.in_flight.load(Ordering::Relaxed));
+        }
+        until(
+            Duration::from_secs(30),
+            || stats.handled.load(Ordering::Relaxed) == 400,
+            "all handled",
+        )
+        .await;
+        stage.stop(Duration::from_secs(5)).await;
+        assert!(peak_backlog <= 50, "backlog reached {peak_backlog}");
+        assert!(peak_in_flight <= 20, "in flight reached {peak_in_flight}");
+    });
+    let err = shardkit::pipeline::Memory::new(0, 10).err().unwrap();
+    assert!(err.message().contains("partitions 0"), "{err}");
+}
