@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 use tower::service_fn;
 use tower::util::BoxCloneSyncService;
 
-type Make = fn() -> Arc<dyn Transport>;
-
 fn ev(key: &str, n: u64) -> Event {
     Event::new(format!("{key}-{n}"), "/test", "test.event")
         .unwrap()
@@ -492,50 +490,63 @@ async fn bad_stage_settings_are_named(t: Arc<dyn Transport>) {
     }
 }
 
+/// A transport for one check, and whatever must live as long as it (the
+/// server it talks to).
+type Setup = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Arc<dyn Transport>, Box<dyn std::any::Any + Send>)>>,
+>;
+
 macro_rules! conformance {
-    ($make:expr) => {
-        fn run(
-            check: fn(
-                Arc<dyn Transport>,
-            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-        ) {
+    ($(#[$attr:meta])* make = $make:expr) => {
+        fn run(check: fn(Arc<dyn Transport>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            let make: Make = $make;
-            rt.block_on(check(make()));
+            let make: fn() -> Setup = $make;
+            rt.block_on(async {
+                let (t, _keep) = make().await;
+                check(t).await
+            });
         }
         #[test]
+        $(#[$attr])*
         fn order_partitions_and_fan_out() {
             run(|t| Box::pin(super::order_partitions_and_fan_out(t)));
         }
         #[test]
+        $(#[$attr])*
         fn reclaim_after_visibility() {
             run(|t| Box::pin(super::reclaim_after_visibility(t)));
         }
         #[test]
+        $(#[$attr])*
         fn at_least_once_in_key_order() {
             run(|t| Box::pin(super::at_least_once_in_key_order(t)));
         }
         #[test]
+        $(#[$attr])*
         fn poison_goes_to_dead_letters_while_others_flow() {
             run(|t| Box::pin(super::poison_goes_to_dead_letters_while_others_flow(t)));
         }
         #[test]
+        $(#[$attr])*
         fn permanent_expired_and_filtered() {
             run(|t| Box::pin(super::permanent_expired_and_filtered(t)));
         }
         #[test]
+        $(#[$attr])*
         fn a_crashed_consumer_loses_nothing() {
             run(|t| Box::pin(super::a_crashed_consumer_loses_nothing(t)));
         }
         #[test]
+        $(#[$attr])*
         fn stop_drains_in_flight() {
             run(|t| Box::pin(super::stop_drains_in_flight(t)));
         }
         #[test]
+        $(#[$attr])*
         fn bad_stage_settings_are_named() {
             run(|t| Box::pin(super::bad_stage_settings_are_named(t)));
         }
@@ -544,7 +555,40 @@ macro_rules! conformance {
 
 mod memory {
     use super::*;
-    conformance!(|| Arc::new(shardkit::pipeline::Memory::new(4, 10_000).unwrap()));
+    conformance!(
+        make = || Box::pin(async {
+            let t: Arc<dyn Transport> =
+                Arc::new(shardkit::pipeline::Memory::new(4, 10_000).unwrap());
+            (t, Box::new(()) as Box<dyn std::any::Any + Send>)
+        })
+    );
+}
+
+/// The same checks on Redis Streams, against a real redis-server of each
+/// check's own.
+mod redis_streams {
+    use super::*;
+    use shardkit::pipeline::{RedisOptions, RedisStreams};
+    use shardkit_testkit::redis::start_redis;
+    use shardkit_testkit::{free_addrs, TempDir};
+
+    conformance!(
+        #[ignore = "needs redis-server: run by make test-compat"]
+        make = || Box::pin(async {
+            let dir = TempDir::new("pipeline-redis");
+            let addr = free_addrs(std::net::Ipv4Addr::LOCALHOST, 1)[0];
+            let server = start_redis(dir.path(), addr, None);
+            let options = RedisOptions {
+                partitions: 4,
+                ..RedisOptions::default()
+            };
+            let t = RedisStreams::connect(&format!("redis://{addr}/"), options)
+                .await
+                .unwrap();
+            let t: Arc<dyn Transport> = Arc::new(t);
+            (t, Box::new((server, dir)) as Box<dyn std::any::Any + Send>)
+        })
+    );
 }
 
 /// The in-process transport's own bound: a publisher waits when a

@@ -7,6 +7,7 @@
 #                                    real memcached (placement, byte-identical
 #                                    text and meta replies, failover, reload)
 #   core/tests/proxy_redis.rs        shardkit proxy over real redis-server
+#   core/tests/pipeline_conformance.rs  the pipeline conformance suite on Redis Streams
 #
 # Each test starts its own servers on loopback with free ports in a temporary
 # directory and stops them afterwards. A missing binary is a failure, never a
@@ -33,7 +34,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test -p shardkit --test compat_nutcracker --test compat_nginx \
-  --test proxy_memcache --test proxy_redis -- --include-ignored --nocapture "$@" 2>&1 \
+  --test proxy_memcache --test proxy_redis --test pipeline_conformance -- --include-ignored --nocapture "$@" 2>&1 \
   | tee "$log" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "tests/compat: FAIL (see above)" >&2

@@ -215,6 +215,7 @@ impl Transport for Memory {
                                 id: seq.to_string(),
                                 deliveries: pend.deliveries,
                                 published: s.published,
+                                malformed: None,
                             });
                         }
                     }
@@ -236,6 +237,7 @@ impl Transport for Memory {
                             id: seq.to_string(),
                             deliveries: 1,
                             published: s.published,
+                            malformed: None,
                         });
                     }
                 }
@@ -344,6 +346,7 @@ impl Transport for Memory {
                         id: (part.base + j as u64).to_string(),
                         deliveries: 0,
                         published: s.published,
+                        malformed: None,
                     });
                 }
             }

@@ -7,12 +7,13 @@
 //! The files: `event` (CloudEvents, structured JSON and HTTP binary mode),
 //! `layers` (handlers and tower layers), `filter` (triggers), `transport`
 //! (the broker interface and key partitioning), `memory` (the in-process
-//! broker), `stage` (consuming: lanes, attempts, dead letters, drain).
+//! broker), `redis_streams` (Redis Streams), `stage` (consuming: lanes, attempts, dead letters, drain).
 
 pub mod event;
 pub mod filter;
 pub mod layers;
 pub mod memory;
+pub mod redis_streams;
 pub mod stage;
 pub mod transport;
 
@@ -22,5 +23,6 @@ pub use layers::{
     is_permanent, BoxError, DefaultsLayer, Handler, Layers, Permanent, Rate, RetrySettings,
 };
 pub use memory::Memory;
+pub use redis_streams::{RedisOptions, RedisStreams};
 pub use stage::{Stage, StageConfig, StageStats};
 pub use transport::{partition_of, Delivery, Receive, Transport};

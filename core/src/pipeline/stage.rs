@@ -45,7 +45,7 @@ pub mod dead_letter_attr {
     pub const ERROR: &str = "dlqerror";
     /// Every attempt's error, as a JSON array of strings.
     pub const HISTORY: &str = "dlqhistory";
-    /// Why: `failed`, `permanent` or `expired`.
+    /// Why: `failed`, `permanent`, `expired` or `malformed`.
     pub const REASON: &str = "dlqreason";
 }
 
@@ -451,6 +451,10 @@ enum Done {
 async fn handle(s: &Shared, d: &Delivery) -> Done {
     let mut attempt = d.deliveries.max(1);
     let mut history: Vec<String> = Vec::new();
+    if let Some(why) = &d.malformed {
+        s.stats.failures.fetch_add(1, Ordering::Relaxed);
+        return dead_letter(s, d, "malformed", 0, std::slice::from_ref(why)).await;
+    }
     loop {
         if let Some(max_age) = s.cfg.max_age {
             let age = SystemTime::now()

@@ -33,6 +33,10 @@ pub struct Delivery {
     pub deliveries: u32,
     /// When it was published, for a stage's maximum event age.
     pub published: SystemTime,
+    /// Set when the stored entry is not a valid event (written by something
+    /// else, or damaged): why. `event` then holds its raw bytes as binary
+    /// data, and a stage dead-letters it unhandled.
+    pub malformed: Option<String>,
 }
 
 /// What a consumer asks [`Transport::receive`] for.
