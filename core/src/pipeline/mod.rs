@@ -5,12 +5,15 @@
 //! ([`Memory`]) or on Redis Streams.
 //!
 //! The files: `event` (CloudEvents, structured JSON and HTTP binary mode),
-//! `layers` (handlers and tower layers), `filter` (triggers), `transport`
+//! `layers` (handlers and tower layers), `filter` (triggers), `http_function`
+//! (a handler that is a URL), `idempotency` (effectively-once), `transport`
 //! (the broker interface and key partitioning), `memory` (the in-process
 //! broker), `redis_streams` (Redis Streams), `stage` (consuming: lanes, attempts, dead letters, drain).
 
 pub mod event;
 pub mod filter;
+pub mod http_function;
+pub mod idempotency;
 pub mod layers;
 pub mod memory;
 pub mod redis_streams;
@@ -19,6 +22,8 @@ pub mod transport;
 
 pub use event::{Data, Event};
 pub use filter::Filter;
+pub use http_function::HttpFunction;
+pub use idempotency::{IdempotentLayer, MemorySeen, RedisSeen, SeenStore};
 pub use layers::{
     is_permanent, BoxError, DefaultsLayer, Handler, Layers, Permanent, Rate, RetrySettings,
 };

@@ -168,25 +168,31 @@ pub fn split_replicas(index: usize, text: &str) -> Result<Vec<String>> {
 
 /// Parses and checks a leaf URL.
 pub fn parse_url(url: &str) -> Result<Uri> {
+    parse_http_url(url, "leaf URL")
+}
+
+/// Parses an `http://` URL, the errors naming it as `what` (a leaf URL, a
+/// function URL).
+pub(crate) fn parse_http_url(url: &str, what: &str) -> Result<Uri> {
     let uri: Uri = url
         .parse()
-        .map_err(|e| Error::invalid(format!("leaf URL {url:?} does not parse: {e}")))?;
+        .map_err(|e| Error::invalid(format!("{what} {url:?} does not parse: {e}")))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => {
             return Err(Error::invalid(format!(
-                "leaf URL {url:?} has scheme {other:?}; only http:// is supported \
-                 (terminate TLS in front of the leaves)"
+                "{what} {url:?} has scheme {other:?}; only http:// is supported \
+                 (terminate TLS in front of it)"
             )))
         }
         None => {
             return Err(Error::invalid(format!(
-                "leaf URL {url:?} has no scheme; write it as http://host:port/path"
+                "{what} {url:?} has no scheme; write it as http://host:port/path"
             )))
         }
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(Error::invalid(format!("leaf URL {url:?} has no host")));
+        return Err(Error::invalid(format!("{what} {url:?} has no host")));
     }
     Ok(uri)
 }
