@@ -7,6 +7,8 @@ mod child;
 #[cfg(unix)]
 mod coord;
 mod leaves;
+#[cfg(unix)]
+mod pipeline;
 mod plan;
 #[cfg(unix)]
 mod proxy;
@@ -50,6 +52,18 @@ enum Command {
     /// Serve memcache and Redis pools as a nutcracker drop-in (nutcracker's YAML; SIGHUP reloads it).
     Proxy(proxy::ProxyArgs),
     #[cfg(unix)]
+    /// Run event pipeline stages from a pipeline file (Redis Streams or in-process), at-least-once.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
+    #[cfg(unix)]
+    /// Publish CloudEvents to a topic: one from flags, or JSON lines from stdin.
+    #[command(subcommand)]
+    Events(pipeline::EventsCommand),
+    #[cfg(unix)]
+    /// List, show and redrive a dead-letter topic's events.
+    #[command(subcommand)]
+    Dlq(pipeline::DlqCommand),
+    #[cfg(unix)]
     /// Run a command while holding a distributed lock on etcd; its fencing token is in SHARDKIT_FENCING_TOKEN.
     Lock(coord::LockArgs),
     #[cfg(unix)]
@@ -85,6 +99,12 @@ fn main() -> ExitCode {
         // These choose their own exit statuses (see their --help).
         #[cfg(unix)]
         Command::Proxy(args) => return proxy::run(args),
+        #[cfg(unix)]
+        Command::Pipeline(cmd) => return pipeline::pipeline(cmd),
+        #[cfg(unix)]
+        Command::Events(cmd) => return pipeline::events(cmd),
+        #[cfg(unix)]
+        Command::Dlq(cmd) => return pipeline::dlq(cmd),
         #[cfg(unix)]
         Command::Lock(args) => return coord::lock(args),
         #[cfg(unix)]

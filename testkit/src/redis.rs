@@ -16,6 +16,44 @@ pub struct Redis {
     _proc: Proc,
 }
 
+/// Starts redis-server on `addr` with an append-only file fsynced on every
+/// write (`appendfsync always`) in `dir`: started again on the same `dir`
+/// after a kill -9, it has every write it acknowledged.
+pub fn start_durable_redis(dir: &Path, addr: SocketAddr) -> Redis {
+    let bin = require("redis-server", "redis-server");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--bind",
+        &addr.ip().to_string(),
+        "--port",
+        &addr.port().to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--appendfilename",
+        &format!("aof-{}.aof", addr.port()),
+        "--dir",
+    ])
+    .arg(dir);
+    let mut proc = Proc::spawn(
+        "redis-server",
+        cmd,
+        dir.join(format!("redis-{}.log", addr.port())),
+    );
+    proc.wait_listening(&[addr], Duration::from_secs(10), String::new);
+    Redis { addr, _proc: proc }
+}
+
+impl Redis {
+    /// The server's process id (to kill it as a crash would).
+    pub fn pid(&self) -> u32 {
+        self._proc.pid()
+    }
+}
+
 /// Starts redis-server on `addr` (with `requirepass` when `password` is
 /// given) and waits until it answers.
 pub fn start_redis(dir: &Path, addr: SocketAddr, password: Option<&str>) -> Redis {

@@ -1,6 +1,9 @@
 //! Effectively-once handling on an at-least-once pipeline: remember which
 //! events a handler finished (by CloudEvents identity, `source` + `id`, for
-//! a TTL) and skip them when they come again.
+//! a TTL), with the events it returned, and when one comes again answer
+//! with those instead of running the handler: the stage emits them again
+//! (at-least-once downstream) and nothing is lost if the first run's
+//! worker died before emitting them.
 //!
 //! The mark is written after the handler succeeds, never before: a crash
 //! between the two means the event runs again (a duplicate), never that it
@@ -21,44 +24,48 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower::{Layer, Service};
 
-/// Where finished event ids are remembered.
+/// Where finished events are remembered, with the handler's answer.
 pub trait SeenStore: Send + Sync + 'static {
-    /// Whether `key` was marked and has not expired.
-    fn seen<'a>(&'a self, key: &'a str) -> Fut<'a, Result<bool>>;
-    /// Marks `key` for `ttl`.
-    fn mark<'a>(&'a self, key: &'a str, ttl: Duration) -> Fut<'a, Result<()>>;
+    /// The answer stored under `key`, if marked and not expired.
+    fn seen<'a>(&'a self, key: &'a str) -> Fut<'a, Result<Option<Vec<u8>>>>;
+    /// Stores `answer` under `key` for `ttl`.
+    fn mark<'a>(&'a self, key: &'a str, answer: Vec<u8>, ttl: Duration) -> Fut<'a, Result<()>>;
 }
 
 /// In this process's memory: for the in-process transport and tests.
 /// Expired marks are swept as new ones are written.
 #[derive(Default)]
 pub struct MemorySeen {
-    marks: Mutex<HashMap<String, Instant>>,
+    marks: Mutex<HashMap<String, (Instant, Vec<u8>)>>,
 }
 
 impl SeenStore for MemorySeen {
-    fn seen<'a>(&'a self, key: &'a str) -> Fut<'a, Result<bool>> {
+    fn seen<'a>(&'a self, key: &'a str) -> Fut<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
             let marks = self.marks.lock().expect("marks lock");
-            Ok(marks.get(key).is_some_and(|&until| until > Instant::now()))
+            Ok(marks
+                .get(key)
+                .filter(|(until, _)| *until > Instant::now())
+                .map(|(_, answer)| answer.clone()))
         })
     }
 
-    fn mark<'a>(&'a self, key: &'a str, ttl: Duration) -> Fut<'a, Result<()>> {
+    fn mark<'a>(&'a self, key: &'a str, answer: Vec<u8>, ttl: Duration) -> Fut<'a, Result<()>> {
         Box::pin(async move {
             let now = Instant::now();
             let mut marks = self.marks.lock().expect("marks lock");
-            // Sweep when the map has doubled since the last sweep (amortized).
+            // Sweep when the map reaches a power of two (amortized).
             if marks.len() >= 1024 && marks.len().is_power_of_two() {
-                marks.retain(|_, &mut until| until > now);
+                marks.retain(|_, (until, _)| *until > now);
             }
-            marks.insert(key.to_string(), now + ttl);
+            marks.insert(key.to_string(), (now + ttl, answer));
             Ok(())
         })
     }
 }
 
-/// In Redis (`SET key 1 PX ttl`), shared by every worker of a pipeline.
+/// In Redis (`SET key ANSWER PX ttl`), shared by every worker of a
+/// pipeline.
 pub struct RedisSeen {
     conn: redis::aio::ConnectionManager,
     prefix: String,
@@ -80,24 +87,24 @@ impl RedisSeen {
 }
 
 impl SeenStore for RedisSeen {
-    fn seen<'a>(&'a self, key: &'a str) -> Fut<'a, Result<bool>> {
+    fn seen<'a>(&'a self, key: &'a str) -> Fut<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
             let mut c = self.conn.clone();
-            let n: i64 = redis::cmd("EXISTS")
+            let v: Option<Vec<u8>> = redis::cmd("GET")
                 .arg(format!("{}{key}", self.prefix))
                 .query_async(&mut c)
                 .await
-                .map_err(|e| Error::new(ErrorKind::Unavailable, format!("redis EXISTS: {e}")))?;
-            Ok(n > 0)
+                .map_err(|e| Error::new(ErrorKind::Unavailable, format!("redis GET: {e}")))?;
+            Ok(v)
         })
     }
 
-    fn mark<'a>(&'a self, key: &'a str, ttl: Duration) -> Fut<'a, Result<()>> {
+    fn mark<'a>(&'a self, key: &'a str, answer: Vec<u8>, ttl: Duration) -> Fut<'a, Result<()>> {
         Box::pin(async move {
             let mut c = self.conn.clone();
             redis::cmd("SET")
                 .arg(format!("{}{key}", self.prefix))
-                .arg(1)
+                .arg(answer)
                 .arg("PX")
                 .arg(ttl.as_millis().max(1) as u64)
                 .query_async::<redis::Value>(&mut c)
@@ -108,8 +115,8 @@ impl SeenStore for RedisSeen {
     }
 }
 
-/// Skips events a handler already finished (within `ttl`), in front of a
-/// handler of events. `scope` keeps stages apart (one event may be meant
+/// Answers events a handler already finished (within `ttl`) with what it
+/// returned then, in front of a handler of events. `scope` keeps stages apart (one event may be meant
 /// for several).
 #[derive(Clone)]
 pub struct IdempotentLayer {
@@ -175,13 +182,28 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let key = format!("{}:{}:{}", layer.scope, event.source(), event.id());
-            if layer.store.seen(&key).await? {
+            if let Some(answer) = layer.store.seen(&key).await? {
                 layer.duplicates.fetch_add(1, Ordering::Relaxed);
-                return Ok(Vec::new());
+                return decode(&answer);
             }
             let out = inner.call(event).await.map_err(Into::into)?;
-            layer.store.mark(&key, layer.ttl).await?;
+            layer.store.mark(&key, encode(&out), layer.ttl).await?;
             Ok(out)
         })
     }
+}
+
+/// A handler's answer as stored: a JSON array of structured events.
+fn encode(events: &[Event]) -> Vec<u8> {
+    let v: Vec<serde_json::Value> = events.iter().map(Event::to_json_value).collect();
+    serde_json::to_vec(&v).unwrap_or_else(|_| b"[]".to_vec())
+}
+
+fn decode(answer: &[u8]) -> std::result::Result<Vec<Event>, BoxError> {
+    let values: Vec<serde_json::Value> = serde_json::from_slice(answer)
+        .map_err(|e| format!("a stored answer that is not a JSON array: {e}"))?;
+    values
+        .into_iter()
+        .map(|v| Event::from_json_value(v).map_err(|e| e.to_string().into()))
+        .collect()
 }

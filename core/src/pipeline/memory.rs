@@ -42,7 +42,8 @@ struct Part {
 }
 
 struct Stored {
-    event: Event,
+    /// `None` once removed (`remove`): skipped by readers, dropped by trim.
+    event: Option<Event>,
     published: SystemTime,
 }
 
@@ -140,7 +141,7 @@ impl Transport for Memory {
                         let mut part = t.parts[p].lock().expect("partition lock");
                         if part.log.len() < self.0.capacity {
                             part.log.push_back(Stored {
-                                event: event.take().expect("not yet stored"),
+                                event: Some(event.take().expect("not yet stored")),
                                 published: SystemTime::now(),
                             });
                             break;
@@ -200,17 +201,23 @@ impl Transport for Memory {
                         });
                     // Reclaimed first: the oldest work of a consumer that
                     // died or stalled.
+                    let mut gone = Vec::new();
                     for (&seq, pend) in group.pending.iter_mut() {
                         if out.len() >= r.max {
                             break;
                         }
                         if now.duration_since(pend.since) >= r.visibility {
+                            let s = &part.log[(seq - base) as usize];
+                            let Some(event) = &s.event else {
+                                // Removed meanwhile: nothing to deliver.
+                                gone.push(seq);
+                                continue;
+                            };
                             pend.consumer = r.consumer.to_string();
                             pend.deliveries += 1;
                             pend.since = now;
-                            let s = &part.log[(seq - base) as usize];
                             out.push(Delivery {
-                                event: s.event.clone(),
+                                event: event.clone(),
                                 partition: r.partition,
                                 id: seq.to_string(),
                                 deliveries: pend.deliveries,
@@ -219,9 +226,16 @@ impl Transport for Memory {
                             });
                         }
                     }
+                    for seq in gone {
+                        group.pending.remove(&seq);
+                    }
                     while out.len() < r.max && group.next < end {
                         let seq = group.next;
                         group.next += 1;
+                        let s = &part.log[(seq - base) as usize];
+                        let Some(event) = &s.event else {
+                            continue;
+                        };
                         group.pending.insert(
                             seq,
                             Pending {
@@ -230,9 +244,8 @@ impl Transport for Memory {
                                 since: now,
                             },
                         );
-                        let s = &part.log[(seq - base) as usize];
                         out.push(Delivery {
-                            event: s.event.clone(),
+                            event: event.clone(),
                             partition: r.partition,
                             id: seq.to_string(),
                             deliveries: 1,
@@ -323,12 +336,63 @@ impl Transport for Memory {
         })
     }
 
+    fn remove<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: u32,
+        ids: &'a [String],
+    ) -> Fut<'a, Result<()>> {
+        Box::pin(async move {
+            let t = self.topic(topic);
+            let Some(part) = t.parts.get(partition as usize) else {
+                return Err(Error::invalid(format!(
+                    "topic {topic:?}: partition {partition} does not exist"
+                )));
+            };
+            {
+                let mut part = part.lock().expect("partition lock");
+                for id in ids {
+                    let seq: u64 = id.parse().map_err(|_| {
+                        Error::invalid(format!("delivery id {id:?}: not this transport's"))
+                    })?;
+                    if seq >= part.base {
+                        let i = (seq - part.base) as usize;
+                        if let Some(s) = part.log.get_mut(i) {
+                            s.event = None;
+                        }
+                    }
+                }
+                // Removed entries at the front no group needs can go.
+                while part.log.front().is_some_and(|s| s.event.is_none())
+                    && part
+                        .groups
+                        .values()
+                        .all(|g| g.next > part.base && !g.pending.contains_key(&part.base))
+                {
+                    part.log.pop_front();
+                    part.base += 1;
+                }
+                if part.groups.is_empty() {
+                    while part.log.front().is_some_and(|s| s.event.is_none()) {
+                        part.log.pop_front();
+                        part.base += 1;
+                    }
+                }
+            }
+            t.room[partition as usize].notify_waiters();
+            Ok(())
+        })
+    }
+
     fn backlog<'a>(&'a self, topic: &'a str) -> Fut<'a, Result<u64>> {
         Box::pin(async move {
             let t = self.topic(topic);
             Ok(t.parts
                 .iter()
-                .map(|p| p.lock().expect("partition lock").log.len() as u64)
+                .map(|p| {
+                    let p = p.lock().expect("partition lock");
+                    p.log.iter().filter(|s| s.event.is_some()).count() as u64
+                })
                 .sum())
         })
     }
@@ -339,9 +403,14 @@ impl Transport for Memory {
             let mut out = Vec::new();
             for (i, p) in t.parts.iter().enumerate() {
                 let part = p.lock().expect("partition lock");
-                for (j, s) in part.log.iter().take(max).enumerate() {
+                let live = part
+                    .log
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, s)| s.event.as_ref().map(|e| (j, s, e)));
+                for (j, s, event) in live.take(max) {
                     out.push(Delivery {
-                        event: s.event.clone(),
+                        event: event.clone(),
                         partition: i as u32,
                         id: (part.base + j as u64).to_string(),
                         deliveries: 0,

@@ -8,8 +8,11 @@
 //! `layers` (handlers and tower layers), `filter` (triggers), `http_function`
 //! (a handler that is a URL), `idempotency` (effectively-once), `transport`
 //! (the broker interface and key partitioning), `memory` (the in-process
-//! broker), `redis_streams` (Redis Streams), `stage` (consuming: lanes, attempts, dead letters, drain).
+//! broker), `redis_streams` (Redis Streams), `stage` (consuming: lanes, attempts, dead letters, drain), `config`
+//! (the pipeline file), `runner` (a file's stages started together),
+//! `redrive` (dead letters back to their topics).
 
+pub mod config;
 pub mod event;
 pub mod filter;
 pub mod http_function;
@@ -17,9 +20,12 @@ pub mod idempotency;
 pub mod layers;
 pub mod memory;
 pub mod redis_streams;
+pub mod redrive;
+pub mod runner;
 pub mod stage;
 pub mod transport;
 
+pub use config::PipelineConfig;
 pub use event::{Data, Event};
 pub use filter::Filter;
 pub use http_function::HttpFunction;
@@ -29,5 +35,6 @@ pub use layers::{
 };
 pub use memory::Memory;
 pub use redis_streams::{RedisOptions, RedisStreams};
+pub use runner::Pipeline;
 pub use stage::{Stage, StageConfig, StageStats};
 pub use transport::{partition_of, Delivery, Receive, Transport};

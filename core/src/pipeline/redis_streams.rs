@@ -436,6 +436,27 @@ impl Transport for RedisStreams {
         })
     }
 
+    fn remove<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: u32,
+        ids: &'a [String],
+    ) -> Fut<'a, Result<()>> {
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok(());
+            }
+            let key = self.stream(topic, partition);
+            let mut cmd = redis::cmd("XDEL");
+            cmd.arg(&key);
+            for id in ids {
+                cmd.arg(id);
+            }
+            self.query(&format!("XDEL {key}"), &cmd).await?;
+            Ok(())
+        })
+    }
+
     fn backlog<'a>(&'a self, topic: &'a str) -> Fut<'a, Result<u64>> {
         Box::pin(async move {
             let mut total = 0u64;
@@ -479,7 +500,7 @@ impl Transport for RedisStreams {
                             .arg("-")
                             .arg("+")
                             .arg("COUNT")
-                            .arg(max.max(1)),
+                            .arg(max.clamp(1, 1 << 40)),
                     )
                     .await?;
                 for (id, raw) in entries(&v) {

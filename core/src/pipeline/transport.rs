@@ -99,6 +99,16 @@ pub trait Transport: Send + Sync + 'static {
     /// delivered: what a topic holds. For tests, metrics and `dlq list`.
     fn backlog<'a>(&'a self, topic: &'a str) -> Fut<'a, Result<u64>>;
 
+    /// Deletes entries of one partition outright, whoever still needs
+    /// them: how `dlq redrive` takes an event out of a dead-letter topic
+    /// once it is back in its own.
+    fn remove<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: u32,
+        ids: &'a [String],
+    ) -> Fut<'a, Result<()>>;
+
     /// The events of `topic`, oldest first, up to `max` per partition,
     /// without delivering them: how `dlq list` and `dlq show` read a
     /// dead-letter topic.
