@@ -49,6 +49,7 @@ fn quick(name: &str, topic: &str) -> StageConfig {
     c.min_backoff = Duration::from_millis(1);
     c.max_backoff = Duration::from_millis(5);
     c.visibility = Duration::from_millis(500);
+    c.lease = Duration::from_millis(300);
     c
 }
 
@@ -70,6 +71,7 @@ fn recv<'a>(topic: &'a str, group: &'a str, consumer: &'a str, p: u32) -> Receiv
         max: 1000,
         wait: Duration::from_millis(50),
         visibility: Duration::from_millis(200),
+        take_over: false,
     }
 }
 
@@ -469,6 +471,103 @@ async fn stop_drains_in_flight(t: Arc<dyn Transport>) {
     assert_eq!(t.backlog("drain").await.unwrap(), 0);
 }
 
+/// Per-key order holds with 8 workers in one group while one of them
+/// stops and another crashes mid-run and a ninth joins: a partition is read
+/// by one worker at a time, and a new holder first finishes what the last
+/// one left. No two events of one key are ever handled at once.
+async fn key_order_across_eight_workers(t: Arc<dyn Transport>) {
+    let keys = 40u64;
+    let per_key = 30u64;
+    let order: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    struct Busy(Arc<Mutex<HashSet<String>>>, String);
+    impl Drop for Busy {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().remove(&self.1);
+        }
+    }
+    let (o2, b2, v2) = (order.clone(), busy.clone(), overlaps.clone());
+    let h = handler(move |e: Event| {
+        let (order, busy, overlaps) = (o2.clone(), b2.clone(), v2.clone());
+        async move {
+            let key = e.key().to_string();
+            if !busy.lock().unwrap().insert(key.clone()) {
+                overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            let _busy = Busy(busy, key.clone());
+            tokio::time::sleep(Duration::from_micros(500)).await;
+            order.lock().unwrap().entry(key).or_default().push(n_of(&e));
+            Ok(vec![])
+        }
+    });
+    let worker = |i: usize| {
+        let mut c = quick("eight", "ordered8");
+        c.consumer = format!("w{i}");
+        c.concurrency = 4;
+        Stage::start(t.clone(), c, h.clone()).unwrap()
+    };
+    let mut workers: Vec<Option<Stage>> = (0..8).map(|i| Some(worker(i))).collect();
+    let mut batch = Vec::new();
+    for n in 0..per_key {
+        for k in 0..keys {
+            batch.push(ev(&format!("key{k}"), n));
+        }
+    }
+    t.publish("ordered8", batch).await.unwrap();
+    let firsts = |order: &HashMap<String, Vec<u64>>| -> usize {
+        order
+            .values()
+            .map(|v| v.iter().collect::<HashSet<_>>().len())
+            .sum()
+    };
+    let total = (keys * per_key) as usize;
+    until(
+        Duration::from_secs(30),
+        || firsts(&order.lock().unwrap()) >= total / 3,
+        "a third handled",
+    )
+    .await;
+    let stopping = tokio::spawn(workers[0].take().unwrap().stop(Duration::from_secs(5)));
+    workers[1].take().unwrap().abort();
+    workers.push(Some(worker(8)));
+    until(
+        Duration::from_secs(30),
+        || firsts(&order.lock().unwrap()) == total,
+        "every event handled",
+    )
+    .await;
+    stopping.await.unwrap();
+    for w in workers.into_iter().flatten() {
+        w.stop(Duration::from_secs(5)).await;
+    }
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "two events of one key at once"
+    );
+    let order = order.lock().unwrap();
+    for (k, ns) in order.iter() {
+        // Redelivered events may come twice (at-least-once); the first
+        // time each is handled, they are in order.
+        let mut seen = HashSet::new();
+        let firsts: Vec<u64> = ns.iter().copied().filter(|n| seen.insert(*n)).collect();
+        assert_eq!(firsts, (0..per_key).collect::<Vec<_>>(), "key {k}: {ns:?}");
+        let mut last = None;
+        for &n in ns {
+            // A repeat is of the event just before (the one in progress when
+            // its worker died), never an older one after newer ones.
+            if let Some(l) = last {
+                assert!(
+                    n >= l || l - n <= 1,
+                    "key {k} went back from {l} to {n}: {ns:?}"
+                );
+            }
+            last = Some(n);
+        }
+    }
+}
+
 /// Bad stage settings are refused, naming the value.
 async fn bad_stage_settings_are_named(t: Arc<dyn Transport>) {
     let h = handler(|_e: Event| async { Ok(vec![]) });
@@ -547,6 +646,11 @@ macro_rules! conformance {
         }
         #[test]
         $(#[$attr])*
+        fn key_order_across_eight_workers() {
+            run(|t| Box::pin(super::key_order_across_eight_workers(t)));
+        }
+        #[test]
+        $(#[$attr])*
         fn bad_stage_settings_are_named() {
             run(|t| Box::pin(super::bad_stage_settings_are_named(t)));
         }
@@ -558,7 +662,7 @@ mod memory {
     conformance!(
         make = || Box::pin(async {
             let t: Arc<dyn Transport> =
-                Arc::new(shardkit::pipeline::Memory::new(4, 10_000).unwrap());
+                Arc::new(shardkit::pipeline::Memory::new(8, 10_000).unwrap());
             (t, Box::new(()) as Box<dyn std::any::Any + Send>)
         })
     );
@@ -579,7 +683,7 @@ mod redis_streams {
             let addr = free_addrs(std::net::Ipv4Addr::LOCALHOST, 1)[0];
             let server = start_redis(dir.path(), addr, None);
             let options = RedisOptions {
-                partitions: 4,
+                partitions: 8,
                 ..RedisOptions::default()
             };
             let t = RedisStreams::connect(&format!("redis://{addr}/"), options)

@@ -113,6 +113,7 @@ fn cfg(name: &str, topic: &str) -> StageConfig {
     c.max_backoff = Duration::from_millis(50);
     c.max_attempts = 4;
     c.visibility = Duration::from_secs(5);
+    c.lease = Duration::from_millis(300);
     c
 }
 

@@ -131,6 +131,10 @@ pub struct StageEntry {
     /// Unacknowledged this long (ms), an event may go to another worker.
     /// Default 30,000.
     pub visibility: Option<u64>,
+    /// A worker's hold on its partitions lasts this long (ms) unless
+    /// renewed: a dead worker's partitions move to the others within it.
+    /// Default 10,000.
+    pub lease: Option<u64>,
     /// Each call's time limit (ms). Default 10,000.
     pub timeout: Option<u64>,
     /// Calls per period at most.
@@ -250,6 +254,9 @@ impl StageEntry {
         }
         if let Some(v) = self.visibility {
             c.visibility = ms(v);
+        }
+        if let Some(v) = self.lease {
+            c.lease = ms(v);
         }
         c
     }

@@ -13,7 +13,7 @@ use super::Event;
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 
 /// The in-process broker. Clones share it.
@@ -24,7 +24,14 @@ struct Inner {
     partitions: u32,
     capacity: usize,
     topics: Mutex<HashMap<String, Arc<Topic>>>,
+    /// (topic, group) → consumer → lease end.
+    members: Mutex<HashMap<(String, String), HashMap<String, Instant>>>,
+    /// (topic, group, partition) → holder and lease end.
+    holds: Mutex<HashMap<PartitionOf, (String, Instant)>>,
 }
+
+/// A partition of a group's topic: (topic, group, partition).
+type PartitionOf = (String, String, u32);
 
 struct Topic {
     parts: Vec<Mutex<Part>>,
@@ -79,6 +86,8 @@ impl Memory {
             partitions,
             capacity,
             topics: Mutex::new(HashMap::new()),
+            members: Mutex::new(HashMap::new()),
+            holds: Mutex::new(HashMap::new()),
         })))
     }
 
@@ -206,7 +215,12 @@ impl Transport for Memory {
                         if out.len() >= r.max {
                             break;
                         }
-                        if now.duration_since(pend.since) >= r.visibility {
+                        let abandoned = if r.take_over {
+                            pend.consumer != r.consumer
+                        } else {
+                            now.duration_since(pend.since) >= r.visibility
+                        };
+                        if abandoned {
                             let s = &part.log[(seq - base) as usize];
                             let Some(event) = &s.event else {
                                 // Removed meanwhile: nothing to deliver.
@@ -380,6 +394,66 @@ impl Transport for Memory {
                 }
             }
             t.room[partition as usize].notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn heartbeat<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        lease: Duration,
+    ) -> Fut<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut all = self.0.members.lock().expect("members lock");
+            let members = all
+                .entry((topic.to_string(), group.to_string()))
+                .or_default();
+            members.insert(consumer.to_string(), now + lease);
+            members.retain(|_, until| *until > now);
+            let mut live: Vec<String> = members.keys().cloned().collect();
+            live.sort();
+            Ok(live)
+        })
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        partition: u32,
+        lease: Duration,
+    ) -> Fut<'a, Result<bool>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut holds = self.0.holds.lock().expect("holds lock");
+            let key = (topic.to_string(), group.to_string(), partition);
+            match holds.get(&key) {
+                Some((holder, until)) if holder != consumer && *until > now => Ok(false),
+                _ => {
+                    holds.insert(key, (consumer.to_string(), now + lease));
+                    Ok(true)
+                }
+            }
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        partition: u32,
+    ) -> Fut<'a, Result<()>> {
+        Box::pin(async move {
+            let mut holds = self.0.holds.lock().expect("holds lock");
+            let key = (topic.to_string(), group.to_string(), partition);
+            if holds.get(&key).is_some_and(|(h, _)| h == consumer) {
+                holds.remove(&key);
+            }
             Ok(())
         })
     }

@@ -59,6 +59,36 @@ pub struct RedisStreams {
     acks: AtomicU64,
 }
 
+/// Heartbeat: KEYS[1] the members set, ARGV[1] the consumer, ARGV[2] the
+/// lease in ms; scores are the server's clock.
+const HEARTBEAT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+";
+
+/// Take or renew a partition hold: KEYS[1] the hold, ARGV[1] the
+/// consumer, ARGV[2] the lease in ms. 1 when the consumer holds it now.
+const ACQUIRE: &str = r"
+local h = redis.call('GET', KEYS[1])
+if h == false or h == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Release a hold only if the consumer has it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
 /// Acknowledgements between two trims of a stream.
 const TRIM_EVERY: u64 = 256;
 
@@ -192,6 +222,9 @@ impl RedisStreams {
     /// Deliveries left unacknowledged past the visibility timeout, now
     /// this consumer's (XAUTOCLAIM), with their delivery counts.
     async fn reclaim(&self, key: &str, r: &Receive<'_>, max: usize) -> Result<Vec<Delivery>> {
+        if r.take_over {
+            return self.take_over(key, r, max).await;
+        }
         let mut c = self.shared.clone();
         let res = redis::cmd("XAUTOCLAIM")
             .arg(key)
@@ -221,6 +254,62 @@ impl RedisStreams {
         let ids: Vec<String> = reclaimed.iter().map(|(id, _)| id.clone()).collect();
         let counts = self.delivery_counts(key, r.group, &ids).await?;
         Ok(reclaimed
+            .into_iter()
+            .map(|(id, raw)| {
+                let n = counts.get(&id).copied().unwrap_or(2);
+                delivery(id, raw, r.partition, n)
+            })
+            .collect())
+    }
+
+    /// Every entry other consumers left pending, oldest first, now this
+    /// consumer's (XPENDING, then XCLAIM at any idle time).
+    async fn take_over(&self, key: &str, r: &Receive<'_>, max: usize) -> Result<Vec<Delivery>> {
+        let v = match self
+            .query(
+                "XPENDING",
+                redis::cmd("XPENDING")
+                    .arg(key)
+                    .arg(r.group)
+                    .arg("-")
+                    .arg("+")
+                    .arg(max.saturating_mul(4).max(16)),
+            )
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.message().contains("NOGROUP") => {
+                self.create_group(key, r.group).await?;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut theirs: Vec<(String, u32)> = Vec::new();
+        if let Value::Array(rows) = v {
+            for row in rows {
+                if let Value::Array(f) = row {
+                    let id = f.first().and_then(text);
+                    let owner = f.get(1).and_then(text);
+                    let n = f.get(3).and_then(int).unwrap_or(1);
+                    if let (Some(id), Some(owner)) = (id, owner) {
+                        if owner != r.consumer && theirs.len() < max {
+                            theirs.push((id, n.clamp(1, u32::MAX as i64 - 1) as u32 + 1));
+                        }
+                    }
+                }
+            }
+        }
+        if theirs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(key).arg(r.group).arg(r.consumer).arg(0);
+        for (id, _) in &theirs {
+            cmd.arg(id);
+        }
+        let claimed = self.query(&format!("XCLAIM {key}"), &cmd).await?;
+        let counts: std::collections::HashMap<String, u32> = theirs.into_iter().collect();
+        Ok(entries(&claimed)
             .into_iter()
             .map(|(id, raw)| {
                 let n = counts.get(&id).copied().unwrap_or(2);
@@ -453,6 +542,85 @@ impl Transport for RedisStreams {
                 cmd.arg(id);
             }
             self.query(&format!("XDEL {key}"), &cmd).await?;
+            Ok(())
+        })
+    }
+
+    fn heartbeat<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        lease: Duration,
+    ) -> Fut<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            // A sorted set of consumers scored by lease end (server time,
+            // so workers' clocks do not matter): add, drop the expired,
+            // read the rest, in one script.
+            let key = format!("{}{topic}:{group}:members", self.options.prefix);
+            let v = self
+                .query(
+                    "heartbeat",
+                    redis::cmd("EVAL")
+                        .arg(HEARTBEAT)
+                        .arg(1)
+                        .arg(&key)
+                        .arg(consumer)
+                        .arg(lease.as_millis() as u64),
+                )
+                .await?;
+            let mut live: Vec<String> = match v {
+                Value::Array(a) => a.iter().filter_map(text).collect(),
+                _ => Vec::new(),
+            };
+            live.sort();
+            Ok(live)
+        })
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        partition: u32,
+        lease: Duration,
+    ) -> Fut<'a, Result<bool>> {
+        Box::pin(async move {
+            let key = format!("{}{topic}:{group}:owner:{partition}", self.options.prefix);
+            let v = self
+                .query(
+                    "acquire",
+                    redis::cmd("EVAL")
+                        .arg(ACQUIRE)
+                        .arg(1)
+                        .arg(&key)
+                        .arg(consumer)
+                        .arg(lease.as_millis().max(1) as u64),
+                )
+                .await?;
+            Ok(matches!(v, Value::Int(1)))
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        partition: u32,
+    ) -> Fut<'a, Result<()>> {
+        Box::pin(async move {
+            let key = format!("{}{topic}:{group}:owner:{partition}", self.options.prefix);
+            self.query(
+                "release",
+                redis::cmd("EVAL")
+                    .arg(RELEASE)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(consumer),
+            )
+            .await?;
             Ok(())
         })
     }

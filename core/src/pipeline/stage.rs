@@ -86,6 +86,10 @@ pub struct StageConfig {
     /// A delivery unacknowledged this long may be reclaimed by another
     /// consumer; the stage renews it while it works on the event.
     pub visibility: Duration,
+    /// How long a consumer's hold on a partition lasts unless renewed
+    /// (every third of it): a consumer that dies gives its partitions up to
+    /// the group's others within this.
+    pub lease: Duration,
 }
 
 impl StageConfig {
@@ -110,6 +114,7 @@ impl StageConfig {
             ordered: true,
             max_in_flight: 1024,
             visibility: Duration::from_secs(30),
+            lease: Duration::from_secs(10),
         }
     }
 
@@ -147,6 +152,12 @@ impl StageConfig {
             return bad(format!(
                 "visibility {} ms: must be at least 10 ms",
                 self.visibility.as_millis()
+            ));
+        }
+        if self.lease < Duration::from_millis(30) {
+            return bad(format!(
+                "lease {} ms: must be at least 30 ms",
+                self.lease.as_millis()
             ));
         }
         if self.min_backoff > self.max_backoff {
@@ -196,7 +207,7 @@ pub struct StageStats {
 /// events in progress finish in the background.
 pub struct Stage {
     stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    coordinator: tokio::task::JoinHandle<Vec<u32>>,
     shared: Arc<Shared>,
 }
 
@@ -215,11 +226,18 @@ struct Shared {
     stop: watch::Receiver<bool>,
     /// Every lane task, so that `abort` can end them.
     lanes_running: Mutex<tokio::task::JoinSet<()>>,
+    /// Every partition's receiving task, likewise.
+    loops_running: Mutex<tokio::task::JoinSet<()>>,
+    /// Received and not finished, per partition: a partition given up is
+    /// released once its count is 0.
+    part_in_flight: Vec<AtomicU64>,
 }
 
 impl Stage {
-    /// Starts consuming on the current tokio runtime: one receiving task
-    /// per partition, and a task per lane with work.
+    /// Starts consuming on the current tokio runtime: a coordinator that
+    /// keeps this consumer's share of the partitions (rendezvous over the
+    /// group's live consumers, each partition held exclusively), one
+    /// receiving task per partition held, and a task per lane with work.
     pub fn start(
         transport: Arc<dyn Transport>,
         cfg: StageConfig,
@@ -239,13 +257,13 @@ impl Stage {
             room: Notify::new(),
             stop: stop_rx,
             lanes_running: Mutex::new(tokio::task::JoinSet::new()),
+            loops_running: Mutex::new(tokio::task::JoinSet::new()),
+            part_in_flight: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
         });
-        let tasks = (0..partitions)
-            .map(|p| tokio::spawn(receive_loop(shared.clone(), p)))
-            .collect();
+        let coordinator = tokio::spawn(coordinate(shared.clone()));
         Ok(Stage {
             stop,
-            tasks,
+            coordinator,
             shared,
         })
     }
@@ -261,9 +279,12 @@ impl Stage {
     /// the group, after the visibility timeout).
     pub fn abort(self) {
         let _ = self.stop.send(true);
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.coordinator.abort();
+        self.shared
+            .loops_running
+            .lock()
+            .expect("loops lock")
+            .abort_all();
         self.shared
             .lanes_running
             .lock()
@@ -272,44 +293,131 @@ impl Stage {
     }
 
     /// Stops receiving and waits, at most `drain`, for the events in
-    /// progress to finish. What did not finish stays unacknowledged and is
-    /// delivered again later.
+    /// progress to finish, then gives up its partitions. What did not
+    /// finish stays unacknowledged and is delivered again later.
     pub async fn stop(self, drain: Duration) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        let held = self.coordinator.await.unwrap_or_default();
         let deadline = tokio::time::Instant::now() + drain;
         while self.shared.workers.available_permits() < self.shared.cfg.concurrency
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let s = &self.shared;
+        for p in held {
+            let _ = s
+                .transport
+                .release(&s.cfg.topic, s.cfg.group(), &s.cfg.consumer, p)
+                .await;
+        }
+        // Leave the group now (a heartbeat whose lease has already ended),
+        // so the others take this consumer's share at once.
+        let _ = s
+            .transport
+            .heartbeat(&s.cfg.topic, s.cfg.group(), &s.cfg.consumer, Duration::ZERO)
+            .await;
     }
+}
+
+/// Keeps this consumer's share of the partitions: heartbeats, computes the
+/// share from the live consumers, takes and renews holds, starts a
+/// receiving task for each partition held and stops those it no longer
+/// should hold (releasing each once its events in progress are done).
+/// Returns the partitions held when the stage stops.
+async fn coordinate(s: Arc<Shared>) -> Vec<u32> {
+    let mut stop = s.stop.clone();
+    let group = s.cfg.group().to_string();
+    let (topic, me) = (s.cfg.topic.clone(), s.cfg.consumer.clone());
+    let mut errors = 0u32;
+    while let Err(e) = s.transport.join(&topic, &group).await {
+        errors = errors.saturating_add(1);
+        eprintln!("shardkit stage {:?}: joining {topic:?}: {e}", s.cfg.name);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50 << errors.min(6))) => {}
+            _ = stop.changed() => return Vec::new(),
+        }
+    }
+    let partitions = s.part_in_flight.len() as u32;
+    let lease = s.cfg.lease;
+    let mut running: HashMap<u32, watch::Sender<bool>> = HashMap::new();
+    let mut leaving: HashSet<u32> = HashSet::new();
+    loop {
+        if stopping(&s) {
+            break;
+        }
+        match s.transport.heartbeat(&topic, &group, &me, lease).await {
+            Ok(members) => {
+                for p in 0..partitions {
+                    let should = super::transport::assign(p, &members) == Some(me.as_str());
+                    let have = running.contains_key(&p);
+                    // Take (or renew) what should be ours; a partition
+                    // still being released by its last holder is taken
+                    // on a later round.
+                    let held = should
+                        && !leaving.contains(&p)
+                        && s.transport
+                            .acquire(&topic, &group, &me, p, lease)
+                            .await
+                            .unwrap_or(false);
+                    if held && !have {
+                        let (tx, rx) = watch::channel(false);
+                        running.insert(p, tx);
+                        let mut loops = s.loops_running.lock().expect("loops lock");
+                        while loops.try_join_next().is_some() {}
+                        loops.spawn(receive_loop(s.clone(), p, rx));
+                    } else if !held && have {
+                        // Not ours any more (or the hold was lost): stop
+                        // reading it, release it once its events are done.
+                        if let Some(tx) = running.remove(&p) {
+                            let _ = tx.send(true);
+                        }
+                        leaving.insert(p);
+                    }
+                }
+                errors = 0;
+            }
+            Err(e) => {
+                errors = errors.saturating_add(1);
+                eprintln!("shardkit stage {:?}: heartbeat: {e}", s.cfg.name);
+            }
+        }
+        let mut released = Vec::new();
+        for &p in &leaving {
+            if s.part_in_flight[p as usize].load(Ordering::Relaxed) == 0
+                && s.transport.release(&topic, &group, &me, p).await.is_ok()
+            {
+                released.push(p);
+            }
+        }
+        for p in released {
+            leaving.remove(&p);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(lease / 3) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    // Stopping: the receiving tasks end on the stage's stop; wait for them.
+    for tx in running.values() {
+        let _ = tx.send(true);
+    }
+    let mut loops = std::mem::take(&mut *s.loops_running.lock().expect("loops lock"));
+    while loops.join_next().await.is_some() {}
+    running.into_keys().chain(leaving).collect()
 }
 
 fn stopping(s: &Shared) -> bool {
     *s.stop.borrow()
 }
 
-async fn receive_loop(s: Arc<Shared>, partition: u32) {
+async fn receive_loop(s: Arc<Shared>, partition: u32, mut part_stop: watch::Receiver<bool>) {
     let mut stop = s.stop.clone();
     let group = s.cfg.group().to_string();
     let mut errors = 0u32;
-    while let Err(e) = s.transport.join(&s.cfg.topic, &group).await {
-        errors = errors.saturating_add(1);
-        eprintln!(
-            "shardkit stage {:?}: joining {:?}: {e}",
-            s.cfg.name, s.cfg.topic
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(50 << errors.min(6))) => {}
-            _ = stop.changed() => return,
-        }
-    }
-    errors = 0;
+    let mut taking_over = true;
     loop {
-        if stopping(&s) {
+        if stopping(&s) || *part_stop.borrow() {
             return;
         }
         // Receive only as much as there is room for.
@@ -325,18 +433,27 @@ async fn receive_loop(s: Arc<Shared>, partition: u32) {
             }
             continue;
         }
+        // Taking a partition over, first everything its last holder left
+        // unacknowledged, whatever its age, and only then new events: one
+        // key's events stay in order across a change of holder.
         let r = Receive {
             topic: &s.cfg.topic,
             group: &group,
             consumer: &s.cfg.consumer,
             partition,
             max: room.min(256),
-            wait: Duration::from_millis(200),
+            wait: if taking_over {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(200)
+            },
             visibility: s.cfg.visibility,
+            take_over: taking_over,
         };
         let got = tokio::select! {
             got = s.transport.receive(r) => got,
             _ = stop.changed() => return,
+            _ = part_stop.changed() => return,
         };
         let deliveries = match got {
             Ok(d) => {
@@ -354,6 +471,7 @@ async fn receive_loop(s: Arc<Shared>, partition: u32) {
                 continue;
             }
         };
+        let mut left_behind = false;
         for d in deliveries {
             if !s
                 .mine
@@ -367,8 +485,10 @@ async fn receive_loop(s: Arc<Shared>, partition: u32) {
             }
             if d.deliveries > 1 {
                 s.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                left_behind = true;
             }
             s.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            s.part_in_flight[partition as usize].fetch_add(1, Ordering::Relaxed);
             if !s.cfg.filter.matches(&d.event) {
                 s.stats.skipped.fetch_add(1, Ordering::Relaxed);
                 finish(&s, &d, true).await;
@@ -388,6 +508,9 @@ async fn receive_loop(s: Arc<Shared>, partition: u32) {
                     spawn_lane(&s, Some(key), d);
                 }
             }
+        }
+        if !left_behind {
+            taking_over = false;
         }
     }
 }
@@ -499,6 +622,7 @@ async fn handle(s: &Shared, d: &Delivery) -> Done {
             max: 0,
             wait: Duration::ZERO,
             visibility: s.cfg.visibility,
+            take_over: false,
         };
         let _ = s.transport.touch(r, std::slice::from_ref(&d.id)).await;
         tokio::select! {
@@ -619,5 +743,8 @@ fn release(s: &Shared, d: &Delivery) {
         .expect("mine lock")
         .remove(&(d.partition, d.id.clone()));
     s.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    if let Some(n) = s.part_in_flight.get(d.partition as usize) {
+        n.fetch_sub(1, Ordering::Relaxed);
+    }
     s.room.notify_waiters();
 }

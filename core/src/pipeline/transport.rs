@@ -57,6 +57,10 @@ pub struct Receive<'a> {
     /// A delivery left unacknowledged this long is reclaimed (delivered
     /// again, possibly to another consumer).
     pub visibility: Duration,
+    /// Taking the partition over: reclaim every delivery other consumers
+    /// left unacknowledged, whatever its age (the caller holds the
+    /// partition, so they no longer work on it), before any new one.
+    pub take_over: bool,
 }
 
 /// A broker: the in-process one ([`super::memory::Memory`]) or Redis
@@ -99,6 +103,39 @@ pub trait Transport: Send + Sync + 'static {
     /// delivered: what a topic holds. For tests, metrics and `dlq list`.
     fn backlog<'a>(&'a self, topic: &'a str) -> Fut<'a, Result<u64>>;
 
+    /// Says `consumer` of `group` is alive for `lease`, and returns the
+    /// group's live consumers, sorted: what partition assignment is
+    /// computed from ([`assign`]). A zero lease leaves the group.
+    fn heartbeat<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        lease: Duration,
+    ) -> Fut<'a, Result<Vec<String>>>;
+
+    /// Takes (or renews) `consumer`'s exclusive hold on one partition of
+    /// the group for `lease`: whether it holds it now. One consumer at a
+    /// time reads a partition, so one key's events are never handled by
+    /// two workers at once.
+    fn acquire<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        partition: u32,
+        lease: Duration,
+    ) -> Fut<'a, Result<bool>>;
+
+    /// Gives up `consumer`'s hold on a partition (if it has it).
+    fn release<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        partition: u32,
+    ) -> Fut<'a, Result<()>>;
+
     /// Deletes entries of one partition outright, whoever still needs
     /// them: how `dlq redrive` takes an event out of a dead-letter topic
     /// once it is back in its own.
@@ -123,4 +160,20 @@ pub fn partition_of(key: &str, partitions: u32) -> u32 {
         xxhash_rust::xxh3::xxh3_64(key.as_bytes()),
         partitions.max(1),
     )
+}
+
+/// Which of `members` (sorted, live) should hold `partition`: rendezvous
+/// hashing, so a consumer joining or leaving moves only the partitions it
+/// takes or gives up, and every consumer computes the same answer from the
+/// same member list.
+pub fn assign(partition: u32, members: &[String]) -> Option<&str> {
+    members
+        .iter()
+        .max_by_key(|m| {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(m.as_bytes());
+            h.update(&partition.to_le_bytes());
+            h.digest()
+        })
+        .map(String::as_str)
 }
