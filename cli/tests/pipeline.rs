@@ -126,7 +126,7 @@ fn no_event_is_lost_to_a_killed_worker_or_a_restarted_redis() {
     std::fs::write(
         &conf,
         format!(
-            "transport:\n  redis: redis://{addr}/\n  partitions: 4\nstages:\n  - name: signup\n    topic: users\n    function: http://{faddr}/fn\n    reply_topic: emails\n    max_attempts: 3\n    min_backoff: 10\n    max_backoff: 50\n    visibility: 1000\n    timeout: 2000\n    concurrency: 8\n    idempotent: true\n"
+            "transport:\n  redis: redis://{addr}/\n  partitions: 4\nstages:\n  - name: signup\n    topic: users\n    function: http://{faddr}/fn\n    reply_topic: emails\n    max_attempts: 3\n    min_backoff: 10\n    max_backoff: 50\n    visibility: 1000\n    lease: 1000\n    timeout: 2000\n    concurrency: 8\n    idempotent: true\n"
         ),
     )
     .unwrap();

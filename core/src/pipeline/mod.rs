@@ -12,6 +12,7 @@
 //! (the pipeline file), `runner` (a file's stages started together),
 //! `redrive` (dead letters back to their topics).
 
+pub mod batch;
 pub mod config;
 pub mod event;
 pub mod filter;
@@ -25,6 +26,7 @@ pub mod runner;
 pub mod stage;
 pub mod transport;
 
+pub use batch::{BatchHandler, BatchSettings, ItemResult};
 pub use config::PipelineConfig;
 pub use event::{Data, Event};
 pub use filter::Filter;

@@ -20,6 +20,7 @@
 //!   the drain limit), and leaves what was not finished unacknowledged, to
 //!   be delivered again: a crash or a stop means redelivery, never loss.
 
+use super::batch::{BatchHandler, BatchSettings, Batcher};
 use super::filter::Filter;
 use super::layers::{is_permanent, BoxError, Handler};
 use super::transport::{Delivery, Receive, Transport};
@@ -211,10 +212,17 @@ pub struct Stage {
     shared: Arc<Shared>,
 }
 
+/// What runs an event: a handler of one, or the batcher of a batch
+/// handler.
+enum Work {
+    One(Handler<Event, Vec<Event>>),
+    Batch(Batcher),
+}
+
 struct Shared {
     cfg: StageConfig,
     transport: Arc<dyn Transport>,
-    handler: Handler<Event, Vec<Event>>,
+    work: Work,
     stats: Arc<StageStats>,
     /// Lanes with work: key → events waiting behind the one in progress.
     lanes: Mutex<HashMap<String, VecDeque<Delivery>>>,
@@ -244,13 +252,35 @@ impl Stage {
         handler: Handler<Event, Vec<Event>>,
     ) -> Result<Stage> {
         cfg.validate()?;
+        Self::run(transport, cfg, Work::One(handler))
+    }
+
+    /// Starts a stage whose handler takes batches (see `batch`): each
+    /// key's lane hands its next event to a batcher that calls `handler`
+    /// with up to `settings.max` events of different lanes at once.
+    pub fn start_batched(
+        transport: Arc<dyn Transport>,
+        cfg: StageConfig,
+        handler: BatchHandler,
+        settings: BatchSettings,
+    ) -> Result<Stage> {
+        cfg.validate()?;
+        settings.validate()?;
+        Self::run(
+            transport,
+            cfg,
+            Work::Batch(Batcher::start(handler, settings)),
+        )
+    }
+
+    fn run(transport: Arc<dyn Transport>, cfg: StageConfig, work: Work) -> Result<Stage> {
         let (stop, stop_rx) = watch::channel(false);
         let partitions = transport.partitions(&cfg.topic);
         let shared = Arc::new(Shared {
             workers: Semaphore::new(cfg.concurrency),
             cfg,
             transport,
-            handler,
+            work,
             stats: Arc::new(StageStats::default()),
             lanes: Mutex::new(HashMap::new()),
             mine: Mutex::new(HashSet::new()),
@@ -593,7 +623,11 @@ async fn handle(s: &Shared, d: &Delivery) -> Done {
                 return dead_letter(s, d, "expired", attempt - 1, &history).await;
             }
         }
-        let err: BoxError = match s.handler.clone().oneshot(d.event.clone()).await {
+        let result = match &s.work {
+            Work::One(h) => h.clone().oneshot(d.event.clone()).await,
+            Work::Batch(b) => b.call(d.event.clone()).await,
+        };
+        let err: BoxError = match result {
             Ok(out) => match emit(s, out).await {
                 Ok(()) => {
                     s.stats.handled.fetch_add(1, Ordering::Relaxed);
