@@ -108,25 +108,27 @@ fn batches_gather_many_keys_and_partial_failures_retry_alone() {
         )
         .await;
         stage.stop(Duration::from_secs(2)).await;
-        let sizes = sizes.lock().unwrap();
-        let calls = sizes.len();
-        let biggest = *sizes.iter().max().unwrap();
-        eprintln!("{total} events in {calls} calls, at most {biggest} per call");
-        assert!(biggest <= 50);
-        assert!(
-            calls * 5 <= total as usize + failed_once.lock().unwrap().len(),
-            "{calls} calls: not batched"
-        );
-        assert_eq!(
-            stats.failures.load(Ordering::Relaxed) as usize,
-            failed_once.lock().unwrap().len()
-        );
-        for (k, ns) in order.lock().unwrap().iter() {
-            assert_eq!(
-                ns,
-                &(0..per_key).collect::<Vec<_>>(),
-                "key {k} out of order"
+        {
+            let sizes = sizes.lock().unwrap();
+            let calls = sizes.len();
+            let biggest = *sizes.iter().max().unwrap();
+            eprintln!("{total} events in {calls} calls, at most {biggest} per call");
+            assert!(biggest <= 50);
+            assert!(
+                calls * 5 <= total as usize + failed_once.lock().unwrap().len(),
+                "{calls} calls: not batched"
             );
+            assert_eq!(
+                stats.failures.load(Ordering::Relaxed) as usize,
+                failed_once.lock().unwrap().len()
+            );
+            for (k, ns) in order.lock().unwrap().iter() {
+                assert_eq!(
+                    ns,
+                    &(0..per_key).collect::<Vec<_>>(),
+                    "key {k} out of order"
+                );
+            }
         }
         assert_eq!(t.backlog("b1").await.unwrap(), 0);
     });
