@@ -3,7 +3,9 @@
 # with `shardkit route` from a nutcracker.yml, then the same lookups from
 # Python and C, which must agree with the CLI; `shardkit proxy` over three
 # memcached (one dies, replicas serve every key, a hot key is spread);
-# distributed search; an election whose leader crashes.
+# distributed search; the signup event pipeline on Redis Streams (a
+# function killed and restarted, a dead letter redriven); an election whose
+# leader crashes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -48,6 +50,9 @@ python3 tests/demo/proxy.py "$SHARDKIT"
 
 step "distributed search: 4 leaves over the KJV corpus, one fails"
 bash tests/demo/search.sh "$SHARDKIT"
+
+step "event pipeline: signup on Redis Streams; a function dies and comes back; a dead letter is redriven"
+python3 tests/demo/pipeline.py "$SHARDKIT"
 
 step "ownership election: three candidates on the embedded store; the leader crashes"
 cargo run -q -p shardkit --example election

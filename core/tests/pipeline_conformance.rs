@@ -568,6 +568,61 @@ async fn key_order_across_eight_workers(t: Arc<dyn Transport>) {
     }
 }
 
+/// A redriven dead letter goes back to its topic for the one group that
+/// gave up on it: the topic's other groups, which handled it, skip it.
+async fn redrive_goes_to_the_failed_group_alone(t: Arc<dyn Transport>) {
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a_runs, b_runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (f2, a2) = (fixed.clone(), a_runs.clone());
+    let a = handler(move |_e: Event| {
+        let (fixed, runs) = (f2.clone(), a2.clone());
+        async move {
+            if !fixed.load(Ordering::SeqCst) {
+                return Err(Box::new(Permanent("not yet".into())) as BoxError);
+            }
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![])
+        }
+    });
+    let b2 = b_runs.clone();
+    let b = handler(move |_e: Event| {
+        let runs = b2.clone();
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![])
+        }
+    });
+    let sa = Stage::start(t.clone(), quick("a", "fan"), a).unwrap();
+    let sb = Stage::start(t.clone(), quick("b", "fan"), b).unwrap();
+    t.publish("fan", vec![ev("x", 1)]).await.unwrap();
+    let (sta, stb) = (sa.stats(), sb.stats());
+    until(
+        Duration::from_secs(10),
+        || sta.dead_lettered.load(Ordering::Relaxed) == 1 && b_runs.load(Ordering::SeqCst) == 1,
+        "a gave up, b handled",
+    )
+    .await;
+    fixed.store(true, Ordering::SeqCst);
+    let moved = shardkit::pipeline::redrive::redrive(t.as_ref(), "fan.dlq", None)
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    until(
+        Duration::from_secs(10),
+        || a_runs.load(Ordering::SeqCst) == 1 && stb.skipped.load(Ordering::Relaxed) == 1,
+        "a handled the redriven event, b skipped it",
+    )
+    .await;
+    sa.stop(Duration::from_secs(2)).await;
+    sb.stop(Duration::from_secs(2)).await;
+    assert_eq!(b_runs.load(Ordering::SeqCst), 1, "b handled it once");
+    assert!(t.peek("fan.dlq", 10).await.unwrap().is_empty());
+    let err = shardkit::pipeline::redrive::redrive(t.as_ref(), "fan.dlq", Some("nope"))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("\"nope\""), "{err}");
+}
+
 /// Bad stage settings are refused, naming the value.
 async fn bad_stage_settings_are_named(t: Arc<dyn Transport>) {
     let h = handler(|_e: Event| async { Ok(vec![]) });
@@ -648,6 +703,11 @@ macro_rules! conformance {
         $(#[$attr])*
         fn key_order_across_eight_workers() {
             run(|t| Box::pin(super::key_order_across_eight_workers(t)));
+        }
+        #[test]
+        $(#[$attr])*
+        fn redrive_goes_to_the_failed_group_alone() {
+            run(|t| Box::pin(super::redrive_goes_to_the_failed_group_alone(t)));
         }
         #[test]
         $(#[$attr])*

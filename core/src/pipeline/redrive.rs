@@ -1,7 +1,8 @@
 //! Dead letters back to work: `dlq redrive` puts dead-lettered events back
-//! on the topics they came from, without the dead-letter attributes, in
-//! the order they were dead-lettered, then deletes them from the
-//! dead-letter topic. One key's events are in one partition of both
+//! on the topics they came from, without the dead-letter attributes and
+//! marked for the consumer group that gave up on them (the topic's other
+//! groups skip them: they handled them already), in the order they were
+//! dead-lettered, then deletes them from the dead-letter topic. One key's events are in one partition of both
 //! topics, so their order holds.
 
 use super::stage::dead_letter_attr;
@@ -33,15 +34,23 @@ pub fn restore(dead: &Event) -> Result<(String, Event)> {
         })?
         .to_string();
     let mut e = dead.clone();
+    let group = dead.extension(dead_letter_attr::GROUP).map(str::to_string);
     for a in [
         dead_letter_attr::TOPIC,
         dead_letter_attr::STAGE,
+        dead_letter_attr::GROUP,
+        dead_letter_attr::REDRIVE_FOR,
         dead_letter_attr::ATTEMPTS,
         dead_letter_attr::ERROR,
         dead_letter_attr::HISTORY,
         dead_letter_attr::REASON,
     ] {
         e.remove_extension(a);
+    }
+    // Only the group that gave up on it handles it again; the topic's other
+    // groups handled it the first time.
+    if let Some(g) = group {
+        e = e.with_extension(dead_letter_attr::REDRIVE_FOR, g)?;
     }
     Ok((topic, e))
 }

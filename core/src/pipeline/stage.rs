@@ -40,6 +40,11 @@ pub mod dead_letter_attr {
     pub const TOPIC: &str = "dlqtopic";
     /// The stage that gave up on it.
     pub const STAGE: &str = "dlqstage";
+    /// That stage's consumer group: a redriven event goes to it alone.
+    pub const GROUP: &str = "dlqgroup";
+    /// On a redriven event: the one consumer group that is to handle it
+    /// (the others, which handled it the first time, skip it).
+    pub const REDRIVE_FOR: &str = "redrivefor";
     /// Attempts made.
     pub const ATTEMPTS: &str = "dlqattempts";
     /// The last error.
@@ -519,7 +524,11 @@ async fn receive_loop(s: Arc<Shared>, partition: u32, mut part_stop: watch::Rece
             }
             s.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             s.part_in_flight[partition as usize].fetch_add(1, Ordering::Relaxed);
-            if !s.cfg.filter.matches(&d.event) {
+            let redriven_elsewhere = d
+                .event
+                .extension(dead_letter_attr::REDRIVE_FOR)
+                .is_some_and(|g| g != group);
+            if redriven_elsewhere || !s.cfg.filter.matches(&d.event) {
                 s.stats.skipped.fetch_add(1, Ordering::Relaxed);
                 finish(&s, &d, true).await;
                 continue;
@@ -722,6 +731,7 @@ async fn dead_letter(
             .clone()
             .with_extension(a::TOPIC, s.cfg.topic.clone())?
             .with_extension(a::STAGE, s.cfg.name.clone())?
+            .with_extension(a::GROUP, s.cfg.group().to_string())?
             .with_extension(a::ATTEMPTS, attempts.to_string())?
             .with_extension(a::REASON, reason)?
             .with_extension(a::ERROR, truncate(&last))?
