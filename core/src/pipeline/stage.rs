@@ -214,6 +214,7 @@ pub struct StageStats {
 pub struct Stage {
     stop: watch::Sender<bool>,
     coordinator: tokio::task::JoinHandle<Vec<u32>>,
+    acker: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
 }
 
@@ -244,6 +245,11 @@ struct Shared {
     /// Received and not finished, per partition: a partition given up is
     /// released once its count is 0.
     part_in_flight: Vec<AtomicU64>,
+    /// Finished deliveries waiting to be acknowledged, per partition: sent
+    /// in batches (one XACK for many), a millisecond after the first.
+    acks: Mutex<Vec<Vec<String>>>,
+    acks_waiting: AtomicU64,
+    ack_wake: Notify,
 }
 
 impl Stage {
@@ -294,11 +300,16 @@ impl Stage {
             lanes_running: Mutex::new(tokio::task::JoinSet::new()),
             loops_running: Mutex::new(tokio::task::JoinSet::new()),
             part_in_flight: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            acks: Mutex::new(vec![Vec::new(); partitions as usize]),
+            acks_waiting: AtomicU64::new(0),
+            ack_wake: Notify::new(),
         });
         let coordinator = tokio::spawn(coordinate(shared.clone()));
+        let acker = tokio::spawn(acknowledge(shared.clone()));
         Ok(Stage {
             stop,
             coordinator,
+            acker,
             shared,
         })
     }
@@ -315,6 +326,9 @@ impl Stage {
     pub fn abort(self) {
         let _ = self.stop.send(true);
         self.coordinator.abort();
+        // Acknowledgements not yet sent are lost with the "process": those
+        // events come back, as after a real crash.
+        self.acker.abort();
         self.shared
             .loops_running
             .lock()
@@ -340,6 +354,8 @@ impl Stage {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let s = &self.shared;
+        let _ = self.acker.await;
+        flush_acks(s).await;
         for p in held {
             let _ = s
                 .transport
@@ -416,6 +432,11 @@ async fn coordinate(s: Arc<Shared>) -> Vec<u32> {
                 errors = errors.saturating_add(1);
                 eprintln!("shardkit stage {:?}: heartbeat: {e}", s.cfg.name);
             }
+        }
+        if !leaving.is_empty() {
+            // Acknowledged before released: the next holder takes over
+            // only what is really unfinished.
+            flush_acks(&s).await;
         }
         let mut released = Vec::new();
         for &p in &leaving {
@@ -767,17 +788,61 @@ async fn dead_letter(
 /// Acknowledges a finished delivery.
 async fn finish(s: &Shared, d: &Delivery, ack: bool) {
     if ack {
-        let ids = [d.id.clone()];
-        if let Err(e) = s
-            .transport
-            .ack(&s.cfg.topic, s.cfg.group(), d.partition, &ids)
-            .await
-        {
-            // Unacknowledged: it comes back, and is handled again.
-            eprintln!("shardkit stage {:?}: ack: {e}", s.cfg.name);
+        let full = {
+            let mut acks = s.acks.lock().expect("acks lock");
+            let buf = &mut acks[d.partition as usize];
+            buf.push(d.id.clone());
+            buf.len() >= ACK_BATCH
+        };
+        if s.acks_waiting.fetch_add(1, Ordering::Relaxed) == 0 || full {
+            s.ack_wake.notify_one();
         }
     }
     release(s, d);
+}
+
+/// Acknowledgements sent in one call at most.
+const ACK_BATCH: usize = 256;
+
+/// Sends waiting acknowledgements in batches: a millisecond after the
+/// first waits (or at once when a partition has a full batch), until the
+/// stage stops.
+async fn acknowledge(s: Arc<Shared>) {
+    let mut stop = s.stop.clone();
+    loop {
+        if s.acks_waiting.load(Ordering::Relaxed) == 0 {
+            tokio::select! {
+                _ = s.ack_wake.notified() => {}
+                _ = stop.wait_for(|v| *v) => return,
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+            _ = stop.wait_for(|v| *v) => return,
+        }
+        flush_acks(&s).await;
+    }
+}
+
+async fn flush_acks(s: &Shared) {
+    let batches: Vec<(u32, Vec<String>)> = {
+        let mut acks = s.acks.lock().expect("acks lock");
+        acks.iter_mut()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(p, b)| (p as u32, std::mem::take(b)))
+            .collect()
+    };
+    for (p, ids) in batches {
+        s.acks_waiting
+            .fetch_sub(ids.len() as u64, Ordering::Relaxed);
+        for chunk in ids.chunks(ACK_BATCH) {
+            if let Err(e) = s.transport.ack(&s.cfg.topic, s.cfg.group(), p, chunk).await {
+                // Unacknowledged: they come back, and are handled again.
+                eprintln!("shardkit stage {:?}: ack: {e}", s.cfg.name);
+            }
+        }
+    }
 }
 
 /// Forgets a delivery this consumer no longer works on.

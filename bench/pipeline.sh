@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The pipeline benchmark: a stage's events per second in process (one call
+# per event, and batch handlers) beside a crossbeam channel's floor, and on
+# a real redis-server beside a hand-rolled redis-py consumer-group loop, with
+# end-to-end p50/p99 latency at 10k events/s. Writes bench/results/pipeline.md
+# and .json; raw figures in bench/build/pipeline/.
+#
+# redis-py comes from PyPI into a venv of the benchmark's own
+# (bench/build/pipeline-venv); nothing else uses it.
+#
+#   BENCH_QUICK=1 bash bench/pipeline.sh
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="$root/bench/build/pipeline"
+target="$root/bench/build/target"
+cargo="${CARGO:-cargo}"
+py="${PYTHON:-python3}"
+quick=() n=400000
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then quick=(--quick) n=50000; fi
+mkdir -p "$build" "$root/bench/results"
+rm -f "$build"/*.json "$build"/*.error
+cat /proc/loadavg >"$build/loadavg-start.txt"
+
+CARGO_TARGET_DIR="$target" "$cargo" build --release --bin pipeline \
+  --manifest-path "$root/bench/rust/Cargo.toml"
+
+tmp="$(mktemp -d -t shardkit-pipeline-bench.XXXXXX)"
+port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
+redis_pid=$!
+trap 'kill $redis_pid 2>/dev/null || true; wait $redis_pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
+for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+echo "bench pipeline: shardkit stages (in process and on redis-server :$port)"
+"$target/release/pipeline" "${quick[@]}" --redis "redis://127.0.0.1:$port/" >"$build/shardkit.json" \
+  || echo "the shardkit pipeline bench failed" >"$build/shardkit.error"
+
+echo "bench pipeline: redis-py consumer-group loop"
+venv="$root/bench/build/pipeline-venv"
+if [[ ! -x "$venv/bin/python" ]]; then "$py" -m venv "$venv"; fi
+if "$venv/bin/python" -m pip install --quiet "redis==5.2.1" >"$build/pip.log" 2>&1; then
+  "$venv/bin/python" "$root/bench/pipeline/redis_py_loop.py" "$port" "$((n / 4))" >"$build/redis_py.json" \
+    || echo "the redis-py loop failed" >"$build/redis_py.error"
+else
+  echo "pip could not install redis-py (see bench/build/pipeline/pip.log)" >"$build/redis_py.error"
+fi
+redis-server --version >"$build/redis-version.txt"
+cat /proc/loadavg >"$build/loadavg-end.txt"
+"$py" "$root/bench/pipeline/report.py" --build "$build" --out "$root/bench/results/pipeline" \
+  --commit "$(git -C "$root" rev-parse --short HEAD)"
+echo "bench pipeline: wrote bench/results/pipeline.md"

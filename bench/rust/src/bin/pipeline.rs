@@ -1,0 +1,186 @@
+//! The pipeline bench's Rust side: a stage's events per second in process
+//! (one handler call per event, and batch handlers), beside a crossbeam
+//! channel's floor (the cost of handing a message from one thread to
+//! another at all), and on Redis Streams when a URL is given. Prints one
+//! JSON object.
+//!
+//!   pipeline [--quick] [--redis URL]
+
+use shardkit::pipeline::{
+    BatchSettings, BoxError, Event, ItemResult, Memory, RedisOptions, RedisStreams, Stage,
+    StageConfig, Transport,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tower::service_fn;
+use tower::util::BoxCloneSyncService;
+
+fn channel_floor(n: u64, batch: usize) -> f64 {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u64>>(1024);
+    let t0 = Instant::now();
+    let consumer = std::thread::spawn(move || {
+        let mut sum = 0u64;
+        for v in rx {
+            for x in v {
+                sum = sum.wrapping_add(x);
+            }
+        }
+        sum
+    });
+    let mut i = 0;
+    while i < n {
+        let take = (batch as u64).min(n - i);
+        tx.send((i..i + take).collect()).unwrap();
+        i += take;
+    }
+    drop(tx);
+    std::hint::black_box(consumer.join().unwrap());
+    t0.elapsed().as_secs_f64() * 1e9 / n as f64
+}
+
+fn events(n: u64, keys: u64) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            Event::new(format!("e{i}"), "/bench", "bench.event")
+                .unwrap()
+                .with_extension("partitionkey", format!("k{}", i % keys))
+                .unwrap()
+        })
+        .collect()
+}
+
+fn cfg(topic: &str, ordered: bool) -> StageConfig {
+    let mut c = StageConfig::new("bench", topic);
+    c.concurrency = 1024;
+    c.max_in_flight = 8192;
+    c.ordered = ordered;
+    c.lease = Duration::from_millis(500);
+    c
+}
+
+/// Events per second through one stage: all published first, then timed
+/// from the stage's start to the last event handled.
+async fn stage_rate(
+    t: Arc<dyn Transport>,
+    topic: &str,
+    n: u64,
+    keys: u64,
+    batch: Option<usize>,
+) -> f64 {
+    for chunk in events(n, keys).chunks(1000) {
+        t.publish(topic, chunk.to_vec()).await.unwrap();
+    }
+    let t0 = Instant::now();
+    let stage = match batch {
+        None => Stage::start(
+            t.clone(),
+            cfg(topic, true),
+            BoxCloneSyncService::new(service_fn(|_e: Event| async { Ok::<_, BoxError>(vec![]) })),
+        ),
+        Some(max) => Stage::start_batched(
+            t.clone(),
+            cfg(topic, true),
+            BoxCloneSyncService::new(service_fn(|es: Vec<Event>| async move {
+                Ok::<Vec<ItemResult>, BoxError>(es.iter().map(|_| Ok(vec![])).collect())
+            })),
+            BatchSettings { max, linger: Duration::from_millis(1), calls: 2 },
+        ),
+    }
+    .unwrap();
+    let stats = stage.stats();
+    while stats.handled.load(Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    stage.stop(Duration::from_secs(5)).await;
+    n as f64 / secs
+}
+
+/// End-to-end latency on Redis at a paced rate: published at `rate`/s,
+/// latency from publication to the handler.
+async fn redis_latency(t: Arc<dyn Transport>, rate: u64, secs: u64) -> (f64, f64, u64) {
+    let lat: Arc<std::sync::Mutex<Vec<f64>>> = Arc::default();
+    let seen = Arc::new(AtomicU64::new(0));
+    let (l2, s2) = (lat.clone(), seen.clone());
+    let h = BoxCloneSyncService::new(service_fn(move |e: Event| {
+        let (lat, seen) = (l2.clone(), s2.clone());
+        async move {
+            let sent: f64 = e.extension("sentat").unwrap().parse().unwrap();
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+            lat.lock().unwrap().push((now - sent) * 1000.0);
+            seen.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, BoxError>(vec![])
+        }
+    }));
+    let stage = Stage::start(t.clone(), cfg("lat", true), h).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let total = rate * secs;
+    let tick = Duration::from_millis(10);
+    let per_tick = (rate / 100).max(1);
+    let mut i = 0;
+    let mut next = tokio::time::Instant::now();
+    while i < total {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+        let batch: Vec<Event> = (i..(i + per_tick).min(total))
+            .map(|j| {
+                Event::new(format!("l{j}"), "/bench", "bench.event")
+                    .unwrap()
+                    .with_extension("partitionkey", format!("k{}", j % 1000))
+                    .unwrap()
+                    .with_extension("sentat", format!("{now:.6}"))
+                    .unwrap()
+            })
+            .collect();
+        i += batch.len() as u64;
+        t.publish("lat", batch).await.unwrap();
+        next += tick;
+        tokio::time::sleep_until(next).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stage.stop(Duration::from_secs(5)).await;
+    let mut l = lat.lock().unwrap().clone();
+    l.sort_by(f64::total_cmp);
+    let q = |p: f64| l[((l.len() as f64 - 1.0) * p) as usize];
+    (q(0.5), q(0.99), l.len() as u64)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let redis = args.iter().position(|a| a == "--redis").map(|i| args[i + 1].clone());
+    let n: u64 = if quick { 50_000 } else { 400_000 };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let floor_unbatched = channel_floor(n * 5, 1);
+    let floor_batched = channel_floor(n * 5, 1000);
+    let (single, batched, redis_rate, redis_lat) = rt.block_on(async {
+        let mem = |cap| -> Arc<dyn Transport> { Arc::new(Memory::new(8, cap).unwrap()) };
+        let single = stage_rate(mem(n as usize), "single", n, 10_000, None).await;
+        let batched = stage_rate(mem(n as usize), "batched", n, 10_000, Some(1000)).await;
+        let (mut redis_rate, mut redis_lat) = (None, None);
+        if let Some(url) = &redis {
+            let t: Arc<dyn Transport> = Arc::new(
+                RedisStreams::connect(url, RedisOptions { partitions: 8, ..RedisOptions::default() })
+                    .await
+                    .unwrap(),
+            );
+            redis_rate = Some(stage_rate(t.clone(), "rate", n / 4, 10_000, Some(1000)).await);
+            redis_lat = Some(redis_latency(t, 10_000, if quick { 2 } else { 5 }).await);
+        }
+        (single, batched, redis_rate, redis_lat)
+    });
+    let out = serde_json::json!({
+        "events": n,
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "crossbeam_ns_per_msg_unbatched": floor_unbatched,
+        "crossbeam_ns_per_msg_batched": floor_batched,
+        "memory_single_events_per_s": single,
+        "memory_batched_events_per_s": batched,
+        "redis_batched_events_per_s": redis_rate,
+        "redis_latency_ms_p50_p99_count_at_10k_per_s": redis_lat,
+    });
+    println!("{out}");
+}
