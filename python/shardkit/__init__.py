@@ -49,6 +49,18 @@ runs inside the process, for tests and sidecars, from nutcracker's YAML::
         addr = proxy.address("cache")    # "127.0.0.1:PORT" for listen: 127.0.0.1:0
         proxy.reload(new_yaml)           # client connections stay open
         proxy.metrics()                  # Prometheus text
+
+Event pipelines: CloudEvents (:class:`Event`) on topics, consumed by stages
+that call Python handlers (plain or ``async def``, one event or a batch a
+call), in per-key order, with retries and dead letters::
+
+    p = shardkit.Pipeline()                 # or Pipeline("redis://127.0.0.1:6379")
+    @p.stage("orders", reply_topic="invoices")
+    def bill(event: shardkit.Event) -> shardkit.Event:
+        return shardkit.Event(f"inv-{event.id}", "billing", "invoice", key=event.key)
+    with p:
+        p.publish("orders", shardkit.Event("1", "shop", "order", data={"total": 3}))
+    p.dead_letters("orders.dlq"); p.redrive("orders.dlq")
 """
 
 from shardkit._native import (
@@ -56,6 +68,7 @@ from shardkit._native import (
     DEFAULT_ALGORITHM,
     HASHES,
     PARALLEL_BATCH_THRESHOLD,
+    PARTITION_KEY,
     Balance,
     CancelledError,
     CompactedError,
@@ -66,6 +79,7 @@ from shardkit._native import (
     DuplicateNodeError,
     Election,
     EmptyNodeSetError,
+    Event,
     FenceGate,
     FencedError,
     FencingToken,
@@ -80,6 +94,8 @@ from shardkit._native import (
     Observer,
     OwnershipEvent,
     PanicError,
+    Permanent,
+    Pipeline,
     Proxy,
     Scatter,
     ScopedLock,
@@ -103,6 +119,7 @@ __all__ = [
     "DEFAULT_ALGORITHM",
     "HASHES",
     "PARALLEL_BATCH_THRESHOLD",
+    "PARTITION_KEY",
     "Balance",
     "CancelledError",
     "CompactedError",
@@ -113,6 +130,7 @@ __all__ = [
     "DuplicateNodeError",
     "Election",
     "EmptyNodeSetError",
+    "Event",
     "FenceGate",
     "FencedError",
     "FencingToken",
@@ -127,6 +145,8 @@ __all__ = [
     "Observer",
     "OwnershipEvent",
     "PanicError",
+    "Permanent",
+    "Pipeline",
     "Proxy",
     "Scatter",
     "ScopedLock",

@@ -4,7 +4,7 @@ import os
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, TypedDict, Union, final, overload
+from typing import Any, ClassVar, Final, Literal, Protocol, TypedDict, TypeVar, Union, final, overload
 
 from typing_extensions import Buffer, TypeAlias
 
@@ -21,6 +21,7 @@ __all__ = [
     "DuplicateNodeError",
     "Election",
     "EmptyNodeSetError",
+    "Event",
     "FencedError",
     "FenceGate",
     "FencingToken",
@@ -36,7 +37,10 @@ __all__ = [
     "Observer",
     "OwnershipEvent",
     "PARALLEL_BATCH_THRESHOLD",
+    "PARTITION_KEY",
     "PanicError",
+    "Permanent",
+    "Pipeline",
     "Proxy",
     "Scatter",
     "ScopedLock",
@@ -641,3 +645,166 @@ class Proxy:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> Literal[False]: ...
+
+
+# --- event pipelines ------------------------------------------------------------
+
+PARTITION_KEY: Final[str]
+"""The CloudEvents extension an event's ``key`` is stored in (``"partitionkey"``)."""
+
+class Permanent(Exception):
+    """Raised by a pipeline handler for an event no retry can fix: the event is
+    dead-lettered at once, with this exception's message as its error."""
+
+@final
+class Event:
+    """A CloudEvents 1.0 event. Immutable; every attribute is checked when the
+    event is made (a bad one raises :class:`InvalidArgumentError` naming it).
+
+    ``data``: a dict, list, number, bool or None travels as JSON; a ``str`` as
+    text (``text/plain`` unless ``datacontenttype`` says otherwise); ``bytes``
+    as binary. ``key`` sets the ``partitionkey`` extension: events of one key
+    go to one partition and are handled in order."""
+
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    def __new__(
+        cls,
+        id: str,
+        source: str,
+        type: str,
+        *,
+        data: object = None,
+        subject: str | None = None,
+        time: str | None = None,
+        key: str | None = None,
+        datacontenttype: str | None = None,
+        extensions: dict[str, str] | None = None,
+    ) -> Event: ...
+    @property
+    def id(self) -> str:
+        """The ``id`` attribute."""
+    @property
+    def source(self) -> str:
+        """The ``source`` attribute."""
+    @property
+    def type(self) -> str:
+        """The ``type`` attribute."""
+    @property
+    def subject(self) -> str | None:
+        """The ``subject`` attribute."""
+    @property
+    def time(self) -> str | None:
+        """The ``time`` attribute (RFC 3339, as given)."""
+    @property
+    def key(self) -> str:
+        """What events are ordered and partitioned by: the ``partitionkey``
+        extension, else ``subject``, else ``id``."""
+    @property
+    def datacontenttype(self) -> str | None:
+        """The ``datacontenttype`` attribute."""
+    @property
+    def data(self) -> Any:
+        """The payload: JSON decoded, text as ``str``, binary as ``bytes``, or None."""
+    @property
+    def extensions(self) -> dict[str, str]:
+        """Every extension attribute (``partitionkey`` and, on a dead letter,
+        ``dlqattempts``, ``dlqerror``, ... included), name to value."""
+    def to_json(self) -> bytes:
+        """Structured content mode: the event as one JSON object."""
+    @staticmethod
+    def from_json(data: bytes | bytearray | str) -> Event:
+        """Parses structured content mode; :class:`InvalidArgumentError` names
+        what is wrong."""
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+
+_Handled: TypeAlias = Union[Event, list[Event], None]
+"""What a handler answers for one event: nothing, an event, or several (sent
+to the stage's ``reply_topic``)."""
+
+_BatchItem: TypeAlias = Union[Event, list[Event], BaseException, None]
+"""One event's result from a batch handler; an exception fails that event alone."""
+
+_Handler: TypeAlias = Union[
+    Callable[[Event], _Handled],
+    Callable[[Event], Awaitable[_Handled]],
+    Callable[[list[Event]], Sequence[_BatchItem]],
+    Callable[[list[Event]], Awaitable[Sequence[_BatchItem]]],
+]
+"""A stage's handler: one event (``batch=None``) or a list of them (``batch=N``), sync or ``async def``."""
+
+_H = TypeVar("_H", bound=_Handler)
+
+@final
+class Pipeline:
+    """Stages consuming topics of one transport (``"memory"``, in process, or a
+    ``redis://`` URL: Redis Streams), each calling a Python handler.
+
+    Delivery is at least once; events of one key are handled in order; a
+    failing event is retried with backoff, then dead-lettered (to
+    ``TOPIC.dlq`` unless ``dead_letter`` is given) with its attempts and
+    errors as extensions. The GIL is taken once per batch of events;
+    ``async def`` handlers run on an asyncio loop the pipeline runs in a
+    thread of its own. Handlers should return events rather than publish."""
+
+    def __new__(
+        cls, transport: str = "memory", *, partitions: int = 8, capacity: int = 10000, prefix: str = "shardkit:"
+    ) -> Pipeline: ...
+    def stage(
+        self,
+        topic: str,
+        *,
+        name: str | None = None,
+        filter: dict[str, str] | None = None,
+        reply_topic: str | None = None,
+        dead_letter: str | None = None,
+        max_attempts: int = 5,
+        min_backoff: float = 0.1,
+        max_backoff: float = 10.0,
+        max_age: float | None = None,
+        concurrency: int = 16,
+        ordered: bool = True,
+        batch: int | None = None,
+        linger: float = 0.005,
+        visibility: float = 30.0,
+        lease: float = 10.0,
+    ) -> Callable[[_H], _H]:
+        """A decorator registering a handler as a stage consuming ``topic``
+        (named after the function unless ``name`` is given; started at once
+        if the pipeline runs). ``batch=N``: the handler takes up to N events
+        and returns a list of as many results (None, an Event, a list of
+        Events, or an exception for a failed event); raising fails the whole
+        batch, which is then split to find the failing event. Raise
+        :class:`Permanent` to dead-letter an event at once. Times in seconds."""
+    def publish(self, topic: str, events: Event | Sequence[Event]) -> None:
+        """Stores events in ``topic``, each in its key's partition (GIL released)."""
+    def peek(self, topic: str, max: int = 1000) -> list[Event]:
+        """The events ``topic`` holds, oldest first per partition, at most ``max`` per partition."""
+    def dead_letters(self, topic: str, max: int = 1000) -> list[Event]:
+        """The events in dead-letter topic ``topic`` (e.g. ``"orders.dlq"``)."""
+    def redrive(self, topic: str, id: str | None = None) -> int:
+        """Sends the dead letters of ``topic`` (only event ``id``, if given)
+        back to the topics they came from; returns how many went.
+        :class:`NotFoundError` when ``id`` is not there."""
+    def backlog(self, topic: str) -> int:
+        """Events stored in ``topic`` and not yet acknowledged by every group."""
+    def start(self) -> None:
+        """Starts every registered stage (those running already keep running)."""
+    def stop(self, drain: float = 10.0) -> None:
+        """Stops receiving and waits at most ``drain`` seconds for the events in
+        progress; what did not finish is delivered again later."""
+    @property
+    def running(self) -> bool:
+        """Whether the stages are running."""
+    @property
+    def stages(self) -> list[str]:
+        """The registered stages' names."""
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Each stage's counters: handled, failures, dead_lettered, skipped,
+        emitted, redelivered, in_flight (its last run's once stopped)."""
+    def __enter__(self) -> Pipeline:
+        """Starts the stages."""
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
+        """Stops the stages (draining at most 10 s)."""

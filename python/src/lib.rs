@@ -8,6 +8,7 @@ mod errors;
 mod keys;
 mod lease;
 mod merge;
+mod pipeline;
 mod proxy;
 mod scatter;
 mod scope;
@@ -28,6 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     scatter::register(m)?;
     merge::register(m)?;
     proxy::register(m)?;
+    pipeline::register(m)?;
     m.add("__version__", shardkit::VERSION)?;
     m.add(
         "ALGORITHMS",

@@ -17,3 +17,10 @@ def test_typed_proxy_example_runs() -> None:
     ns = runpy.run_path(str(Path(__file__).parent / "typing" / "usage.py"))
     listening = ns["proxy"]()
     assert set(listening) == {"cache"}
+
+
+def test_typed_pipeline_example_runs() -> None:
+    ns = runpy.run_path(str(Path(__file__).parent / "typing" / "usage.py"))
+    stats = ns["pipeline"]()
+    assert stats["bill"]["handled"] == 1 and stats["bill"]["dead_lettered"] == 1
+    assert stats["audit"]["handled"] == 2

@@ -24,3 +24,7 @@ shardkit.Scatter(["http://127.0.0.1:1/x"]).gather(1, timeout=1, coverage=2.5)  #
 p = shardkit.Proxy("cache: {}", stats_addr=9000)  # E
 p.address(b"cache")  # E
 port: int = p.address("cache")  # E
+pl = shardkit.Pipeline()
+shardkit.Event(1, "s", "t")  # E
+pl.publish("t", 5)  # E
+pl.stage("t", batch="10")  # E

@@ -73,5 +73,41 @@ def proxy() -> dict[str, str]:
     return listening
 
 
+def pipeline() -> dict[str, dict[str, int]]:
+    """An in-process pipeline: a plain stage replying, an async one, a batch one."""
+    import time
+
+    p = shardkit.Pipeline("memory", partitions=4)
+
+    @p.stage("orders", reply_topic="invoices", max_attempts=3, min_backoff=0.01)
+    def bill(event: shardkit.Event) -> shardkit.Event | None:
+        if event.data is None:
+            raise shardkit.Permanent("an order without data")
+        return shardkit.Event(f"inv-{event.id}", "billing", "invoice", key=event.key, data={"of": event.id})
+
+    @p.stage("invoices", name="mail")
+    async def mail(event: shardkit.Event) -> None:
+        assert event.type == "invoice"
+
+    @p.stage("orders", name="audit", batch=10, linger=0.01)
+    def audit(events: list[shardkit.Event]) -> list[shardkit.Event | BaseException | None]:
+        return [None for _ in events]
+
+    order = shardkit.Event("1", "shop", "order", key="user-1", data={"total": 3}, extensions={"tenant": "acme"})
+    raw: bytes = order.to_json()
+    assert shardkit.Event.from_json(raw) == order and order.extensions["tenant"] == "acme"
+    with p:
+        p.publish("orders", [order, shardkit.Event("2", "shop", "order")])
+        deadline = time.monotonic() + 10
+        while p.stats()["mail"]["handled"] < 1 or not p.dead_letters("orders.dlq"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    dead: list[shardkit.Event] = p.dead_letters("orders.dlq")
+    assert dead[0].extensions["dlqreason"] == "permanent"
+    moved: int = p.redrive("orders.dlq")
+    assert moved == 1
+    return p.stats()
+
+
 if __name__ == "__main__":
     print(route([b"user:%d" % i for i in range(10)]))
