@@ -35,6 +35,15 @@ echo "bench pipeline: shardkit stages (in process and on redis-server :$port)"
 "$target/release/pipeline" "${quick[@]}" --redis "redis://127.0.0.1:$port/" >"$build/shardkit.json" \
   || echo "the shardkit pipeline bench failed" >"$build/shardkit.error"
 
+echo "bench pipeline: Python handlers (release build of the extension into the repo's venv)"
+repo_venv="${VENV:-$root/.venv}"
+if (cd "$root/python" && "$repo_venv/bin/maturin" develop --release --quiet) >"$build/maturin.log" 2>&1; then
+  "$repo_venv/bin/python" "$root/bench/pipeline/python_stage.py" "$((n / 4))" >"$build/python.json" \
+    || echo "the Python stage bench failed" >"$build/python.error"
+else
+  echo "maturin develop --release failed (see bench/build/pipeline/maturin.log)" >"$build/python.error"
+fi
+
 echo "bench pipeline: redis-py consumer-group loop"
 venv="$root/bench/build/pipeline-venv"
 if [[ ! -x "$venv/bin/python" ]]; then "$py" -m venv "$venv"; fi

@@ -33,6 +33,7 @@ def main() -> None:
     args = a.parse_args()
     b = Path(args.build)
     sk, py = load(b / "shardkit.json"), load(b / "redis_py.json")
+    pyh = load(b / "python.json")
     ver = (b / "redis-version.txt").read_text().split()[2] if (b / "redis-version.txt").exists() else "?"
     md: list[str] = []
     w = md.append
@@ -61,7 +62,12 @@ def main() -> None:
             r = sk["redis_batched_events_per_s"] / py["events_per_s"]
             w(f"| Redis Streams throughput vs a redis-py consumer-group loop | (the issue's goal is ≥ 20× Dramatiq; "
               f"Dramatiq and Celery are not measured yet) | {r:.2f}× | – |")
-        w("| Python handlers, batched | ≥ 500,000 events/s | not measured yet (the Python binding is in progress) | – |")
+        if pyh:
+            pb = pyh["batched_events_per_s"]
+            w(f"| Python handlers, batched | ≥ 500,000 events/s | {pb:,.0f} events/s | "
+              f"{'met' if pb >= 500_000 else '**not met**'} |")
+        else:
+            w(f"| Python handlers, batched | ≥ 500,000 events/s | {why(b, 'python')} | not run |")
     else:
         w(f"| all | – | {why(b, 'shardkit')} | not run |")
     w("")
@@ -76,6 +82,12 @@ def main() -> None:
           f"| crossbeam channel, one message per send: {fu:.1f} ns/msg | {1e9 / s1 / fu:.0f}× the floor |")
         w(f"| in process, batch handler (up to 1,000 per call) | {sb:,.0f} events/s ({1e9 / sb:,.0f} ns/event) "
           f"| crossbeam channel, 1,000 per send: {fb:.2f} ns/msg | {1e9 / sb / fb:.0f}× the floor |")
+        if pyh:
+            w(f"| Python handler, in process, batches of up to 1,000 (GIL once per batch) | {pyh['batched_events_per_s']:,.0f} events/s "
+              f"| the same stage with a Rust batch handler: {sb:,.0f} events/s | "
+              f"{pyh['batched_events_per_s'] / sb:.2f}× |")
+            w(f"| Python handler, in process, one event per call | {pyh['single_events_per_s']:,.0f} events/s "
+              f"| the same stage with a Rust handler: {s1:,.0f} events/s | {pyh['single_events_per_s'] / s1:.2f}× |")
         if sk.get("redis_batched_events_per_s"):
             rr = sk["redis_batched_events_per_s"]
             peer = f"{py['events_per_s']:,.0f} events/s (redis-py {py['redis_py']})" if py else why(b, "redis_py")
@@ -88,7 +100,7 @@ def main() -> None:
     w("tower. The batched path still pays the per-event lane and acknowledgement; batching the acknowledgements")
     w("and the lanes is the next step toward the 10M events/s goal.")
     Path(args.out + ".md").write_text("\n".join(md) + "\n")
-    Path(args.out + ".json").write_text(json.dumps({"shardkit": sk, "redis_py": py}, indent=2) + "\n")
+    Path(args.out + ".json").write_text(json.dumps({"shardkit": sk, "redis_py": py, "python": pyh}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
