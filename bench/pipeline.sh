@@ -5,8 +5,8 @@
 # end-to-end p50/p99 latency at 10k events/s. Writes bench/results/pipeline.md
 # and .json; raw figures in bench/build/pipeline/.
 #
-# redis-py comes from PyPI into a venv of the benchmark's own
-# (bench/build/pipeline-venv); nothing else uses it.
+# redis-py, Dramatiq and Celery come from PyPI into a venv of the
+# benchmark's own (bench/build/pipeline-venv); nothing else uses them.
 #
 #   BENCH_QUICK=1 bash bench/pipeline.sh
 set -euo pipefail
@@ -44,12 +44,18 @@ else
   echo "maturin develop --release failed (see bench/build/pipeline/maturin.log)" >"$build/python.error"
 fi
 
-echo "bench pipeline: redis-py consumer-group loop"
+echo "bench pipeline: redis-py consumer-group loop, Dramatiq and Celery"
 venv="$root/bench/build/pipeline-venv"
 if [[ ! -x "$venv/bin/python" ]]; then "$py" -m venv "$venv"; fi
-if "$venv/bin/python" -m pip install --quiet "redis==5.2.1" >"$build/pip.log" 2>&1; then
+if "$venv/bin/python" -m pip install --quiet "redis==5.2.1" "dramatiq[redis]==1.17.1" "celery[redis]==5.4.0" \
+  "kombu==5.4.2" "packaging==24.2" >"$build/pip.log" 2>&1; then
   "$venv/bin/python" "$root/bench/pipeline/redis_py_loop.py" "$port" "$((n / 4))" >"$build/redis_py.json" \
     || echo "the redis-py loop failed" >"$build/redis_py.error"
+  echo "bench pipeline: Dramatiq and Celery (no-op handlers, same redis-server)"
+  "$venv/bin/python" "$root/bench/pipeline/dramatiq_bench.py" "$port" "$((n / 40))" >"$build/dramatiq.json" 2>"$build/dramatiq.log" \
+    || echo "the Dramatiq bench failed (see bench/build/pipeline/dramatiq.log)" >"$build/dramatiq.error"
+  (cd "$root/bench/pipeline" && "$venv/bin/python" celery_bench.py "$port" "$((n / 40))") >"$build/celery.json" 2>"$build/celery.log" \
+    || echo "the Celery bench failed (see bench/build/pipeline/celery.log)" >"$build/celery.error"
 else
   echo "pip could not install redis-py (see bench/build/pipeline/pip.log)" >"$build/redis_py.error"
 fi
