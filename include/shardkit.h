@@ -50,6 +50,21 @@
 #define SHARDKIT_VERSION_PATCH 0
 
 /**
+ * The handler is done with the event.
+ */
+#define SHARDKIT_HANDLED 0
+
+/**
+ * The event failed: try it again later.
+ */
+#define SHARDKIT_RETRY 1
+
+/**
+ * The event can never succeed: dead-letter it now.
+ */
+#define SHARDKIT_REJECT 2
+
+/**
  * The result of every fallible call. `SHARDKIT_STATUS_OK` is 0; the other
  * codes are shardkit's stable error-kind codes and are never reused.
  */
@@ -225,11 +240,23 @@ typedef struct shardkit_lock shardkit_lock;
 typedef struct shardkit_observer shardkit_observer;
 
 /**
+ * Running stages over one transport. Free with `shardkit_pipeline_free`.
+ */
+typedef struct shardkit_pipeline shardkit_pipeline;
+
+/**
  * A running cache proxy: nutcracker's YAML, every pool served on
  * worker threads of its own (`SHARDKIT_THREADS` sets how many; by
  * default the core count, at most 8). Free with `shardkit_proxy_free`, which stops it.
  */
 typedef struct shardkit_proxy shardkit_proxy;
+
+/**
+ * What a handler hands back besides its return code: events to emit to the
+ * stage's reply topic (`shardkit_reply_emit`) and an error message
+ * (`shardkit_reply_error`). Valid only during the handler's call.
+ */
+typedef struct shardkit_reply shardkit_reply;
 
 /**
  * A lock on one name, taken under a fresh lease at each acquire and given
@@ -399,6 +426,19 @@ typedef struct shardkit_hit {
    */
   uint64_t doc;
 } shardkit_hit;
+
+/**
+ * A handler: `event` is one event in CloudEvents structured JSON
+ * (`event_len` bytes of UTF-8, also NUL-terminated), valid only during the
+ * call. Return `SHARDKIT_HANDLED` (0) when done, `SHARDKIT_RETRY` (1) to
+ * have it tried again (after a backoff, up to the stage's attempts), or
+ * `SHARDKIT_REJECT` (2) to dead-letter it at once; any other value counts
+ * as `SHARDKIT_RETRY`.
+ */
+typedef int32_t (*shardkit_event_handler)(void *userdata,
+                                          const char *event,
+                                          size_t event_len,
+                                          struct shardkit_reply *reply);
 
 /**
  * How a scatter treats slow calls. Pass NULL for the defaults (no
@@ -1273,6 +1313,115 @@ shardkit_status shardkit_union_u64(const uint64_t *const *lists,
                                    uint64_t *out,
                                    size_t out_cap,
                                    size_t *out_len);
+
+/**
+ * Opens a pipeline on `transport` (`(ptr, len)`: `memory`, or a
+ * `redis://` URL, connected now) with `partitions` partitions per topic
+ * (1 to 4096). Blocking.
+ *
+ * # Safety
+ * `(transport, transport_len)` readable; `out` must point to a writable
+ * pointer.
+ */
+shardkit_status shardkit_pipeline_open(const uint8_t *transport,
+                                       size_t transport_len,
+                                       uint32_t partitions,
+                                       struct shardkit_pipeline **out);
+
+/**
+ * Starts a stage: `settings` (`(ptr, len)`, YAML or JSON) are a pipeline
+ * file's stage keys without `function` (`name`, `topic`, `filter`,
+ * `reply_topic`, `max_attempts`, `concurrency`, ...; unknown keys are
+ * errors naming the key), and `handler` runs each event with `userdata`.
+ *
+ * # Safety
+ * `pipeline` a live handle; `(settings, settings_len)` readable; `handler`
+ * safe to call from other threads with `userdata` until
+ * `shardkit_pipeline_free` returns.
+ */
+shardkit_status shardkit_pipeline_stage(const struct shardkit_pipeline *pipeline,
+                                        const uint8_t *settings,
+                                        size_t settings_len,
+                                        shardkit_event_handler handler,
+                                        void *userdata);
+
+/**
+ * Adds an event (`(ptr, len)`, one event in structured JSON) to what the
+ * handler emits to its stage's reply topic. INVALID_ARGUMENT names what is
+ * wrong with a bad event.
+ *
+ * # Safety
+ * `reply` the pointer the handler was given, during its call;
+ * `(event, event_len)` readable.
+ */
+shardkit_status shardkit_reply_emit(struct shardkit_reply *reply,
+                                    const uint8_t *event,
+                                    size_t event_len);
+
+/**
+ * Sets the error message a failed (RETRY) or rejected (REJECT) event is
+ * recorded with in its attempt history and dead letter.
+ *
+ * # Safety
+ * `reply` the pointer the handler was given, during its call;
+ * `(message, message_len)` readable.
+ */
+shardkit_status shardkit_reply_error(struct shardkit_reply *reply,
+                                     const uint8_t *message,
+                                     size_t message_len);
+
+/**
+ * Publishes to `topic` the events in `events` (`(ptr, len)`: one event in
+ * structured JSON, or a JSON array of them), in order. Blocking; on a bad
+ * event nothing is published and the error names it.
+ *
+ * # Safety
+ * `pipeline` a live handle; both `(ptr, len)` readable.
+ */
+shardkit_status shardkit_pipeline_publish(const struct shardkit_pipeline *pipeline,
+                                          const uint8_t *topic,
+                                          size_t topic_len,
+                                          const uint8_t *events,
+                                          size_t events_len);
+
+/**
+ * The events of `topic` without consuming them (a reply or dead-letter
+ * topic, say), at most `max` per partition, as a JSON array in `*out`
+ * (free with `shardkit_string_free`). Blocking.
+ *
+ * # Safety
+ * `pipeline` a live handle; `(topic, topic_len)` readable; `out` writable.
+ */
+shardkit_status shardkit_pipeline_peek(const struct shardkit_pipeline *pipeline,
+                                       const uint8_t *topic,
+                                       size_t topic_len,
+                                       size_t max,
+                                       char **out);
+
+/**
+ * Each stage's counters as JSON (`{"name": {"handled": n, ...}}`) in
+ * `*out` (free with `shardkit_string_free`). `stage` (`(ptr, len)`, may be
+ * empty for all) narrows it to one.
+ *
+ * # Safety
+ * `pipeline` a live handle; `(stage, stage_len)` readable or empty; `out`
+ * writable.
+ */
+shardkit_status shardkit_pipeline_stats(const struct shardkit_pipeline *pipeline,
+                                        const uint8_t *stage,
+                                        size_t stage_len,
+                                        char **out);
+
+/**
+ * Stops every stage, letting events in progress finish within `drain_ms`
+ * (the rest is delivered again later), then frees the pipeline; NULL is a
+ * no-op. When it returns no handler runs and none will. Blocking.
+ *
+ * # Safety
+ * `pipeline` NULL or a live handle, not used again afterwards. Not from a
+ * handler.
+ */
+void shardkit_pipeline_free(struct shardkit_pipeline *pipeline, uint64_t drain_ms);
 
 /**
  * Starts a proxy serving every pool of `config` (nutcracker YAML plus

@@ -212,7 +212,7 @@ fn run(args: RunArgs) -> ExitCode {
         for s in &cfg.stages {
             eprintln!(
                 "shardkit pipeline: stage {:?} consuming {:?} as {consumer:?}, function {}",
-                s.name, s.topic, s.function
+                s.name, s.topic, s.function.as_deref().unwrap_or("-")
             );
         }
         tokio::select! {

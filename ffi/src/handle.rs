@@ -15,6 +15,7 @@ use crate::lease::{
     shardkit_cancel, shardkit_coordinator, shardkit_election, shardkit_fence_gate, shardkit_lock,
     shardkit_observer, shardkit_scoped_lock, shardkit_session, shardkit_shard_owner,
 };
+use crate::pipeline::{shardkit_pipeline, shardkit_reply};
 use crate::proxy::shardkit_proxy;
 use crate::scatter::shardkit_http_scatter;
 use crate::sharder::shardkit_sharder;
@@ -86,6 +87,8 @@ handles! {
     10: shardkit_http_scatter => crate::scatter::HttpScatter,
     11: shardkit_scoped_lock => shardkit::lease::ScopedLock,
     12: shardkit_proxy => shardkit::proxy::Proxy,
+    13: shardkit_pipeline => crate::pipeline::PipelineHandle,
+    14: shardkit_reply => crate::pipeline::Reply,
 }
 
 /// Hands `value` to C as a new handle of type `C`.

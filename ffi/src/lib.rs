@@ -34,6 +34,7 @@ mod callback;
 mod handle;
 mod lease;
 mod merge;
+mod pipeline;
 mod proxy;
 mod scatter;
 mod sharder;

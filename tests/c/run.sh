@@ -17,6 +17,8 @@
 # test_scatter.c (merge ABI and the HTTP scatter client) runs its own HTTP
 # leaves on loopback in all three modes.
 #
+# test_pipeline.c (pipeline stages with C handlers) runs in all three modes
+# on the in-process transport.
 # test_proxy.c (the embedded cache proxy) runs in all three modes against a
 # real memcached started here on a free loopback port.
 set -euo pipefail
@@ -45,7 +47,7 @@ CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -g -O1 -Iinclude
 LIBS=("$LIB" -lpthread -ldl -lm)
 
 step "compile (plain, ASan+UBSan, C++)"
-for t in test_shardkit test_lease test_scatter test_proxy; do
+for t in test_shardkit test_lease test_scatter test_proxy test_pipeline; do
   gcc "${CFLAGS[@]}" "$HERE/$t.c" "${LIBS[@]}" -o "$BUILD/$t"
   gcc "${CFLAGS[@]}" -fsanitize=address,undefined -fno-sanitize-recover=undefined \
     -fno-omit-frame-pointer "$HERE/$t.c" "${LIBS[@]}" -o "$BUILD/${t}_asan"
@@ -133,6 +135,7 @@ step "plain"
 SHARDKIT_TEST_ETCD=${SHARDKIT_TEST_ETCD:-} "$BUILD/test_lease"
 "$BUILD/test_scatter"
 "$BUILD/test_proxy"
+"$BUILD/test_pipeline"
 
 # Only the plain run talks to etcd; the sanitizer and valgrind runs use the
 # embedded store, with time bounds stretched for their slowdown.
@@ -152,6 +155,10 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 SHARDKIT_TEST_SLOW=3 \
   "$BUILD/test_proxy_asan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+SHARDKIT_TEST_SLOW=3 \
+  "$BUILD/test_pipeline_asan"
 
 step "valgrind"
 VALGRIND=(valgrind --quiet --leak-check=full
@@ -165,6 +172,8 @@ SHARDKIT_TEST_SLOW=10 \
   "${VALGRIND[@]}" --suppressions="$HERE/valgrind_lease.supp" "$BUILD/test_scatter"
 SHARDKIT_TEST_SLOW=10 \
   "${VALGRIND[@]}" --suppressions="$HERE/valgrind_lease.supp" "$BUILD/test_proxy"
+SHARDKIT_TEST_SLOW=10 \
+  "${VALGRIND[@]}" --suppressions="$HERE/valgrind_lease.supp" "$BUILD/test_pipeline"
 
 echo
 echo "tests/c: plain, ASan+UBSan, valgrind and C++ all passed"

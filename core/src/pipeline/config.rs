@@ -108,8 +108,9 @@ pub struct StageEntry {
     /// `subject`, extensions); a value ending in `*` is a prefix.
     #[serde(default)]
     pub filter: BTreeMap<String, String>,
-    /// The function: an `http://` URL each event is POSTed to.
-    pub function: String,
+    /// The function: an `http://` URL each event is POSTed to. Required in
+    /// a pipeline file; a stage whose handler is code (C, Go) has none.
+    pub function: Option<String>,
     /// Where the function's reply events go.
     pub reply_topic: Option<String>,
     /// Where events go after their last attempt (default `TOPIC.dlq`).
@@ -197,33 +198,54 @@ impl PipelineConfig {
                     s.name
                 )));
             }
-            crate::scatter::http::parse_http_url(&s.function, "function URL")
-                .map_err(|e| Error::config(format!("stage {:?}: {}", s.name, e.message())))?;
-            if s.timeout == Some(0) {
+            let Some(function) = &s.function else {
                 return Err(Error::config(format!(
-                    "stage {:?}: timeout 0: must be at least 1 ms",
+                    "stage {:?}: no function: give its http:// URL",
                     s.name
                 )));
-            }
-            if let Some(r) = &s.rate {
-                if r.requests == 0 || r.per.is_zero() {
-                    return Err(Error::config(format!(
-                        "stage {:?}: rate {} per {} ms: both must be at least 1",
-                        s.name,
-                        r.requests,
-                        r.per.as_millis()
-                    )));
-                }
-            }
-            s.stage_config("check")
-                .validate()
-                .map_err(|e| Error::config(e.message().to_string()))?;
+            };
+            crate::scatter::http::parse_http_url(function, "function URL")
+                .map_err(|e| Error::config(format!("stage {:?}: {}", s.name, e.message())))?;
+            s.validate()?;
         }
         Ok(())
     }
 }
 
 impl StageEntry {
+    /// Parses one stage's settings (the keys of a pipeline file's stage),
+    /// from YAML or JSON: for stages whose handler is code, not a URL.
+    pub fn parse(text: &str) -> Result<StageEntry> {
+        let s: StageEntry = serde_yaml_ng::from_str(text)
+            .map_err(|e| Error::config(format!("stage settings: {e}")))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks the values (not the function: a file requires one, code
+    /// stages have none).
+    pub fn validate(&self) -> Result<()> {
+        if self.timeout == Some(0) {
+            return Err(Error::config(format!(
+                "stage {:?}: timeout 0: must be at least 1 ms",
+                self.name
+            )));
+        }
+        if let Some(r) = &self.rate {
+            if r.requests == 0 || r.per.is_zero() {
+                return Err(Error::config(format!(
+                    "stage {:?}: rate {} per {} ms: both must be at least 1",
+                    self.name,
+                    r.requests,
+                    r.per.as_millis()
+                )));
+            }
+        }
+        self.stage_config("check")
+            .validate()
+            .map_err(|e| Error::config(e.message().to_string()))
+    }
+
     /// The stage's settings, for consumer `consumer`.
     pub fn stage_config(&self, consumer: &str) -> StageConfig {
         let mut c = StageConfig::new(self.name.clone(), self.topic.clone());

@@ -60,7 +60,10 @@ impl Pipeline {
         };
         let mut stages: Vec<(String, Stage)> = Vec::new();
         for s in &cfg.stages {
-            let function = HttpFunction::new(&s.function)?;
+            let url = s.function.as_deref().ok_or_else(|| {
+                crate::error::Error::config(format!("stage {:?}: no function URL", s.name))
+            })?;
+            let function = HttpFunction::new(url)?;
             let layers = Layers {
                 timeout: Some(s.call_timeout()),
                 rate: s.rate,

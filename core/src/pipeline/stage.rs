@@ -314,6 +314,11 @@ impl Stage {
         })
     }
 
+    /// The stage's name.
+    pub fn name(&self) -> &str {
+        &self.shared.cfg.name
+    }
+
     /// The stage's counters, live.
     pub fn stats(&self) -> Arc<StageStats> {
         self.shared.stats.clone()
