@@ -20,6 +20,35 @@ pub struct Redis {
 /// write (`appendfsync always`) in `dir`: started again on the same `dir`
 /// after a kill -9, it has every write it acknowledged.
 pub fn start_durable_redis(dir: &Path, addr: SocketAddr) -> Redis {
+    let aof = format!("aof-{}.aof", addr.port());
+    spawn_redis(
+        dir,
+        addr,
+        &[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--appendfilename",
+            &aof,
+        ],
+    )
+}
+
+/// Starts redis-server on `addr` (with `requirepass` when `password` is
+/// given) and waits until it answers.
+pub fn start_redis(dir: &Path, addr: SocketAddr, password: Option<&str>) -> Redis {
+    let rdb = format!("dump-{}.rdb", addr.port());
+    let mut args = vec!["--appendonly", "no", "--dbfilename", &rdb];
+    if let Some(pw) = password {
+        args.extend(["--requirepass", pw]);
+    }
+    spawn_redis(dir, addr, &args)
+}
+
+/// redis-server on `addr`, working in `dir`, with no snapshots and `extra`
+/// settings; returns once it accepts connections.
+fn spawn_redis(dir: &Path, addr: SocketAddr, extra: &[&str]) -> Redis {
     let bin = require("redis-server", "redis-server");
     let mut cmd = Command::new(bin);
     cmd.args([
@@ -29,15 +58,10 @@ pub fn start_durable_redis(dir: &Path, addr: SocketAddr) -> Redis {
         &addr.port().to_string(),
         "--save",
         "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--appendfilename",
-        &format!("aof-{}.aof", addr.port()),
         "--dir",
     ])
-    .arg(dir);
+    .arg(dir)
+    .args(extra);
     let mut proc = Proc::spawn(
         "redis-server",
         cmd,
@@ -52,36 +76,6 @@ impl Redis {
     pub fn pid(&self) -> u32 {
         self._proc.pid()
     }
-}
-
-/// Starts redis-server on `addr` (with `requirepass` when `password` is
-/// given) and waits until it answers.
-pub fn start_redis(dir: &Path, addr: SocketAddr, password: Option<&str>) -> Redis {
-    let bin = require("redis-server", "redis-server");
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--bind",
-        &addr.ip().to_string(),
-        "--port",
-        &addr.port().to_string(),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-    ])
-    .arg(dir)
-    .args(["--dbfilename", &format!("dump-{}.rdb", addr.port())]);
-    if let Some(pw) = password {
-        cmd.args(["--requirepass", pw]);
-    }
-    let mut proc = Proc::spawn(
-        "redis-server",
-        cmd,
-        dir.join(format!("redis-{}.log", addr.port())),
-    );
-    proc.wait_listening(&[addr], Duration::from_secs(10), String::new);
-    Redis { addr, _proc: proc }
 }
 
 impl Redis {
