@@ -1315,8 +1315,8 @@ shardkit_status shardkit_union_u64(const uint64_t *const *lists,
                                    size_t *out_len);
 
 /**
- * Opens a pipeline on `transport` (`(ptr, len)`: `memory`, or a
- * `redis://` URL, connected now) with `partitions` partitions per topic
+ * Opens a pipeline on `transport` (`(ptr, len)`: `memory`, at most 10,000
+ * unacknowledged events per partition, or a `redis://` URL, connected now) with `partitions` partitions per topic
  * (1 to 4096). Blocking.
  *
  * # Safety

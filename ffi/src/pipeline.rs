@@ -11,10 +11,9 @@ use crate::callback::{CallbackGate, UserData};
 use crate::handle::{borrow, into_handle, take};
 use crate::shardkit_status;
 use crate::string::string_out;
-use shardkit::pipeline::config::StageEntry;
-use shardkit::pipeline::{
-    BoxError, Event, Memory, Permanent, RedisOptions, RedisStreams, Stage, Transport,
-};
+use shardkit::pipeline::config::{StageEntry, TransportConfig};
+use shardkit::pipeline::runner::connect;
+use shardkit::pipeline::{BoxError, Event, Permanent, Stage, Transport};
 use shardkit::{runtime, Error};
 use std::ffi::{c_char, c_void};
 use std::sync::{Arc, Mutex};
@@ -67,8 +66,8 @@ pub(crate) struct Reply {
     inner: Mutex<(Vec<Event>, Option<String>)>,
 }
 
-/// Opens a pipeline on `transport` (`(ptr, len)`: `memory`, or a
-/// `redis://` URL, connected now) with `partitions` partitions per topic
+/// Opens a pipeline on `transport` (`(ptr, len)`: `memory`, at most 10,000
+/// unacknowledged events per partition, or a `redis://` URL, connected now) with `partitions` partitions per topic
 /// (1 to 4096). Blocking.
 ///
 /// # Safety
@@ -85,22 +84,8 @@ pub unsafe extern "C" fn shardkit_pipeline_open(
         let out = out_ptr(out, "out")?;
         // SAFETY: per the caller's contract.
         let spec = unsafe { text(transport, transport_len, "transport")? };
-        let t: Arc<dyn Transport> = if spec == "memory" {
-            Arc::new(Memory::new(partitions, 100_000)?)
-        } else if spec.starts_with("redis://")
-            || spec.starts_with("rediss://")
-            || spec.starts_with("unix://")
-        {
-            let options = RedisOptions {
-                partitions,
-                ..RedisOptions::default()
-            };
-            Arc::new(runtime::block_on(RedisStreams::connect(spec, options))??)
-        } else {
-            return Err(Error::invalid(format!(
-                "transport {spec:?}: expected \"memory\" or a redis:// URL"
-            )));
-        };
+        let cfg = TransportConfig::from_spec(spec, partitions)?;
+        let t = runtime::block_on(connect(&cfg))??;
         let handle = PipelineHandle {
             transport: t,
             stages: Mutex::new(Vec::new()),

@@ -27,10 +27,11 @@ use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyCFunction, PyDict, PyList, PyString, PyTuple};
+use shardkit::pipeline::config::TransportConfig;
+use shardkit::pipeline::runner::connect;
 use shardkit::pipeline::{
     event::PARTITION_KEY, redrive, BatchHandler, BatchSettings, BoxError, Data, Event, Filter,
-    ItemResult, Memory, Permanent, RedisOptions, RedisStreams, Stage, StageConfig, StageStats,
-    Transport,
+    ItemResult, Permanent, Stage, StageConfig, StageStats, Transport,
 };
 use shardkit::runtime::Home;
 use tower::util::BoxCloneSyncService;
@@ -842,28 +843,12 @@ impl PyPipeline {
             .map_err(|_| invalid(py, format!("partitions {partitions}: must be 1..=4096")))?;
         let capacity = count(py, "capacity", capacity, 1)?;
         let home = Home::here();
-        let t: Arc<dyn Transport> = if transport == "memory" {
-            Arc::new(Memory::new(partitions, capacity).or_raise(py)?)
-        } else if transport.starts_with("redis://")
-            || transport.starts_with("rediss://")
-            || transport.starts_with("redis+unix://")
-            || transport.starts_with("unix://")
-        {
-            let options = RedisOptions {
-                partitions,
-                prefix: prefix.to_string(),
-                max_len: None,
-            };
-            let url = transport.to_string();
-            Arc::new(wait::block(py, async move {
-                RedisStreams::connect(&url, options).await
-            })?)
-        } else {
-            return Err(invalid(
-                py,
-                format!("transport {transport:?}: must be \"memory\" or a redis:// URL"),
-            ));
-        };
+        let mut cfg = TransportConfig::from_spec(transport, partitions).or_raise(py)?;
+        cfg.prefix = prefix.to_string();
+        if let Some(m) = &mut cfg.memory {
+            m.capacity = capacity;
+        }
+        let t = wait::block(py, async move { connect(&cfg).await })?;
         Ok(PyPipeline {
             transport: t,
             home,

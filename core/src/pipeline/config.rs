@@ -71,6 +71,39 @@ fn default_prefix() -> String {
     "shardkit:".into()
 }
 
+impl TransportConfig {
+    /// A transport named by one string, as the bindings take it: `memory`
+    /// (this process only) or a Redis URL (`redis://`, `rediss://`,
+    /// `redis+unix://`, `unix://`), with the defaults for everything else.
+    /// Anything else is an error naming it.
+    pub fn from_spec(spec: &str, partitions: u32) -> Result<TransportConfig> {
+        let (redis, memory) = if spec == "memory" {
+            (
+                None,
+                Some(MemoryConfig {
+                    capacity: default_capacity(),
+                }),
+            )
+        } else if ["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|scheme| spec.starts_with(scheme))
+        {
+            (Some(spec.to_string()), None)
+        } else {
+            return Err(Error::invalid(format!(
+                "transport {spec:?}: expected \"memory\" or a redis:// URL"
+            )));
+        };
+        Ok(TransportConfig {
+            redis,
+            memory,
+            partitions,
+            prefix: default_prefix(),
+            max_len: None,
+        })
+    }
+}
+
 /// The in-process transport's bound.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -286,5 +319,25 @@ impl StageEntry {
     /// Each call's time limit.
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.timeout.unwrap_or(10_000))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transport_spec_is_memory_or_a_redis_url() {
+        let m = TransportConfig::from_spec("memory", 4).unwrap();
+        assert_eq!(m.memory, Some(MemoryConfig { capacity: 10_000 }));
+        assert_eq!((m.redis, m.partitions), (None, 4));
+        for url in ["redis://127.0.0.1:6379/0", "rediss://h/", "unix:///tmp/r.sock"] {
+            let r = TransportConfig::from_spec(url, 8).unwrap();
+            assert_eq!(r.redis.as_deref(), Some(url));
+            assert_eq!(r.prefix, "shardkit:");
+        }
+        let err = TransportConfig::from_spec("kafka://x", 8).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("\"kafka://x\""), "{err}");
     }
 }
