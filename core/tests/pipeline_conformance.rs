@@ -625,6 +625,22 @@ async fn redrive_goes_to_the_failed_group_alone(t: Arc<dyn Transport>) {
     assert!(err.message().contains("\"nope\""), "{err}");
 }
 
+/// A delivery id the transport never gave is refused by ack, touch and
+/// remove, naming it; nothing is acknowledged.
+async fn a_foreign_delivery_id_is_named(t: Arc<dyn Transport>) {
+    t.join("ids", "g").await.unwrap();
+    t.publish("ids", vec![ev("k", 1)]).await.unwrap();
+    let p = partition_of("k", t.partitions("ids"));
+    let bad = vec!["not-an-id".to_string()];
+    let err = t.ack("ids", "g", p, &bad).await.unwrap_err();
+    assert!(err.message().contains("\"not-an-id\""), "ack: {err}");
+    let err = t.touch(recv("ids", "g", "c", p), &bad).await.unwrap_err();
+    assert!(err.message().contains("\"not-an-id\""), "touch: {err}");
+    let err = t.remove("ids", p, &bad).await.unwrap_err();
+    assert!(err.message().contains("\"not-an-id\""), "remove: {err}");
+    assert_eq!(t.backlog("ids").await.unwrap(), 1);
+}
+
 /// Bad stage settings are refused, naming the value.
 async fn bad_stage_settings_are_named(t: Arc<dyn Transport>) {
     let h = handler(|_e: Event| async { Ok(vec![]) });
@@ -710,6 +726,11 @@ macro_rules! conformance {
         $(#[$attr])*
         fn redrive_goes_to_the_failed_group_alone() {
             run(|t| Box::pin(super::redrive_goes_to_the_failed_group_alone(t)));
+        }
+        #[test]
+        $(#[$attr])*
+        fn a_foreign_delivery_id_is_named() {
+            run(|t| Box::pin(super::a_foreign_delivery_id_is_named(t)));
         }
         #[test]
         $(#[$attr])*

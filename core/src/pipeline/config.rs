@@ -331,7 +331,11 @@ mod tests {
         let m = TransportConfig::from_spec("memory", 4).unwrap();
         assert_eq!(m.memory, Some(MemoryConfig { capacity: 10_000 }));
         assert_eq!((m.redis, m.partitions), (None, 4));
-        for url in ["redis://127.0.0.1:6379/0", "rediss://h/", "unix:///tmp/r.sock"] {
+        for url in [
+            "redis://127.0.0.1:6379/0",
+            "rediss://h/",
+            "unix:///tmp/r.sock",
+        ] {
             let r = TransportConfig::from_spec(url, 8).unwrap();
             assert_eq!(r.redis.as_deref(), Some(url));
             assert_eq!(r.prefix, "shardkit:");

@@ -316,9 +316,7 @@ impl Transport for Memory {
                     ));
                 };
                 for id in ids {
-                    let seq: u64 = id.parse().map_err(|_| {
-                        Error::invalid(format!("delivery id {id:?}: not this transport's"))
-                    })?;
+                    let seq = seq_of(id)?;
                     // Acknowledging twice (after a reclaim) is harmless.
                     g.pending.remove(&seq);
                 }
@@ -339,7 +337,7 @@ impl Transport for Memory {
             if let Some(g) = part.groups.get_mut(r.group) {
                 let now = Instant::now();
                 for id in ids {
-                    if let Some(p) = id.parse().ok().and_then(|seq: u64| g.pending.get_mut(&seq)) {
+                    if let Some(p) = g.pending.get_mut(&seq_of(id)?) {
                         if p.consumer == r.consumer {
                             p.since = now;
                         }
@@ -366,9 +364,7 @@ impl Transport for Memory {
             {
                 let mut part = part.lock().expect("partition lock");
                 for id in ids {
-                    let seq: u64 = id.parse().map_err(|_| {
-                        Error::invalid(format!("delivery id {id:?}: not this transport's"))
-                    })?;
+                    let seq = seq_of(id)?;
                     if seq >= part.base {
                         let i = (seq - part.base) as usize;
                         if let Some(s) = part.log.get_mut(i) {
@@ -496,4 +492,11 @@ impl Transport for Memory {
             Ok(out)
         })
     }
+}
+
+/// A delivery id of this transport (a sequence number), or an error naming
+/// the one that is not.
+fn seq_of(id: &str) -> Result<u64> {
+    id.parse()
+        .map_err(|_| Error::invalid(format!("delivery id {id:?}: not this transport's")))
 }

@@ -490,14 +490,7 @@ impl Transport for RedisStreams {
             let key = self.stream(topic, partition);
             let mut cmd = redis::cmd("XACK");
             cmd.arg(&key).arg(group);
-            for id in ids {
-                if parse_id(id).is_none() {
-                    return Err(Error::invalid(format!(
-                        "delivery id {id:?}: not a stream entry id"
-                    )));
-                }
-                cmd.arg(id);
-            }
+            add_ids(&mut cmd, ids)?;
             self.query(&format!("XACK {key}"), &cmd).await?;
             let n = self.acks.fetch_add(ids.len() as u64, Ordering::Relaxed);
             if (n + ids.len() as u64) / TRIM_EVERY != n / TRIM_EVERY {
@@ -516,9 +509,7 @@ impl Transport for RedisStreams {
             let key = self.stream(r.topic, r.partition);
             let mut cmd = redis::cmd("XCLAIM");
             cmd.arg(&key).arg(r.group).arg(r.consumer).arg(0);
-            for id in ids {
-                cmd.arg(id);
-            }
+            add_ids(&mut cmd, ids)?;
             cmd.arg("JUSTID");
             self.query(&format!("XCLAIM {key}"), &cmd).await?;
             Ok(())
@@ -538,9 +529,7 @@ impl Transport for RedisStreams {
             let key = self.stream(topic, partition);
             let mut cmd = redis::cmd("XDEL");
             cmd.arg(&key);
-            for id in ids {
-                cmd.arg(id);
-            }
+            add_ids(&mut cmd, ids)?;
             self.query(&format!("XDEL {key}"), &cmd).await?;
             Ok(())
         })
@@ -775,6 +764,20 @@ fn pairs(v: &Value) -> std::collections::HashMap<String, Value> {
         _ => {}
     }
     out
+}
+
+/// Appends delivery ids to a command, refusing (naming it) one that is not
+/// a stream entry id: XACK, XCLAIM and XDEL take them alike.
+fn add_ids(cmd: &mut redis::Cmd, ids: &[String]) -> Result<()> {
+    for id in ids {
+        if parse_id(id).is_none() {
+            return Err(Error::invalid(format!(
+                "delivery id {id:?}: not a stream entry id"
+            )));
+        }
+        cmd.arg(id);
+    }
+    Ok(())
 }
 
 /// A stream entry id `MS-SEQ`.
