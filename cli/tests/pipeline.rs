@@ -211,6 +211,28 @@ fn no_event_is_lost_to_a_killed_worker_or_a_restarted_redis() {
         "bad-1",
     ]);
     assert!(ok && out.contains("\"dlqhistory\""), "{out}");
+    let conf_s = conf.to_str().unwrap();
+    let (ok, _, err) = shardkit(&[
+        "dlq",
+        "show",
+        "--topic",
+        "users.dlq",
+        "--config",
+        conf_s,
+        "nope",
+    ]);
+    assert!(!ok && err.contains("\"nope\""), "{err}");
+    let (ok, _, err) = shardkit(&[
+        "dlq",
+        "redrive",
+        "--topic",
+        "users.dlq",
+        "--config",
+        conf_s,
+        "--id",
+        "nope",
+    ]);
+    assert!(!ok && err.contains("\"nope\""), "{err}");
 
     // Redrive once the function is fixed: the event runs, the topic empties.
     f.cure.store(true, Ordering::SeqCst);

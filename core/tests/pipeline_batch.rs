@@ -205,7 +205,15 @@ fn bad_batch_settings_are_named() {
             max: 0,
             ..BatchSettings::default()
         };
-        let err = Stage::start_batched(t, cfg("b3"), h, s).err().unwrap();
+        let err = Stage::start_batched(t.clone(), cfg("b3"), h.clone(), s)
+            .err()
+            .unwrap();
         assert!(err.message().contains("batch max 0"), "{err}");
+        let s = BatchSettings {
+            calls: 0,
+            ..BatchSettings::default()
+        };
+        let err = Stage::start_batched(t, cfg("b3"), h, s).err().unwrap();
+        assert!(err.message().contains("batch calls 0"), "{err}");
     });
 }

@@ -654,6 +654,19 @@ async fn bad_stage_settings_are_named(t: Arc<dyn Transport>) {
     let mut c = quick("s", "t");
     c.concurrency = 0;
     cases.push((c, "concurrency 0"));
+    let mut c = quick("s", "t");
+    c.dead_letter = Some("t".into());
+    cases.push((c, "dead_letter \"t\""));
+    let mut c = quick("s", "t");
+    c.lease = Duration::from_millis(5);
+    cases.push((c, "lease 5 ms"));
+    let mut c = quick("s", "t");
+    c.visibility = Duration::from_millis(1);
+    cases.push((c, "visibility 1 ms"));
+    let mut c = quick("s", "t");
+    c.min_backoff = Duration::from_secs(2);
+    c.max_backoff = Duration::from_secs(1);
+    cases.push((c, "min_backoff 2000 ms"));
     for (cfg, want) in cases {
         let err = Stage::start(t.clone(), cfg, h.clone())
             .err()
@@ -818,4 +831,6 @@ fn memory_transport_is_bounded() {
     });
     let err = shardkit::pipeline::Memory::new(0, 10).err().unwrap();
     assert!(err.message().contains("partitions 0"), "{err}");
+    let err = shardkit::pipeline::Memory::new(2, 0).err().unwrap();
+    assert!(err.message().contains("capacity 0"), "{err}");
 }
