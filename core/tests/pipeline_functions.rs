@@ -92,6 +92,11 @@ async fn serve_function(listener: tokio::net::TcpListener, seen: Seen) {
                             "flaky" if n <= 2 => {
                                 resp.status(503).body(Full::new(Bytes::from("busy")))
                             }
+                            // A reply that claims to be an event and is not.
+                            "garbled" => resp
+                                .status(200)
+                                .header("content-type", "application/cloudevents+json")
+                                .body(Full::new(Bytes::from("{\"specversion\":\"0.3\"}"))),
                             "bad" => resp
                                 .status(422)
                                 .body(Full::new(Bytes::from("no such plan"))),
@@ -148,6 +153,7 @@ fn a_function_url_handles_events_and_its_replies_are_emitted() {
                 ev("u3", "flaky"),
                 ev("u4", "bad"),
                 ev("u5", "other"),
+                ev("u6", "garbled"),
             ],
         )
         .await
@@ -157,9 +163,9 @@ fn a_function_url_handles_events_and_its_replies_are_emitted() {
             Duration::from_secs(10),
             || {
                 stats.handled.load(Ordering::Relaxed) == 4
-                    && stats.dead_lettered.load(Ordering::Relaxed) == 1
+                    && stats.dead_lettered.load(Ordering::Relaxed) == 2
             },
-            "4 handled and 1 refused",
+            "4 handled, 1 refused and 1 bad reply",
         )
         .await;
         stage.stop(Duration::from_secs(2)).await;
@@ -178,13 +184,25 @@ fn a_function_url_handles_events_and_its_replies_are_emitted() {
         assert_eq!(welcome.event.key(), "ann");
         assert_eq!(welcome.event.data(), &Data::Json(json!({"to": "ann"})));
         let dead = t.peek("users.dlq", 10).await.unwrap();
-        assert_eq!(dead.len(), 1);
+        assert_eq!(dead.len(), 2);
+        let dead_of = |id: &str| dead.iter().find(|d| d.event.id() == id).unwrap();
         assert_eq!(
-            dead[0].event.extension(dead_letter_attr::REASON),
+            dead_of("u4").event.extension(dead_letter_attr::REASON),
             Some("permanent")
         );
-        let why = dead[0].event.extension(dead_letter_attr::ERROR).unwrap();
+        let why = dead_of("u4")
+            .event
+            .extension(dead_letter_attr::ERROR)
+            .unwrap();
         assert!(why.contains("422") && why.contains("no such plan"), "{why}");
+        // A reply that is not an event is not retried (the function ran):
+        // dead-lettered at once, saying why.
+        let why = dead_of("u6")
+            .event
+            .extension(dead_letter_attr::ERROR)
+            .unwrap();
+        assert!(why.contains("bad event") && why.contains("0.3"), "{why}");
+        assert_eq!(seen.iter().filter(|i| *i == "u6").count(), 1);
         server.abort();
     });
 }
