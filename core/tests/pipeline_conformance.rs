@@ -11,15 +11,15 @@
 use serde_json::json;
 use shardkit::pipeline::stage::dead_letter_attr;
 use shardkit::pipeline::{
-    partition_of, BoxError, Data, Event, Filter, Handler, Permanent, Receive, Stage, StageConfig,
-    Transport,
+    partition_of, BatchSettings, BoxError, Data, Event, Filter, Handler, ItemResult, Permanent,
+    Receive, Stage, StageConfig, Transport,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tower::service_fn;
 use tower::util::BoxCloneSyncService;
+use tower::{service_fn, ServiceExt};
 
 fn ev(key: &str, n: u64) -> Event {
     Event::new(format!("{key}-{n}"), "/test", "test.event")
@@ -42,6 +42,47 @@ where
     Fut: std::future::Future<Output = Result<Vec<Event>, BoxError>> + Send + 'static,
 {
     BoxCloneSyncService::new(service_fn(f))
+}
+
+/// How a check's stages call their handler: one event per call, or the
+/// same handler behind a batch handler (the batch path: batches of
+/// distinct keys, one acknowledgement per batch), so that every check holds
+/// for both.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    One,
+    Batched,
+}
+
+/// Starts a stage in `mode`. Batched, each call runs the handler on its
+/// events in order, one result each, as a user's batch handler would.
+fn start(
+    mode: Mode,
+    t: Arc<dyn Transport>,
+    cfg: StageConfig,
+    h: Handler<Event, Vec<Event>>,
+) -> shardkit::Result<Stage> {
+    match mode {
+        Mode::One => Stage::start(t, cfg, h),
+        Mode::Batched => {
+            let batch = BoxCloneSyncService::new(service_fn(move |events: Vec<Event>| {
+                let h = h.clone();
+                async move {
+                    let mut out = Vec::with_capacity(events.len());
+                    for e in events {
+                        out.push(h.clone().oneshot(e).await);
+                    }
+                    Ok::<Vec<ItemResult>, BoxError>(out)
+                }
+            }));
+            let settings = BatchSettings {
+                max: 64,
+                linger: Duration::from_millis(1),
+                calls: 2,
+            };
+            Stage::start_batched(t, cfg, batch, settings)
+        }
+    }
 }
 
 fn quick(name: &str, topic: &str) -> StageConfig {
@@ -77,7 +118,7 @@ fn recv<'a>(topic: &'a str, group: &'a str, consumer: &'a str, p: u32) -> Receiv
 
 /// Within a partition a group receives in publication order; every event
 /// of a key is in that key's partition; a second group gets everything too.
-async fn order_partitions_and_fan_out(t: Arc<dyn Transport>) {
+async fn order_partitions_and_fan_out(t: Arc<dyn Transport>, _m: Mode) {
     let parts = t.partitions("orders");
     let events: Vec<Event> = (0..200).map(|i| ev(&format!("k{}", i % 17), i)).collect();
     // Groups created before publishing receive everything.
@@ -111,7 +152,7 @@ async fn order_partitions_and_fan_out(t: Arc<dyn Transport>) {
 /// A delivery left unacknowledged comes back after the visibility timeout,
 /// to another consumer, with its delivery count raised; touching it keeps
 /// it; acknowledging ends it.
-async fn reclaim_after_visibility(t: Arc<dyn Transport>) {
+async fn reclaim_after_visibility(t: Arc<dyn Transport>, _m: Mode) {
     let e = ev("only", 1);
     let p = partition_of(e.key(), t.partitions("rc"));
     t.publish("rc", vec![e]).await.unwrap();
@@ -164,7 +205,7 @@ async fn reclaim_after_visibility(t: Arc<dyn Transport>) {
 
 /// Transient failures are retried; every event is handled and its output
 /// emitted; per-key order holds under 8 parallel lanes.
-async fn at_least_once_in_key_order(t: Arc<dyn Transport>) {
+async fn at_least_once_in_key_order(t: Arc<dyn Transport>, m: Mode) {
     let keys = 40;
     let per_key = 25;
     let seen: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
@@ -192,7 +233,7 @@ async fn at_least_once_in_key_order(t: Arc<dyn Transport>) {
     let mut cfg = quick("orderly", "in");
     cfg.concurrency = 8;
     cfg.reply_topic = Some("out".into());
-    let stage = Stage::start(t.clone(), cfg, h).unwrap();
+    let stage = start(m, t.clone(), cfg, h).unwrap();
     let mut batch = Vec::new();
     for i in 0..per_key {
         for k in 0..keys {
@@ -233,7 +274,7 @@ async fn at_least_once_in_key_order(t: Arc<dyn Transport>) {
 /// A poison event is dead-lettered after max_attempts with its history,
 /// while 1,000 other keys keep flowing; its own key waits behind it, then
 /// goes on.
-async fn poison_goes_to_dead_letters_while_others_flow(t: Arc<dyn Transport>) {
+async fn poison_goes_to_dead_letters_while_others_flow(t: Arc<dyn Transport>, m: Mode) {
     let handled = Arc::new(AtomicUsize::new(0));
     let after_poison = Arc::new(AtomicUsize::new(0));
     let (h2, a2) = (handled.clone(), after_poison.clone());
@@ -252,7 +293,7 @@ async fn poison_goes_to_dead_letters_while_others_flow(t: Arc<dyn Transport>) {
     });
     let mut cfg = quick("poisoned", "orders2");
     cfg.max_attempts = 4;
-    let stage = Stage::start(t.clone(), cfg, h).unwrap();
+    let stage = start(m, t.clone(), cfg, h).unwrap();
     let mut batch = vec![ev("poison", 0), ev("poison", 1)];
     batch.extend((0..1000).map(|k| ev(&format!("k{k}"), 0)));
     t.publish("orders2", batch).await.unwrap();
@@ -290,7 +331,7 @@ async fn poison_goes_to_dead_letters_while_others_flow(t: Arc<dyn Transport>) {
 
 /// Permanent errors skip the retries; expired events are not handled;
 /// filtered-out events are acknowledged unhandled.
-async fn permanent_expired_and_filtered(t: Arc<dyn Transport>) {
+async fn permanent_expired_and_filtered(t: Arc<dyn Transport>, m: Mode) {
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();
     let h = handler(move |e: Event| {
@@ -305,7 +346,7 @@ async fn permanent_expired_and_filtered(t: Arc<dyn Transport>) {
     });
     let mut cfg = quick("picky", "mixed");
     cfg.filter = Filter::on("type", "test.*");
-    let stage = Stage::start(t.clone(), cfg, h).unwrap();
+    let stage = start(m, t.clone(), cfg, h).unwrap();
     let other = Event::new("x-1", "/test", "other.event").unwrap();
     t.publish(
         "mixed",
@@ -354,7 +395,7 @@ async fn permanent_expired_and_filtered(t: Arc<dyn Transport>) {
     });
     let mut cfg = quick("fresh-only", "aged");
     cfg.max_age = Some(Duration::from_millis(100));
-    let stage = Stage::start(t.clone(), cfg, h).unwrap();
+    let stage = start(m, t.clone(), cfg, h).unwrap();
     let stats = stage.stats();
     until(
         Duration::from_secs(10),
@@ -374,7 +415,7 @@ async fn permanent_expired_and_filtered(t: Arc<dyn Transport>) {
 /// A consumer that dies mid-batch loses nothing: its unacknowledged events
 /// are reclaimed by the next one after the visibility timeout. Duplicates
 /// are possible (counted), loss is not.
-async fn a_crashed_consumer_loses_nothing(t: Arc<dyn Transport>) {
+async fn a_crashed_consumer_loses_nothing(t: Arc<dyn Transport>, m: Mode) {
     let total = 500u64;
     let done: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
     let d2 = done.clone();
@@ -389,7 +430,7 @@ async fn a_crashed_consumer_loses_nothing(t: Arc<dyn Transport>) {
     let mut cfg = quick("crashy", "work");
     cfg.consumer = "first".into();
     cfg.visibility = Duration::from_millis(300);
-    let first = Stage::start(t.clone(), cfg.clone(), slow.clone()).unwrap();
+    let first = start(m, t.clone(), cfg.clone(), slow.clone()).unwrap();
     t.publish(
         "work",
         (0..total).map(|i| ev(&format!("k{}", i % 50), i)).collect(),
@@ -406,7 +447,7 @@ async fn a_crashed_consumer_loses_nothing(t: Arc<dyn Transport>) {
     // held is acknowledged.
     first.abort();
     cfg.consumer = "second".into();
-    let second = Stage::start(t.clone(), cfg, slow).unwrap();
+    let second = start(m, t.clone(), cfg, slow).unwrap();
     until(
         Duration::from_secs(30),
         || done.lock().unwrap().len() == total as usize,
@@ -424,7 +465,7 @@ async fn a_crashed_consumer_loses_nothing(t: Arc<dyn Transport>) {
 
 /// Graceful stop: the handler call in progress finishes and is
 /// acknowledged; what was not started is delivered to the next consumer.
-async fn stop_drains_in_flight(t: Arc<dyn Transport>) {
+async fn stop_drains_in_flight(t: Arc<dyn Transport>, m: Mode) {
     let started = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
     let (s2, f2) = (started.clone(), finished.clone());
@@ -439,7 +480,7 @@ async fn stop_drains_in_flight(t: Arc<dyn Transport>) {
     });
     let mut cfg = quick("drainer", "drain");
     cfg.concurrency = 2;
-    let stage = Stage::start(t.clone(), cfg.clone(), h.clone()).unwrap();
+    let stage = start(m, t.clone(), cfg.clone(), h.clone()).unwrap();
     t.publish("drain", (0..20).map(|i| ev(&format!("k{i}"), i)).collect())
         .await
         .unwrap();
@@ -459,7 +500,7 @@ async fn stop_drains_in_flight(t: Arc<dyn Transport>) {
     assert!(handled_first < 20);
     // The rest: to the next consumer, once their visibility passes.
     cfg.consumer = "next".into();
-    let next = Stage::start(t.clone(), cfg, h).unwrap();
+    let next = start(m, t.clone(), cfg, h).unwrap();
     let stats = next.stats();
     until(
         Duration::from_secs(10),
@@ -475,7 +516,7 @@ async fn stop_drains_in_flight(t: Arc<dyn Transport>) {
 /// stops and another crashes mid-run and a ninth joins: a partition is read
 /// by one worker at a time, and a new holder first finishes what the last
 /// one left. No two events of one key are ever handled at once.
-async fn key_order_across_eight_workers(t: Arc<dyn Transport>) {
+async fn key_order_across_eight_workers(t: Arc<dyn Transport>, m: Mode) {
     let keys = 40u64;
     let per_key = 30u64;
     let order: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
@@ -505,7 +546,7 @@ async fn key_order_across_eight_workers(t: Arc<dyn Transport>) {
         let mut c = quick("eight", "ordered8");
         c.consumer = format!("w{i}");
         c.concurrency = 4;
-        Stage::start(t.clone(), c, h.clone()).unwrap()
+        start(m, t.clone(), c, h.clone()).unwrap()
     };
     let mut workers: Vec<Option<Stage>> = (0..8).map(|i| Some(worker(i))).collect();
     let mut batch = Vec::new();
@@ -572,7 +613,7 @@ async fn key_order_across_eight_workers(t: Arc<dyn Transport>) {
 
 /// A redriven dead letter goes back to its topic for the one group that
 /// gave up on it: the topic's other groups, which handled it, skip it.
-async fn redrive_goes_to_the_failed_group_alone(t: Arc<dyn Transport>) {
+async fn redrive_goes_to_the_failed_group_alone(t: Arc<dyn Transport>, m: Mode) {
     let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (a_runs, b_runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (f2, a2) = (fixed.clone(), a_runs.clone());
@@ -594,8 +635,8 @@ async fn redrive_goes_to_the_failed_group_alone(t: Arc<dyn Transport>) {
             Ok(vec![])
         }
     });
-    let sa = Stage::start(t.clone(), quick("a", "fan"), a).unwrap();
-    let sb = Stage::start(t.clone(), quick("b", "fan"), b).unwrap();
+    let sa = start(m, t.clone(), quick("a", "fan"), a).unwrap();
+    let sb = start(m, t.clone(), quick("b", "fan"), b).unwrap();
     t.publish("fan", vec![ev("x", 1)]).await.unwrap();
     let (sta, stb) = (sa.stats(), sb.stats());
     until(
@@ -627,7 +668,7 @@ async fn redrive_goes_to_the_failed_group_alone(t: Arc<dyn Transport>) {
 
 /// A delivery id the transport never gave is refused by ack, touch and
 /// remove, naming it; nothing is acknowledged.
-async fn a_foreign_delivery_id_is_named(t: Arc<dyn Transport>) {
+async fn a_foreign_delivery_id_is_named(t: Arc<dyn Transport>, _m: Mode) {
     t.join("ids", "g").await.unwrap();
     t.publish("ids", vec![ev("k", 1)]).await.unwrap();
     let p = partition_of("k", t.partitions("ids"));
@@ -642,7 +683,7 @@ async fn a_foreign_delivery_id_is_named(t: Arc<dyn Transport>) {
 }
 
 /// Bad stage settings are refused, naming the value.
-async fn bad_stage_settings_are_named(t: Arc<dyn Transport>) {
+async fn bad_stage_settings_are_named(t: Arc<dyn Transport>, m: Mode) {
     let h = handler(|_e: Event| async { Ok(vec![]) });
     let mut cases = Vec::new();
     let mut c = quick("s", "t");
@@ -668,9 +709,7 @@ async fn bad_stage_settings_are_named(t: Arc<dyn Transport>) {
     c.max_backoff = Duration::from_secs(1);
     cases.push((c, "min_backoff 2000 ms"));
     for (cfg, want) in cases {
-        let err = Stage::start(t.clone(), cfg, h.clone())
-            .err()
-            .expect("refused");
+        let err = start(m, t.clone(), cfg, h.clone()).err().expect("refused");
         assert!(err.message().contains(want), "{err} lacks {want:?}");
     }
 }
@@ -682,8 +721,8 @@ type Setup = std::pin::Pin<
 >;
 
 macro_rules! conformance {
-    ($(#[$attr:meta])* make = $make:expr) => {
-        fn run(check: fn(Arc<dyn Transport>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
+    ($(#[$attr:meta])* mode = $mode:expr, make = $make:expr) => {
+        fn run(check: fn(Arc<dyn Transport>, Mode) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -692,63 +731,63 @@ macro_rules! conformance {
             let make: fn() -> Setup = $make;
             rt.block_on(async {
                 let (t, _keep) = make().await;
-                check(t).await
+                check(t, $mode).await
             });
         }
         #[test]
         $(#[$attr])*
         fn order_partitions_and_fan_out() {
-            run(|t| Box::pin(super::order_partitions_and_fan_out(t)));
+            run(|t, m| Box::pin(super::order_partitions_and_fan_out(t, m)));
         }
         #[test]
         $(#[$attr])*
         fn reclaim_after_visibility() {
-            run(|t| Box::pin(super::reclaim_after_visibility(t)));
+            run(|t, m| Box::pin(super::reclaim_after_visibility(t, m)));
         }
         #[test]
         $(#[$attr])*
         fn at_least_once_in_key_order() {
-            run(|t| Box::pin(super::at_least_once_in_key_order(t)));
+            run(|t, m| Box::pin(super::at_least_once_in_key_order(t, m)));
         }
         #[test]
         $(#[$attr])*
         fn poison_goes_to_dead_letters_while_others_flow() {
-            run(|t| Box::pin(super::poison_goes_to_dead_letters_while_others_flow(t)));
+            run(|t, m| Box::pin(super::poison_goes_to_dead_letters_while_others_flow(t, m)));
         }
         #[test]
         $(#[$attr])*
         fn permanent_expired_and_filtered() {
-            run(|t| Box::pin(super::permanent_expired_and_filtered(t)));
+            run(|t, m| Box::pin(super::permanent_expired_and_filtered(t, m)));
         }
         #[test]
         $(#[$attr])*
         fn a_crashed_consumer_loses_nothing() {
-            run(|t| Box::pin(super::a_crashed_consumer_loses_nothing(t)));
+            run(|t, m| Box::pin(super::a_crashed_consumer_loses_nothing(t, m)));
         }
         #[test]
         $(#[$attr])*
         fn stop_drains_in_flight() {
-            run(|t| Box::pin(super::stop_drains_in_flight(t)));
+            run(|t, m| Box::pin(super::stop_drains_in_flight(t, m)));
         }
         #[test]
         $(#[$attr])*
         fn key_order_across_eight_workers() {
-            run(|t| Box::pin(super::key_order_across_eight_workers(t)));
+            run(|t, m| Box::pin(super::key_order_across_eight_workers(t, m)));
         }
         #[test]
         $(#[$attr])*
         fn redrive_goes_to_the_failed_group_alone() {
-            run(|t| Box::pin(super::redrive_goes_to_the_failed_group_alone(t)));
+            run(|t, m| Box::pin(super::redrive_goes_to_the_failed_group_alone(t, m)));
         }
         #[test]
         $(#[$attr])*
         fn a_foreign_delivery_id_is_named() {
-            run(|t| Box::pin(super::a_foreign_delivery_id_is_named(t)));
+            run(|t, m| Box::pin(super::a_foreign_delivery_id_is_named(t, m)));
         }
         #[test]
         $(#[$attr])*
         fn bad_stage_settings_are_named() {
-            run(|t| Box::pin(super::bad_stage_settings_are_named(t)));
+            run(|t, m| Box::pin(super::bad_stage_settings_are_named(t, m)));
         }
     };
 }
@@ -756,6 +795,20 @@ macro_rules! conformance {
 mod memory {
     use super::*;
     conformance!(
+        mode = Mode::One,
+        make = || Box::pin(async {
+            let t: Arc<dyn Transport> =
+                Arc::new(shardkit::pipeline::Memory::new(8, 10_000).unwrap());
+            (t, Box::new(()) as Box<dyn std::any::Any + Send>)
+        })
+    );
+}
+
+/// The same checks with batch handlers.
+mod memory_batched {
+    use super::*;
+    conformance!(
+        mode = Mode::Batched,
         make = || Box::pin(async {
             let t: Arc<dyn Transport> =
                 Arc::new(shardkit::pipeline::Memory::new(8, 10_000).unwrap());
@@ -774,6 +827,34 @@ mod redis_streams {
 
     conformance!(
         #[ignore = "needs redis-server: run by make test-compat"]
+        mode = Mode::One,
+        make = || Box::pin(async {
+            let dir = TempDir::new("pipeline-redis");
+            let addr = free_addrs(std::net::Ipv4Addr::LOCALHOST, 1)[0];
+            let server = start_redis(dir.path(), addr, None);
+            let options = RedisOptions {
+                partitions: 8,
+                ..RedisOptions::default()
+            };
+            let t = RedisStreams::connect(&format!("redis://{addr}/"), options)
+                .await
+                .unwrap();
+            let t: Arc<dyn Transport> = Arc::new(t);
+            (t, Box::new((server, dir)) as Box<dyn std::any::Any + Send>)
+        })
+    );
+}
+
+/// The Redis checks with batch handlers.
+mod redis_streams_batched {
+    use super::*;
+    use shardkit::pipeline::{RedisOptions, RedisStreams};
+    use shardkit_testkit::redis::start_redis;
+    use shardkit_testkit::{free_addrs, TempDir};
+
+    conformance!(
+        #[ignore = "needs redis-server: run by make test-compat"]
+        mode = Mode::Batched,
         make = || Box::pin(async {
             let dir = TempDir::new("pipeline-redis");
             let addr = free_addrs(std::net::Ipv4Addr::LOCALHOST, 1)[0];

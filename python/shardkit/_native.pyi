@@ -774,7 +774,8 @@ class Pipeline:
         if the pipeline runs). ``batch=N``: the handler takes up to N events
         and returns a list of as many results (None, an Event, a list of
         Events, or an exception for a failed event); raising fails the whole
-        batch, which is then split to find the failing event. Raise
+        batch, which is then split to find the failing event. A batch holds
+        at most one event of a key, so per-key order holds. Raise
         :class:`Permanent` to dead-letter an event at once. Times in seconds."""
     def publish(self, topic: str, events: Event | Sequence[Event]) -> None:
         """Stores events in ``topic``, each in its key's partition (GIL released)."""

@@ -2,19 +2,18 @@
 //! Lambda's `batchItemFailures`): the events that failed are retried or
 //! dead-lettered on their own, the others are done.
 //!
-//! A stage in batch mode still runs one lane per key (per-key order holds,
-//! as in single mode); each lane hands its next event to the batcher, which
-//! gathers events from many lanes, up to `max` or until `linger` passes, and
-//! makes one call. A call that fails as a whole is bisected (Lambda's
-//! `BisectBatchOnFunctionError`): each half is tried on its own, down to
-//! single events, so one poison event cannot fail its neighbours.
+//! A stage in batch mode receives each partition's events in batches (up to
+//! `max`, waiting up to `linger` for a batch to fill) and makes one call per
+//! batch, with at most one event of a key in it, so per-key order holds as
+//! in single mode; the batch is acknowledged in one call. A call that fails
+//! as a whole is bisected (Lambda's `BisectBatchOnFunctionError`): each half
+//! is tried on its own, down to single events, so one poison event cannot
+//! fail its neighbours.
 
 use super::layers::{BoxError, Handler};
 use super::Event;
 use crate::error::{Error, Result};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Semaphore};
 use tower::ServiceExt;
 
 /// One event's result in a batch: the events it produced, or why it failed.
@@ -28,9 +27,10 @@ pub type BatchHandler = Handler<Vec<Event>, Vec<ItemResult>>;
 pub struct BatchSettings {
     /// Events per call at most.
     pub max: usize,
-    /// How long the first event of a batch waits for others.
+    /// How long a batch that is not full waits for more events.
     pub linger: Duration,
-    /// Calls in flight at once.
+    /// Calls in flight at once, across the stage's partitions (each
+    /// partition has one at a time, so that its keys stay in order).
     pub calls: usize,
 }
 
@@ -72,64 +72,10 @@ pub fn from_failures(events: &[Event], failed: &[(String, String)]) -> Vec<ItemR
         .collect()
 }
 
-type Ask = (Event, oneshot::Sender<ItemResult>);
-
-/// Gathers events from lanes into calls of a batch handler.
-#[derive(Clone)]
-pub(crate) struct Batcher {
-    tx: mpsc::Sender<Ask>,
-}
-
-impl Batcher {
-    /// Starts the gathering task on the current runtime.
-    pub(crate) fn start(handler: BatchHandler, settings: BatchSettings) -> Batcher {
-        let (tx, rx) = mpsc::channel(settings.max.saturating_mul(2).max(16));
-        tokio::spawn(gather(handler, settings, rx));
-        Batcher { tx }
-    }
-
-    /// One event's result, from whichever batch it went in.
-    pub(crate) async fn call(&self, event: Event) -> ItemResult {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send((event, tx))
-            .await
-            .map_err(|_| BoxError::from("the stage's batcher has stopped"))?;
-        rx.await
-            .unwrap_or_else(|_| Err("the batch call was dropped".into()))
-    }
-}
-
-async fn gather(handler: BatchHandler, settings: BatchSettings, mut rx: mpsc::Receiver<Ask>) {
-    let calls = Arc::new(Semaphore::new(settings.calls));
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + settings.linger;
-        while batch.len() < settings.max {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(a)) => batch.push(a),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let Ok(permit) = calls.clone().acquire_owned().await else {
-            return;
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let (events, replies): (Vec<Event>, Vec<_>) = batch.into_iter().unzip();
-            let results = bisect(handler, events).await;
-            for (reply, r) in replies.into_iter().zip(results) {
-                let _ = reply.send(r);
-            }
-            drop(permit);
-        });
-    }
-}
-
 /// Calls `handler` on `events`; a call that fails as a whole (or answers
 /// with the wrong number of results) is split in two, each half tried on
 /// its own, down to single events.
-fn bisect(
+pub(crate) fn bisect(
     handler: BatchHandler,
     events: Vec<Event>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<ItemResult>> + Send>> {

@@ -40,6 +40,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -86,8 +87,14 @@ const SHOWN_CHARS: usize = 64;
 /// A CloudEvent: the required attributes (id, source, type), the optional
 /// ones, extensions and the data. Always valid: every way of making or
 /// changing one checks what it is given.
+#[derive(Clone, PartialEq)]
+pub struct Event(Arc<Attrs>);
+
+/// An event's attributes, shared by its clones until one of them is changed
+/// (copy on write), so that handing an event to a handler, a transport's
+/// pending list and a reply costs a reference count, not a copy.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+struct Attrs {
     id: String,
     source: String,
     ty: String,
@@ -122,6 +129,24 @@ pub enum Data {
     Binary(Bytes),
 }
 
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Printed as the attributes it holds, as before sharing.
+        let a = &*self.0;
+        f.debug_struct("Event")
+            .field("id", &a.id)
+            .field("source", &a.source)
+            .field("ty", &a.ty)
+            .field("subject", &a.subject)
+            .field("time", &a.time)
+            .field("data_content_type", &a.data_content_type)
+            .field("data_schema", &a.data_schema)
+            .field("extensions", &a.extensions)
+            .field("data", &a.data)
+            .finish()
+    }
+}
+
 impl Event {
     /// New event with the required attributes; validates them (non-empty id,
     /// source, type, none with control characters), so that no event without
@@ -135,7 +160,7 @@ impl Event {
         check_required("id", &id)?;
         check_required("source", &source)?;
         check_required("type", &ty)?;
-        Ok(Event {
+        Ok(Event(Arc::new(Attrs {
             id,
             source,
             ty,
@@ -145,25 +170,25 @@ impl Event {
             data_schema: None,
             extensions: BTreeMap::new(),
             data: Data::None,
-        })
+        })))
     }
 
     /// The `id` attribute: with `source`, what identifies the event (and
     /// what a consumer deduplicates on).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.0.id
     }
 
     /// The `source` attribute: the context (a URI-reference) the event
     /// happened in.
     pub fn source(&self) -> &str {
-        &self.source
+        &self.0.source
     }
 
     /// The `type` attribute: what happened, and so what routes the event to
     /// its handler (`type` is a Rust keyword, hence the name).
     pub fn ty(&self) -> &str {
-        &self.ty
+        &self.0.ty
     }
 
     /// The `specversion` attribute: always [`SPEC_VERSION`], as no other is
@@ -175,30 +200,30 @@ impl Event {
     /// The `subject` attribute: what within the source the event is about;
     /// the key's fallback when there is no partition key.
     pub fn subject(&self) -> Option<&str> {
-        self.subject.as_deref()
+        self.0.subject.as_deref()
     }
 
     /// The `time` attribute, an RFC 3339 timestamp exactly as it was set or
     /// received.
     pub fn time(&self) -> Option<&str> {
-        self.time.as_deref()
+        self.0.time.as_deref()
     }
 
     /// The `datacontenttype` attribute: the media type of the data, which
     /// decides how a receiver reads it.
     pub fn data_content_type(&self) -> Option<&str> {
-        self.data_content_type.as_deref()
+        self.0.data_content_type.as_deref()
     }
 
     /// The `dataschema` attribute: an absolute URI of the schema the data
     /// follows.
     pub fn data_schema(&self) -> Option<&str> {
-        self.data_schema.as_deref()
+        self.0.data_schema.as_deref()
     }
 
     /// The payload.
     pub fn data(&self) -> &Data {
-        &self.data
+        &self.0.data
     }
 
     /// Sets `subject` (non-empty, no control characters), builder-style so
@@ -206,7 +231,7 @@ impl Event {
     pub fn with_subject(mut self, s: impl Into<String>) -> Result<Event> {
         let s = s.into();
         check_required("subject", &s)?;
-        self.subject = Some(s);
+        Arc::make_mut(&mut self.0).subject = Some(s);
         Ok(self)
     }
 
@@ -215,7 +240,7 @@ impl Event {
     pub fn with_time(mut self, rfc3339: impl Into<String>) -> Result<Event> {
         let t = rfc3339.into();
         check_time(&t)?;
-        self.time = Some(t);
+        Arc::make_mut(&mut self.0).time = Some(t);
         Ok(self)
     }
 
@@ -227,7 +252,7 @@ impl Event {
         let now = OffsetDateTime::now_utc()
             .format(&Rfc3339)
             .expect("the current time formats as RFC 3339");
-        self.time = Some(now);
+        Arc::make_mut(&mut self.0).time = Some(now);
         self
     }
 
@@ -237,7 +262,7 @@ impl Event {
     pub fn with_data_content_type(mut self, ct: impl Into<String>) -> Result<Event> {
         let ct = ct.into();
         check_content_type(&ct)?;
-        self.data_content_type = Some(ct);
+        Arc::make_mut(&mut self.0).data_content_type = Some(ct);
         Ok(self)
     }
 
@@ -246,7 +271,7 @@ impl Event {
     pub fn with_data_schema(mut self, uri: impl Into<String>) -> Result<Event> {
         let uri = uri.into();
         check_absolute_uri("dataschema", &uri)?;
-        self.data_schema = Some(uri);
+        Arc::make_mut(&mut self.0).data_schema = Some(uri);
         Ok(self)
     }
 
@@ -254,7 +279,7 @@ impl Event {
     /// is a valid event, though only matching ones round-trip (see the
     /// module docs).
     pub fn with_data(mut self, data: Data) -> Event {
-        self.data = data;
+        Arc::make_mut(&mut self.0).data = data;
         self
     }
 
@@ -267,19 +292,22 @@ impl Event {
         check_extension_name(name)?;
         let value = value.into();
         check_string(name, &value)?;
-        self.extensions.insert(name.to_string(), value);
+        Arc::make_mut(&mut self.0)
+            .extensions
+            .insert(name.to_string(), value);
         Ok(self)
     }
 
     /// An extension's value by name, if set.
     pub fn extension(&self, name: &str) -> Option<&str> {
-        self.extensions.get(name).map(String::as_str)
+        self.0.extensions.get(name).map(String::as_str)
     }
 
     /// Every extension as (name, value), sorted by name, so that output made
     /// from them is deterministic.
     pub fn extensions(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.extensions
+        self.0
+            .extensions
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -287,7 +315,7 @@ impl Event {
     /// Removes an extension, returning its value: for stages that strip
     /// routing-only attributes before passing an event on.
     pub fn remove_extension(&mut self, name: &str) -> Option<String> {
-        self.extensions.remove(name)
+        Arc::make_mut(&mut self.0).extensions.remove(name)
     }
 
     /// The partition key: the `partitionkey` extension if set.
@@ -300,8 +328,8 @@ impl Event {
     /// without a key spread by id).
     pub fn key(&self) -> &str {
         self.partition_key()
-            .or(self.subject.as_deref())
-            .unwrap_or(&self.id)
+            .or(self.0.subject.as_deref())
+            .unwrap_or(&self.0.id)
     }
 
     /// Any attribute by its CloudEvents name (id, source, type, specversion,
@@ -309,14 +337,14 @@ impl Event {
     /// filters can name attributes as the spec does.
     pub fn attribute(&self, name: &str) -> Option<&str> {
         match name {
-            "id" => Some(&self.id),
-            "source" => Some(&self.source),
-            "type" => Some(&self.ty),
+            "id" => Some(&self.0.id),
+            "source" => Some(&self.0.source),
+            "type" => Some(&self.0.ty),
             "specversion" => Some(SPEC_VERSION),
-            "subject" => self.subject.as_deref(),
-            "time" => self.time.as_deref(),
-            "datacontenttype" => self.data_content_type.as_deref(),
-            "dataschema" => self.data_schema.as_deref(),
+            "subject" => self.0.subject.as_deref(),
+            "time" => self.0.time.as_deref(),
+            "datacontenttype" => self.0.data_content_type.as_deref(),
+            "dataschema" => self.0.data_schema.as_deref(),
             _ => self.extension(name),
         }
     }
@@ -324,7 +352,7 @@ impl Event {
     /// The data as bytes, as binary mode sends it: JSON serialized, text as
     /// UTF-8, binary as is; empty for None.
     pub fn data_bytes(&self) -> Bytes {
-        match &self.data {
+        match &self.0.data {
             Data::None => Bytes::new(),
             Data::Json(v) => Bytes::from(v.to_string()),
             Data::Text(s) => Bytes::from(s.clone()),
@@ -344,24 +372,24 @@ impl Event {
     pub fn to_json_value(&self) -> Value {
         let mut m = Map::new();
         m.insert("specversion".into(), SPEC_VERSION.into());
-        m.insert("id".into(), self.id.clone().into());
-        m.insert("source".into(), self.source.clone().into());
-        m.insert("type".into(), self.ty.clone().into());
+        m.insert("id".into(), self.0.id.clone().into());
+        m.insert("source".into(), self.0.source.clone().into());
+        m.insert("type".into(), self.0.ty.clone().into());
         let optional = [
-            ("subject", &self.subject),
-            ("time", &self.time),
-            ("datacontenttype", &self.data_content_type),
-            ("dataschema", &self.data_schema),
+            ("subject", &self.0.subject),
+            ("time", &self.0.time),
+            ("datacontenttype", &self.0.data_content_type),
+            ("dataschema", &self.0.data_schema),
         ];
         for (name, value) in optional {
             if let Some(v) = value {
                 m.insert(name.into(), v.clone().into());
             }
         }
-        for (name, value) in &self.extensions {
+        for (name, value) in &self.0.extensions {
             m.insert(name.clone(), value.clone().into());
         }
-        match &self.data {
+        match &self.0.data {
             Data::None => {}
             Data::Json(v) => {
                 m.insert("data".into(), v.clone());
@@ -421,7 +449,7 @@ impl Event {
         }
         let data = m.remove("data");
         let data_base64 = m.remove("data_base64").filter(|v| !v.is_null());
-        e.data = match (data, data_base64) {
+        Arc::make_mut(&mut e.0).data = match (data, data_base64) {
             (Some(_), Some(_)) => {
                 return Err(Error::invalid(
                     "event has both \"data\" and \"data_base64\" (at most one is allowed)",
@@ -444,7 +472,7 @@ impl Event {
                     json_kind(&other)
                 )))
             }
-            (Some(d), None) => match (e.data_content_type.as_deref(), d) {
+            (Some(d), None) => match (e.0.data_content_type.as_deref(), d) {
                 (Some(ct), Value::String(s)) if !is_json_content_type(ct) => Data::Text(s),
                 (_, d) => Data::Json(d),
             },
@@ -466,7 +494,7 @@ impl Event {
                 }
             };
             check_string(&name, &value)?;
-            e.extensions.insert(name, value);
+            Arc::make_mut(&mut e.0).extensions.insert(name, value);
         }
         Ok(e)
     }
@@ -481,28 +509,28 @@ impl Event {
     ///
     /// [`data_bytes`]: Event::data_bytes
     pub fn to_http_binary(&self) -> (Vec<(String, String)>, Bytes) {
-        let mut headers = Vec::with_capacity(8 + self.extensions.len());
+        let mut headers = Vec::with_capacity(8 + self.0.extensions.len());
         let mut push = |name: &str, value: &str| {
             headers.push((format!("{HEADER_PREFIX}{name}"), percent_encode(value)));
         };
         push("specversion", SPEC_VERSION);
-        push("id", &self.id);
-        push("source", &self.source);
-        push("type", &self.ty);
+        push("id", &self.0.id);
+        push("source", &self.0.source);
+        push("type", &self.0.ty);
         let optional = [
-            ("subject", &self.subject),
-            ("time", &self.time),
-            ("dataschema", &self.data_schema),
+            ("subject", &self.0.subject),
+            ("time", &self.0.time),
+            ("dataschema", &self.0.data_schema),
         ];
         for (name, value) in optional {
             if let Some(v) = value {
                 push(name, v);
             }
         }
-        for (name, value) in &self.extensions {
+        for (name, value) in &self.0.extensions {
             push(name, value);
         }
-        if let Some(ct) = &self.data_content_type {
+        if let Some(ct) = &self.0.data_content_type {
             headers.push(("content-type".to_string(), ct.clone()));
         }
         (headers, self.data_bytes())
@@ -586,7 +614,7 @@ impl Event {
         if let Some(ct) = content_type {
             e = e.with_data_content_type(ct)?;
         }
-        e.data = body_data(e.data_content_type.as_deref(), body)?;
+        Arc::make_mut(&mut e.0).data = body_data(e.0.data_content_type.as_deref(), body)?;
         Ok(e)
     }
 }

@@ -63,7 +63,9 @@ struct Group {
 }
 
 struct Pending {
-    consumer: String,
+    /// Shared by a receive's deliveries: one allocation per call, not per
+    /// event.
+    consumer: Arc<str>,
     deliveries: u32,
     since: Instant,
 }
@@ -108,11 +110,13 @@ impl Memory {
 }
 
 impl Part {
-    /// Drops events every group has acknowledged. With no group yet,
-    /// nothing is dropped: the first consumer reads from the start.
-    fn trim(&mut self) {
+    /// Takes out events every group has acknowledged, for the caller to
+    /// drop once the partition's lock is released. With no group yet,
+    /// nothing is taken: the first consumer reads from the start.
+    fn trim(&mut self) -> Vec<Stored> {
+        let mut gone = Vec::new();
         if self.groups.is_empty() {
-            return;
+            return gone;
         }
         let keep_from = self
             .groups
@@ -120,10 +124,14 @@ impl Part {
             .map(|g| g.pending.keys().next().copied().unwrap_or(g.next))
             .min()
             .unwrap_or(self.base);
-        while self.base < keep_from && !self.log.is_empty() {
-            self.log.pop_front();
+        while self.base < keep_from {
+            let Some(s) = self.log.pop_front() else {
+                break;
+            };
+            gone.push(s);
             self.base += 1;
         }
+        gone
     }
 
     fn end(&self) -> u64 {
@@ -195,6 +203,7 @@ impl Transport for Memory {
             loop {
                 let arrived = t.arrived[p].notified();
                 let mut out = Vec::new();
+                let me: Arc<str> = Arc::from(r.consumer);
                 {
                     let mut part = t.parts[p].lock().expect("partition lock");
                     let base = part.base;
@@ -215,8 +224,10 @@ impl Transport for Memory {
                         if out.len() >= r.max {
                             break;
                         }
+                        // Taking over, everything pending is abandoned,
+                        // this consumer's own too (an earlier run of it).
                         let abandoned = if r.take_over {
-                            pend.consumer != r.consumer
+                            true
                         } else {
                             now.duration_since(pend.since) >= r.visibility
                         };
@@ -227,7 +238,7 @@ impl Transport for Memory {
                                 gone.push(seq);
                                 continue;
                             };
-                            pend.consumer = r.consumer.to_string();
+                            pend.consumer = me.clone();
                             pend.deliveries += 1;
                             pend.since = now;
                             out.push(Delivery {
@@ -253,7 +264,7 @@ impl Transport for Memory {
                         group.pending.insert(
                             seq,
                             Pending {
-                                consumer: r.consumer.to_string(),
+                                consumer: me.clone(),
                                 deliveries: 1,
                                 since: now,
                             },
@@ -307,7 +318,7 @@ impl Transport for Memory {
             }
             let t = self.topic(topic);
             let p = partition as usize;
-            {
+            let gone = {
                 let mut part = t.parts[p].lock().expect("partition lock");
                 let Some(g) = part.groups.get_mut(group) else {
                     return Err(Error::new(
@@ -320,9 +331,10 @@ impl Transport for Memory {
                     // Acknowledging twice (after a reclaim) is harmless.
                     g.pending.remove(&seq);
                 }
-                part.trim();
-            }
+                part.trim()
+            };
             t.room[p].notify_waiters();
+            drop(gone);
             Ok(())
         })
     }
@@ -338,7 +350,7 @@ impl Transport for Memory {
                 let now = Instant::now();
                 for id in ids {
                     if let Some(p) = g.pending.get_mut(&seq_of(id)?) {
-                        if p.consumer == r.consumer {
+                        if *p.consumer == *r.consumer {
                             p.since = now;
                         }
                     }

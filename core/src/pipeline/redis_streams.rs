@@ -284,31 +284,34 @@ impl RedisStreams {
             }
             Err(e) => return Err(e),
         };
-        let mut theirs: Vec<(String, u32)> = Vec::new();
+        let mut left: Vec<(String, u32)> = Vec::new();
         if let Value::Array(rows) = v {
             for row in rows {
                 if let Value::Array(f) = row {
                     let id = f.first().and_then(text);
-                    let owner = f.get(1).and_then(text);
                     let n = f.get(3).and_then(int).unwrap_or(1);
-                    if let (Some(id), Some(owner)) = (id, owner) {
-                        if owner != r.consumer && theirs.len() < max {
-                            theirs.push((id, n.clamp(1, u32::MAX as i64 - 1) as u32 + 1));
+                    // Whoever it went to, this consumer included: a stage
+                    // taking a partition has none of it in progress, so
+                    // what is pending under its own name was left by an
+                    // earlier run of it.
+                    if let Some(id) = id {
+                        if left.len() < max {
+                            left.push((id, n.clamp(1, u32::MAX as i64 - 1) as u32 + 1));
                         }
                     }
                 }
             }
         }
-        if theirs.is_empty() {
+        if left.is_empty() {
             return Ok(Vec::new());
         }
         let mut cmd = redis::cmd("XCLAIM");
         cmd.arg(key).arg(r.group).arg(r.consumer).arg(0);
-        for (id, _) in &theirs {
+        for (id, _) in &left {
             cmd.arg(id);
         }
         let claimed = self.query(&format!("XCLAIM {key}"), &cmd).await?;
-        let counts: std::collections::HashMap<String, u32> = theirs.into_iter().collect();
+        let counts: std::collections::HashMap<String, u32> = left.into_iter().collect();
         Ok(entries(&claimed)
             .into_iter()
             .map(|(id, raw)| {

@@ -57,9 +57,11 @@ pub struct Receive<'a> {
     /// A delivery left unacknowledged this long is reclaimed (delivered
     /// again, possibly to another consumer).
     pub visibility: Duration,
-    /// Taking the partition over: reclaim every delivery other consumers
-    /// left unacknowledged, whatever its age (the caller holds the
-    /// partition, so they no longer work on it), before any new one.
+    /// Taking the partition over: reclaim every delivery left
+    /// unacknowledged, whatever its age and whoever it went to (the caller
+    /// holds the partition, so no other consumer works on it, and has none
+    /// of it in progress itself: what is pending under its own name was
+    /// left by an earlier run), before any new one.
     pub take_over: bool,
 }
 

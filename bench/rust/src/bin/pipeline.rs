@@ -4,7 +4,7 @@
 //! another at all), and on Redis Streams when a URL is given. Prints one
 //! JSON object.
 //!
-//!   pipeline [--quick] [--redis URL]
+//!   pipeline [--quick] [--redis URL] [--only batched]
 
 use shardkit::pipeline::{
     BatchSettings, BoxError, Event, ItemResult, Memory, RedisOptions, RedisStreams, Stage,
@@ -153,6 +153,17 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let redis = args.iter().position(|a| a == "--redis").map(|i| args[i + 1].clone());
     let n: u64 = if quick { 50_000 } else { 400_000 };
+    // `--only batched`: the in-process batched stage alone (for profiling).
+    let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
+    if only.as_deref() == Some("batched") {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let rate = rt.block_on(async {
+            let t: Arc<dyn Transport> = Arc::new(Memory::new(8, n as usize).unwrap());
+            stage_rate(t, "batched", n, 10_000, Some(1000)).await
+        });
+        println!("{}", serde_json::json!({ "memory_batched_events_per_s": rate }));
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let floor_unbatched = channel_floor(n * 5, 1);
     let floor_batched = channel_floor(n * 5, 1000);

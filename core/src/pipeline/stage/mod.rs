@@ -20,7 +20,7 @@
 //!   the drain limit), and leaves what was not finished unacknowledged, to
 //!   be delivered again: a crash or a stop means redelivery, never loss.
 
-use super::batch::{BatchHandler, BatchSettings, Batcher};
+use super::batch::{bisect, BatchHandler, BatchSettings};
 use super::filter::Filter;
 use super::layers::{is_permanent, BoxError, Handler};
 use super::transport::{Delivery, Receive, Transport};
@@ -218,11 +218,17 @@ pub struct Stage {
     shared: Arc<Shared>,
 }
 
-/// What runs an event: a handler of one, or the batcher of a batch
-/// handler.
+mod batches;
+
+/// What runs events: a handler of one, or a batch handler with its
+/// settings and the calls it may have in flight.
 enum Work {
     One(Handler<Event, Vec<Event>>),
-    Batch(Batcher),
+    Batch {
+        handler: BatchHandler,
+        settings: BatchSettings,
+        calls: Arc<Semaphore>,
+    },
 }
 
 struct Shared {
@@ -250,6 +256,13 @@ struct Shared {
     acks: Mutex<Vec<Vec<String>>>,
     acks_waiting: AtomicU64,
     ack_wake: Notify,
+    /// Per partition, a batch stage's events that waited behind a failing
+    /// key and go back to the partition's batches first (see `batches`).
+    returned: Vec<batches::Returned>,
+    /// Per partition, until when (ms since `epoch`) this consumer's hold
+    /// on it is known to last (see `holds`).
+    held_until: Vec<AtomicU64>,
+    epoch: std::time::Instant,
 }
 
 impl Stage {
@@ -267,8 +280,11 @@ impl Stage {
     }
 
     /// Starts a stage whose handler takes batches (see `batch`): each
-    /// key's lane hands its next event to a batcher that calls `handler`
-    /// with up to `settings.max` events of different lanes at once.
+    /// partition's events are received in batches of up to `settings.max`
+    /// and handed to `handler` in one call, at most one event of a key per
+    /// call (so per-key order holds as in single mode), then acknowledged
+    /// in one call. An event that fails goes to its key's lane, retried on
+    /// its own, and the key's later events wait behind it.
     pub fn start_batched(
         transport: Arc<dyn Transport>,
         cfg: StageConfig,
@@ -280,7 +296,11 @@ impl Stage {
         Self::run(
             transport,
             cfg,
-            Work::Batch(Batcher::start(handler, settings)),
+            Work::Batch {
+                handler,
+                calls: Arc::new(Semaphore::new(settings.calls)),
+                settings,
+            },
         )
     }
 
@@ -303,6 +323,9 @@ impl Stage {
             acks: Mutex::new(vec![Vec::new(); partitions as usize]),
             acks_waiting: AtomicU64::new(0),
             ack_wake: Notify::new(),
+            returned: (0..partitions).map(|_| Default::default()).collect(),
+            held_until: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            epoch: std::time::Instant::now(),
         });
         let coordinator = tokio::spawn(coordinate(shared.clone()));
         let acker = tokio::spawn(acknowledge(shared.clone()));
@@ -410,18 +433,18 @@ async fn coordinate(s: Arc<Shared>) -> Vec<u32> {
                     // Take (or renew) what should be ours; a partition
                     // still being released by its last holder is taken
                     // on a later round.
-                    let held = should
-                        && !leaving.contains(&p)
-                        && s.transport
-                            .acquire(&topic, &group, &me, p, lease)
-                            .await
-                            .unwrap_or(false);
+                    let held = should && !leaving.contains(&p) && renew(&s, p).await;
                     if held && !have {
                         let (tx, rx) = watch::channel(false);
                         running.insert(p, tx);
                         let mut loops = s.loops_running.lock().expect("loops lock");
                         while loops.try_join_next().is_some() {}
-                        loops.spawn(receive_loop(s.clone(), p, rx));
+                        match s.work {
+                            Work::One(_) => loops.spawn(receive_loop(s.clone(), p, rx)),
+                            Work::Batch { .. } => {
+                                loops.spawn(batches::batch_loop(s.clone(), p, rx))
+                            }
+                        };
                     } else if !held && have {
                         // Not ours any more (or the hold was lost): stop
                         // reading it, release it once its events are done.
@@ -445,9 +468,14 @@ async fn coordinate(s: Arc<Shared>) -> Vec<u32> {
         }
         let mut released = Vec::new();
         for &p in &leaving {
-            if s.part_in_flight[p as usize].load(Ordering::Relaxed) == 0
-                && s.transport.release(&topic, &group, &me, p).await.is_ok()
-            {
+            // Still finishing events of a partition it is giving up: keep
+            // the hold renewed meanwhile, so the next holder cannot take
+            // it (and run the same keys at once) before they are done.
+            if s.part_in_flight[p as usize].load(Ordering::Relaxed) > 0 {
+                renew(&s, p).await;
+                continue;
+            }
+            if s.transport.release(&topic, &group, &me, p).await.is_ok() {
                 released.push(p);
             }
         }
@@ -470,6 +498,40 @@ async fn coordinate(s: Arc<Shared>) -> Vec<u32> {
 
 fn stopping(s: &Shared) -> bool {
     *s.stop.borrow()
+}
+
+/// Takes or renews this consumer's hold on partition `p`: whether it holds
+/// it. On success the hold is known to last until `held_until`, counted
+/// from before the request (the broker's lease can only end later).
+async fn renew(s: &Shared, p: u32) -> bool {
+    let asked = s.epoch.elapsed();
+    let held = s
+        .transport
+        .acquire(&s.cfg.topic, s.cfg.group(), &s.cfg.consumer, p, s.cfg.lease)
+        .await
+        .unwrap_or(false);
+    if held {
+        // A tenth of the lease spare, for the broker's clock running a
+        // little fast against this one.
+        let until = asked + s.cfg.lease - s.cfg.lease / 10;
+        s.held_until[p as usize].store(until.as_millis() as u64, Ordering::Relaxed);
+    }
+    held
+}
+
+/// Whether this consumer holds partition `p` now: known to (see `holds`),
+/// or renewed just now (its coordinator may be late, not gone).
+async fn confirm_hold(s: &Shared, p: u32) -> bool {
+    holds(s, p) || renew(s, p).await
+}
+
+/// Whether this consumer's hold on partition `p` is known to last: once
+/// it may have ended (the coordinator stalled, the broker was away), no
+/// event of it is started, so that the partition's next holder never runs
+/// a key at the same time as this one.
+fn holds(s: &Shared, p: u32) -> bool {
+    let until = s.held_until[p as usize].load(Ordering::Relaxed);
+    (s.epoch.elapsed().as_millis() as u64) < until
 }
 
 async fn receive_loop(s: Arc<Shared>, partition: u32, mut part_stop: watch::Receiver<bool>) {
@@ -581,17 +643,29 @@ async fn receive_loop(s: Arc<Shared>, partition: u32, mut part_stop: watch::Rece
 }
 
 fn spawn_lane(s: &Arc<Shared>, key: Option<String>, first: Delivery) {
+    spawn_lane_after(s, key, first, None);
+}
+
+/// Starts a lane whose first event has already failed once with `failed`
+/// (in a batch call): it is retried after the backoff, not at once.
+fn spawn_lane_after(
+    s: &Arc<Shared>,
+    key: Option<String>,
+    first: Delivery,
+    failed: Option<BoxError>,
+) {
     let mut running = s.lanes_running.lock().expect("lanes lock");
     // Reap finished lanes, so the set holds only running ones.
     while running.try_join_next().is_some() {}
-    running.spawn(lane(s.clone(), key, first));
+    running.spawn(lane(s.clone(), key, first, failed));
 }
 
 /// Works through one key's events in order (or one event, unordered).
-async fn lane(s: Arc<Shared>, key: Option<String>, first: Delivery) {
+async fn lane(s: Arc<Shared>, key: Option<String>, first: Delivery, failed: Option<BoxError>) {
+    let mut failed = failed;
     let mut next = Some(first);
     while let Some(d) = next.take() {
-        if stopping(&s) {
+        if stopping(&s) || !confirm_hold(&s, d.partition).await {
             // Left for redelivery, with the rest of the lane.
             release(&s, &d);
             if let Some(k) = &key {
@@ -603,14 +677,14 @@ async fn lane(s: Arc<Shared>, key: Option<String>, first: Delivery) {
             return;
         }
         let permit = s.workers.acquire().await.expect("never closed");
-        if stopping(&s) {
+        if stopping(&s) || !confirm_hold(&s, d.partition).await {
             // Stopped while waiting for a turn: not started, so left for
             // redelivery.
             drop(permit);
             next = Some(d);
             continue;
         }
-        let done = handle(&s, &d).await;
+        let done = handle(&s, &d, failed.take()).await;
         drop(permit);
         match done {
             Done::Finished => finish(&s, &d, true).await,
@@ -618,6 +692,18 @@ async fn lane(s: Arc<Shared>, key: Option<String>, first: Delivery) {
         }
         if let Some(k) = &key {
             let mut lanes = s.lanes.lock().expect("lanes lock");
+            if let Work::Batch { .. } = s.work {
+                // A batch stage's lane runs only the event that left the
+                // batches; the key's events queued behind it go back to
+                // the front of the partition's batches, in order (moved
+                // under the lanes lock, so no later event of the key
+                // overtakes them).
+                let rest = lanes.remove(k).unwrap_or_default();
+                if !rest.is_empty() {
+                    batches::give_back(&s, d.partition, rest);
+                }
+                continue;
+            }
             match lanes.get_mut(k).and_then(VecDeque::pop_front) {
                 Some(n) => next = Some(n),
                 None => {
@@ -636,14 +722,48 @@ enum Done {
     Left,
 }
 
-async fn handle(s: &Shared, d: &Delivery) -> Done {
+/// Runs one delivery to its end: handled, or dead-lettered, or left for
+/// redelivery. `failed`: its first attempt already failed so (in a batch
+/// call), and the next waits for the backoff.
+async fn handle(s: &Shared, d: &Delivery, failed: Option<BoxError>) -> Done {
     let mut attempt = d.deliveries.max(1);
     let mut history: Vec<String> = Vec::new();
     if let Some(why) = &d.malformed {
         s.stats.failures.fetch_add(1, Ordering::Relaxed);
         return dead_letter(s, d, "malformed", 0, std::slice::from_ref(why)).await;
     }
+    let mut failed = failed;
     loop {
+        if let Some(err) = failed.take() {
+            s.stats.failures.fetch_add(1, Ordering::Relaxed);
+            history.push(format!("attempt {attempt}: {err}"));
+            if is_permanent(err.as_ref()) {
+                return dead_letter(s, d, "permanent", attempt, &history).await;
+            }
+            if attempt >= s.cfg.max_attempts {
+                return dead_letter(s, d, "failed", attempt, &history).await;
+            }
+            // Wait, keeping the delivery ours, then try again.
+            let backoff = backoff(&s.cfg, attempt);
+            let mut stop = s.stop.clone();
+            let r = Receive {
+                topic: &s.cfg.topic,
+                group: s.cfg.group(),
+                consumer: &s.cfg.consumer,
+                partition: d.partition,
+                max: 0,
+                wait: Duration::ZERO,
+                visibility: s.cfg.visibility,
+                take_over: false,
+            };
+            let _ = s.transport.touch(r, std::slice::from_ref(&d.id)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.wait_for(|v| *v) => return Done::Left,
+            }
+            let _ = s.transport.touch(r, std::slice::from_ref(&d.id)).await;
+            attempt += 1;
+        }
         if let Some(max_age) = s.cfg.max_age {
             let age = SystemTime::now()
                 .duration_since(d.published)
@@ -660,7 +780,10 @@ async fn handle(s: &Shared, d: &Delivery) -> Done {
         }
         let result = match &s.work {
             Work::One(h) => h.clone().oneshot(d.event.clone()).await,
-            Work::Batch(b) => b.call(d.event.clone()).await,
+            Work::Batch { handler, .. } => bisect(handler.clone(), vec![d.event.clone()])
+                .await
+                .pop()
+                .unwrap_or_else(|| Err("the batch handler gave no result".into())),
         };
         let err: BoxError = match result {
             Ok(out) => match emit(s, out).await {
@@ -672,34 +795,7 @@ async fn handle(s: &Shared, d: &Delivery) -> Done {
             },
             Err(e) => e,
         };
-        s.stats.failures.fetch_add(1, Ordering::Relaxed);
-        history.push(format!("attempt {attempt}: {err}"));
-        if is_permanent(err.as_ref()) {
-            return dead_letter(s, d, "permanent", attempt, &history).await;
-        }
-        if attempt >= s.cfg.max_attempts {
-            return dead_letter(s, d, "failed", attempt, &history).await;
-        }
-        // Wait, keeping the delivery ours, then try again.
-        let backoff = backoff(&s.cfg, attempt);
-        let mut stop = s.stop.clone();
-        let r = Receive {
-            topic: &s.cfg.topic,
-            group: s.cfg.group(),
-            consumer: &s.cfg.consumer,
-            partition: d.partition,
-            max: 0,
-            wait: Duration::ZERO,
-            visibility: s.cfg.visibility,
-            take_over: false,
-        };
-        let _ = s.transport.touch(r, std::slice::from_ref(&d.id)).await;
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|v| *v) => return Done::Left,
-        }
-        let _ = s.transport.touch(r, std::slice::from_ref(&d.id)).await;
-        attempt += 1;
+        failed = Some(err);
     }
 }
 
@@ -790,20 +886,24 @@ async fn dead_letter(
     }
 }
 
-/// Acknowledges a finished delivery.
+/// Acknowledges a finished delivery. It stays among this stage's own
+/// (`mine`) until the acknowledgement is sent, so that a reclaim of it
+/// meanwhile is not handled a second time.
 async fn finish(s: &Shared, d: &Delivery, ack: bool) {
-    if ack {
-        let full = {
-            let mut acks = s.acks.lock().expect("acks lock");
-            let buf = &mut acks[d.partition as usize];
-            buf.push(d.id.clone());
-            buf.len() >= ACK_BATCH
-        };
-        if s.acks_waiting.fetch_add(1, Ordering::Relaxed) == 0 || full {
-            s.ack_wake.notify_one();
-        }
+    if !ack {
+        release(s, d);
+        return;
     }
-    release(s, d);
+    let full = {
+        let mut acks = s.acks.lock().expect("acks lock");
+        let buf = &mut acks[d.partition as usize];
+        buf.push(d.id.clone());
+        buf.len() >= ACK_BATCH
+    };
+    if s.acks_waiting.fetch_add(1, Ordering::Relaxed) == 0 || full {
+        s.ack_wake.notify_one();
+    }
+    done_with(s, d.partition, 1);
 }
 
 /// Acknowledgements sent in one call at most.
@@ -846,6 +946,10 @@ async fn flush_acks(s: &Shared) {
                 // Unacknowledged: they come back, and are handled again.
                 eprintln!("shardkit stage {:?}: ack: {e}", s.cfg.name);
             }
+            let mut mine = s.mine.lock().expect("mine lock");
+            for id in chunk {
+                mine.remove(&(p, id.clone()));
+            }
         }
     }
 }
@@ -856,9 +960,15 @@ fn release(s: &Shared, d: &Delivery) {
         .lock()
         .expect("mine lock")
         .remove(&(d.partition, d.id.clone()));
-    s.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-    if let Some(n) = s.part_in_flight.get(d.partition as usize) {
-        n.fetch_sub(1, Ordering::Relaxed);
+    done_with(s, d.partition, 1);
+}
+
+/// Counts `n` deliveries of `partition` no longer in flight, making room
+/// for more.
+fn done_with(s: &Shared, partition: u32, n: u64) {
+    s.stats.in_flight.fetch_sub(n, Ordering::Relaxed);
+    if let Some(c) = s.part_in_flight.get(partition as usize) {
+        c.fetch_sub(n, Ordering::Relaxed);
     }
     s.room.notify_waiters();
 }
