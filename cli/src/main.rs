@@ -6,11 +6,12 @@
 mod child;
 #[cfg(unix)]
 mod coord;
+#[cfg(unix)]
+mod http_proxy;
 mod leaves;
 #[cfg(unix)]
 mod pipeline;
 mod plan;
-#[cfg(unix)]
 mod proxy;
 mod route;
 mod search_leaf;
@@ -48,6 +49,9 @@ enum Command {
     SearchLeaf(search_leaf::SearchLeafArgs),
     /// Scatter a search to the shards' leaves, merge their top hits, print (or serve) JSON.
     SearchRoot(search_root::SearchRootArgs),
+    #[cfg(unix)]
+    /// Shard HTTP requests over backends by a key (the URI by default), as nginx's `hash $request_uri consistent` places them (SIGHUP reloads --upstream-file).
+    HttpProxy(http_proxy::HttpProxyArgs),
     #[cfg(unix)]
     /// Serve memcache and Redis pools as a nutcracker drop-in (nutcracker's YAML; SIGHUP reloads it).
     Proxy(proxy::ProxyArgs),
@@ -97,6 +101,8 @@ fn main() -> ExitCode {
         Command::SearchLeaf(args) => return search_leaf::run(args),
         Command::SearchRoot(args) => return search_root::run(args),
         // These choose their own exit statuses (see their --help).
+        #[cfg(unix)]
+        Command::HttpProxy(args) => return http_proxy::run(args),
         #[cfg(unix)]
         Command::Proxy(args) => return proxy::run(args),
         #[cfg(unix)]

@@ -40,6 +40,7 @@
 pub mod config;
 pub mod error;
 pub mod fanout;
+pub mod http_proxy;
 pub mod hash;
 pub mod keysel;
 pub mod lease;

@@ -23,6 +23,9 @@
 //! The node name, and the identity nginx hashes onto the ring, is the
 //! address as written: `localhost:8081` and `127.0.0.1:8081` are different
 //! rings to nginx too.
+//!
+//! [`parse_upstream_with`] places the same servers with any other algorithm
+//! (jump, maglev, ...), for balancers that are not nginx's own `hash`.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::node::{Node, MAX_WEIGHT};
@@ -141,15 +144,24 @@ pub fn parse_servers(list: &str) -> Result<Vec<UpstreamServer>> {
 /// `ketama:nginx`, crc32 keys, node names as written. `down` entries are
 /// marked down. Errors are those of [`parse_servers`].
 pub fn parse_upstream(list: &str) -> Result<Sharder> {
+    parse_upstream_with(list, Algorithm::Ketama(KetamaMode::Nginx))
+}
+
+/// Builds a sharder over this list's servers placed by `algorithm` with its
+/// default hash, so an nginx upstream can be balanced by any algorithm
+/// (a Lua balancer, say) while its servers are written the nginx way.
+/// Node names are the addresses as written, `weight=` is the node weight and
+/// `down` entries are marked down; with `ketama:nginx` this is
+/// [`parse_upstream`]. Errors are those of [`parse_servers`], plus
+/// [`ErrorKind::InvalidArgument`] naming the server when `algorithm` takes
+/// no weights (jump, jumpback, memento) and an entry has `weight=` above 1.
+pub fn parse_upstream_with(list: &str, algorithm: Algorithm) -> Result<Sharder> {
     let servers = parse_servers(list)?;
     let nodes = servers
         .iter()
         .map(UpstreamServer::node)
         .collect::<Result<Vec<_>>>()?;
-    let sharder = Sharder::new(
-        nodes,
-        ShardConfig::new(Algorithm::Ketama(KetamaMode::Nginx)),
-    )?;
+    let sharder = Sharder::new(nodes, ShardConfig::new(algorithm))?;
     let down: Vec<Change> = servers
         .iter()
         .filter(|s| s.down)
@@ -315,6 +327,63 @@ mod tests {
             assert!(e.message().contains(needle), "{list}: {e}");
             assert!(e.message().contains(&format!("{list:?}")), "{list}: {e}");
         }
+    }
+
+    #[test]
+    fn any_algorithm_places_as_the_same_nodes_would() {
+        let list = "127.0.0.1:8081 weight=2, 127.0.0.1:8082; 127.0.0.1:8083 max_fails=1";
+        for name in crate::shard::ALGORITHM_NAMES {
+            let alg = Algorithm::from_name(name).unwrap();
+            let weights = if alg.weighted() { [2, 1, 1] } else { [1, 1, 1] };
+            let list = if alg.weighted() {
+                list.to_string()
+            } else {
+                list.replace(" weight=2", "")
+            };
+            let s = parse_upstream_with(&list, alg).unwrap();
+            assert_eq!(s.algorithm(), alg);
+            let nodes = ["127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"]
+                .iter()
+                .zip(weights)
+                .map(|(n, w)| Node::new(*n, w).unwrap())
+                .collect();
+            let plain = Sharder::new(nodes, ShardConfig::new(alg)).unwrap();
+            for i in 0..500 {
+                let k = format!("/k/{i}");
+                assert_eq!(
+                    s.lookup(k.as_bytes()).unwrap().name(),
+                    plain.lookup(k.as_bytes()).unwrap().name(),
+                    "{name}: {k}"
+                );
+            }
+        }
+        let nginx = parse_upstream(list).unwrap();
+        let with = parse_upstream_with(list, Algorithm::Ketama(KetamaMode::Nginx)).unwrap();
+        for i in 0..500 {
+            let k = format!("/k/{i}");
+            assert_eq!(
+                nginx.lookup(k.as_bytes()).unwrap().name(),
+                with.lookup(k.as_bytes()).unwrap().name()
+            );
+        }
+    }
+
+    #[test]
+    fn upstream_with_marks_down_and_refuses_weights_it_cannot_place() {
+        let s = parse_upstream_with("a:1, b:2 down, c:3", Algorithm::Rendezvous).unwrap();
+        assert_eq!(s.is_down("b:2"), Some(true));
+        for i in 0..200 {
+            assert_ne!(
+                s.lookup(format!("/k/{i}").as_bytes()).unwrap().name(),
+                "b:2"
+            );
+        }
+        let e = parse_upstream_with("a:1 weight=3, b:2", Algorithm::Jump).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains("\"a:1\""), "{e}");
+        assert!(e.message().contains("weight 3"), "{e}");
+        let e = parse_upstream_with("a:1 weight=0", Algorithm::Jump).unwrap_err();
+        assert!(e.message().contains("\"0\""), "{e}");
     }
 
     #[test]

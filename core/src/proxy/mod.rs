@@ -53,7 +53,7 @@ mod route;
 mod session;
 mod stats;
 mod text;
-mod workers;
+pub(crate) mod workers;
 
 pub use config::{EjectMode, HotKeySettings, Listen, PoolConfig, ProxyConfig};
 pub use listen::{Proxy, ProxyOptions};

@@ -1,0 +1,254 @@
+//! One client request through the proxy: its shard key placed on the ring,
+//! a connection to the key's backend (the next one on the ring when that
+//! refuses, up to `tries`), the request streamed there with the
+//! forwarding headers, and the response streamed back; or a 502 or 504
+//! saying what failed.
+
+use super::pool::{own, Pooled, ProxyBody};
+use super::upstreams::Backend;
+use super::Shared;
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The `Via` token the proxy adds (RFC 9110 §7.6.3).
+const VIA: &str = "1.1 shardkit";
+
+/// Headers that describe one connection, not the message: never passed on
+/// (RFC 9110 §7.6.1), nor any the `Connection` header names.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Serves one request.
+pub(crate) async fn forward(
+    px: Arc<Shared>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = req.into_parts();
+    let members = px.upstreams.load();
+    let key = px.cfg.key.key_or_uri(&parts);
+    let tries = px.cfg.tries.max(1).min(members.ring.len());
+    let slots = match members.ring.lookup_n(key, tries) {
+        Ok(s) => s,
+        Err(e) => {
+            px.stats.no_backend.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!("no backend can take this request: {e}"),
+            );
+        }
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    add_forwarding(&mut parts.headers, client);
+    // Origin form: the backend gets the path and query the client sent.
+    if parts.uri.scheme().is_some() {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.as_str().to_string());
+        parts.uri = pq.parse().unwrap_or_default();
+    }
+    let mut failed: Vec<String> = Vec::new();
+    let mut req = Request::from_parts(parts, body);
+    for slot in slots {
+        let Some(b) = members.backend(slot) else {
+            continue;
+        };
+        // A kept-alive connection the backend has closed meanwhile hands
+        // the request back unsent: tried again on another (each attempt
+        // drops a dead one, so this ends with a new connection).
+        loop {
+            let (sender, reused) = match b.pool.get(px.cfg.connect_timeout).await {
+                Ok(s) => s,
+                Err(why) => {
+                    px.upstreams.connect_failed(b);
+                    failed.push(why);
+                    break;
+                }
+            };
+            match send(&px, b, sender, req).await {
+                Sent::Answered(resp) => return resp,
+                Sent::Unsent(r, why) => {
+                    req = r;
+                    if !reused {
+                        px.upstreams.connect_failed(b);
+                        failed.push(why);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    error(
+        StatusCode::BAD_GATEWAY,
+        format!("no backend could be reached: {}", failed.join("; ")),
+    )
+}
+
+/// What became of a request put on a connection.
+enum Sent {
+    /// The backend's response, or the proxy's 502 or 504.
+    Answered(Response<ProxyBody>),
+    /// The connection failed before any of the request was written: the
+    /// request, intact, and why.
+    Unsent(Request<Incoming>, String),
+}
+
+/// Sends the request on a connection to `b` and answers with its response
+/// (streamed), or 504 when its headers do not come within the response
+/// timeout, or 502 when the connection fails once the request is on its
+/// way (not retried: the backend may have acted on it).
+async fn send(
+    px: &Shared,
+    b: &Arc<Backend>,
+    mut sender: hyper::client::conn::http1::SendRequest<Incoming>,
+    req: Request<Incoming>,
+) -> Sent {
+    let got = tokio::time::timeout(px.cfg.response_timeout, sender.try_send_request(req)).await;
+    let resp = match got {
+        Ok(Ok(r)) => r,
+        Ok(Err(mut e)) => {
+            if let Some(req) = e.take_message() {
+                return Sent::Unsent(req, format!("{}: {}", b.name, e.error()));
+            }
+            b.send_errors.fetch_add(1, Ordering::Relaxed);
+            return Sent::Answered(error(
+                StatusCode::BAD_GATEWAY,
+                format!("backend {} failed mid-request: {}", b.name, e.error()),
+            ));
+        }
+        Err(_) => {
+            b.timeouts.fetch_add(1, Ordering::Relaxed);
+            return Sent::Answered(error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "backend {} did not answer within {} ms",
+                    b.name,
+                    px.cfg.response_timeout.as_millis()
+                ),
+            ));
+        }
+    };
+    px.upstreams.answered(b);
+    let class = (resp.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+    b.answered[class].fetch_add(1, Ordering::Relaxed);
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    append(&mut parts.headers, hyper::header::VIA, VIA);
+    if let Some(h) = &px.shard_header {
+        if let Ok(v) = HeaderValue::from_str(&b.name) {
+            parts.headers.insert(h.clone(), v);
+        }
+    }
+    let body = Pooled::new(body, b.pool.clone(), sender);
+    Sent::Answered(Response::from_parts(
+        parts,
+        http_body_util::Either::Left(body),
+    ))
+}
+
+/// A response of the proxy's own: the status and a line saying why.
+pub(crate) fn error(status: StatusCode, why: String) -> Response<ProxyBody> {
+    let mut r = Response::new(own(format!("shardkit http-proxy: {why}\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(hyper::header::VIA, HeaderValue::from_static(VIA));
+    r
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// X-Forwarded-For gets the client's address appended (the chain so far
+/// kept), X-Forwarded-Proto says `http` unless an earlier proxy said
+/// otherwise, and `Via` records this hop.
+fn add_forwarding(h: &mut HeaderMap, client: SocketAddr) {
+    let ip = client.ip().to_string();
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let chain = h
+        .get_all(&xff)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let value = if chain.is_empty() {
+        ip
+    } else {
+        format!("{chain}, {ip}")
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(xff, v);
+    }
+    let proto = HeaderName::from_static("x-forwarded-proto");
+    if !h.contains_key(&proto) {
+        h.insert(proto, HeaderValue::from_static("http"));
+    }
+    append(h, hyper::header::VIA, VIA);
+}
+
+fn append(h: &mut HeaderMap, name: HeaderName, token: &'static str) {
+    let value = match h.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(v) if !v.is_empty() => format!("{v}, {token}"),
+        _ => token.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_headers_extend_the_chain_and_drop_hop_by_hop_ones() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.insert("via", HeaderValue::from_static("1.0 edge"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        add_forwarding(&mut h, "127.0.0.9:5000".parse().unwrap());
+        assert!(h.get("connection").is_none());
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["via"], "1.0 edge, 1.1 shardkit");
+        assert_eq!(h["x-kept"], "yes");
+    }
+}

@@ -1,0 +1,151 @@
+//! Keep-alive connections to one backend: HTTP/1.1 connections of our own
+//! making, so that a connect error is known before the request's body is
+//! touched (and the request can go to the next backend, as nginx's
+//! `proxy_next_upstream error` does), and a connection goes back to the
+//! idle list only once its response body has been read to the end.
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Idle connections kept per backend, at most.
+const MAX_IDLE: usize = 64;
+
+/// One backend's connections.
+pub(crate) struct Pool {
+    addr: String,
+    idle: Mutex<Vec<SendRequest<Incoming>>>,
+}
+
+impl Pool {
+    pub(crate) fn new(addr: &str) -> Arc<Pool> {
+        Arc::new(Pool {
+            addr: addr.to_string(),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// An idle connection ready for a request (`true`: reused), or a new
+    /// one (connected within `timeout`). The error says why the backend
+    /// could not be reached.
+    pub(crate) async fn get(
+        &self,
+        timeout: Duration,
+    ) -> Result<(SendRequest<Incoming>, bool), String> {
+        loop {
+            let Some(mut s) = self.idle.lock().expect("pool lock").pop() else {
+                break;
+            };
+            if s.is_closed() {
+                continue;
+            }
+            // A connection whose last response ended is ready at once, or
+            // about to be; one the backend closed says so.
+            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(50), s.ready()).await {
+                return Ok((s, true));
+            }
+        }
+        let stream =
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&self.addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(format!("connect to {}: {e}", self.addr)),
+                Err(_) => {
+                    return Err(format!(
+                        "connect to {}: no answer within {} ms",
+                        self.addr,
+                        timeout.as_millis()
+                    ))
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake with {}: {e}", self.addr))?;
+        tokio::spawn(async move {
+            // Ends when the backend or we close it; its errors are the
+            // request's, reported there.
+            let _ = conn.await;
+        });
+        Ok((sender, false))
+    }
+
+    fn put(&self, s: SendRequest<Incoming>) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < MAX_IDLE && !s.is_closed() {
+            idle.push(s);
+        }
+    }
+
+    /// Idle connections now (for tests and metrics).
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.lock().expect("pool lock").len()
+    }
+}
+
+/// A backend's response body on its way to the client: when it has been
+/// read to the end, its connection goes back to the pool; dropped before
+/// that (the client went away), the connection is closed with it.
+pub(crate) struct Pooled {
+    inner: Incoming,
+    back: Option<(Arc<Pool>, SendRequest<Incoming>)>,
+}
+
+impl Pooled {
+    pub(crate) fn new(inner: Incoming, pool: Arc<Pool>, s: SendRequest<Incoming>) -> Pooled {
+        let mut p = Pooled {
+            inner,
+            back: Some((pool, s)),
+        };
+        if p.inner.is_end_stream() {
+            p.give_back();
+        }
+        p
+    }
+
+    fn give_back(&mut self) {
+        if let Some((pool, s)) = self.back.take() {
+            pool.put(s);
+        }
+    }
+}
+
+impl Body for Pooled {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => self.give_back(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.give_back(),
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The response body type the proxy answers with: a backend's, streamed,
+/// or one of its own (errors, metrics).
+pub(crate) type ProxyBody = http_body_util::Either<Pooled, http_body_util::Full<Bytes>>;
+
+/// A body of the proxy's own.
+pub(crate) fn own(text: impl Into<Bytes>) -> ProxyBody {
+    http_body_util::Either::Right(http_body_util::Full::new(text.into()))
+}

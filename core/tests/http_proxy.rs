@@ -1,0 +1,543 @@
+//! `shardkit http-proxy` end to end: real HTTP backends on loopback, the
+//! proxy in front, requests from a real client. Placement equals the
+//! sharder's for every algorithm (and so nginx's for `ketama:nginx`, which
+//! compat_nginx.rs checks against nginx itself); shard keys from headers,
+//! cookies, arguments and path prefixes; bodies streamed both ways; the
+//! forwarding headers; a killed backend moves only its own keys and comes
+//! back; 502 and 504 say why; reload without dropping; metrics; bad
+//! settings named.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use shardkit::config::nginx;
+use shardkit::http_proxy::{HttpProxy, HttpProxyConfig, KeySource};
+use shardkit::shard::Algorithm;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A backend: answers with its own address and what it saw (a few
+/// headers, the body's length), `/slow` after 2 s, `/big` with 1 MiB
+/// chunked.
+struct Backend {
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Backend {
+    async fn start(addr: Option<SocketAddr>) -> Backend {
+        let l = tokio::net::TcpListener::bind(addr.unwrap_or("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let (s, _) = tokio::select! {
+                    r = l.accept() => r.unwrap(),
+                    _ = stopped.changed() => break,
+                };
+                conns.spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| answer(addr, req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+            // Killed: its open connections die with it.
+            conns.abort_all();
+        });
+        Backend { addr, stop }
+    }
+
+    fn name(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn kill(self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+type AnyBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn answer(me: SocketAddr, req: Request<Incoming>) -> Result<Response<AnyBody>, Infallible> {
+    let path = req.uri().path().to_string();
+    let h = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let seen = format!(
+        "{me}\nxff={}\nproto={}\nvia={}\nhost={}\nconnection={}",
+        h("x-forwarded-for"),
+        h("x-forwarded-proto"),
+        h("via"),
+        h("host"),
+        h("x-hop")
+    );
+    if path == "/slow" {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    if path == "/big" {
+        // 1 MiB in 64 chunks of 16 KiB, sent as they are made.
+        let chunks = (0..64).map(|i| {
+            Ok::<_, Infallible>(Frame::data(Bytes::from(vec![
+                b'a' + (i % 26) as u8;
+                16 << 10
+            ])))
+        });
+        let body = StreamBody::new(futures_util::stream::iter(chunks));
+        return Ok(Response::new(body.boxed()));
+    }
+    let len = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
+    Ok(Response::new(
+        Full::new(Bytes::from(format!("{seen}\nbody={len}"))).boxed(),
+    ))
+}
+
+/// One request through a fresh keep-alive client connection.
+async fn get(
+    proxy: SocketAddr,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String, hyper::HeaderMap) {
+    let s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut b = Request::get(uri).header("host", "shop.example");
+    for (n, v) in headers {
+        b = b.header(*n, *v);
+    }
+    let resp = tx
+        .send_request(b.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let text = String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).to_string();
+    (parts.status, text, parts.headers)
+}
+
+/// Sends every URI over one kept-alive connection; the answering backend
+/// of each.
+async fn placements(proxy: SocketAddr, uris: &[String]) -> Vec<String> {
+    let s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut out = Vec::new();
+    for u in uris {
+        let req = Request::get(u.as_str())
+            .header("host", "x")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        tx.ready().await.unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{u}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        out.push(
+            String::from_utf8_lossy(&body)
+                .lines()
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    out
+}
+
+fn uris(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("/item/{i}?v={}", i * 7 % 13))
+        .collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config(list: &str) -> HttpProxyConfig {
+    let mut c = HttpProxyConfig::new("127.0.0.1:0", list);
+    c.threads = 2;
+    c.probe_interval = Duration::from_millis(100);
+    c
+}
+
+async fn backends(n: usize) -> Vec<Backend> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(Backend::start(None).await);
+    }
+    out
+}
+
+#[test]
+fn placement_equals_the_sharders_for_every_algorithm() {
+    rt().block_on(async {
+        let bs = backends(4).await;
+        let list = format!(
+            "{} weight=2, {}, {}, {}",
+            bs[0].name(),
+            bs[1].name(),
+            bs[2].name(),
+            bs[3].name()
+        );
+        let plain = bs.iter().map(Backend::name).collect::<Vec<_>>().join(",");
+        let uris = uris(400);
+        for algo in [
+            "ketama:nginx",
+            "ketama:uhashring",
+            "rendezvous",
+            "maglev",
+            "jump",
+            "jumpback",
+            "memento",
+            "bounded",
+        ] {
+            let algorithm = Algorithm::from_name(algo).unwrap();
+            // Weightless algorithms get the list without weights.
+            let list = if algorithm.weighted() {
+                list.clone()
+            } else {
+                plain.clone()
+            };
+            let mut c = config(&list);
+            c.algorithm = algorithm;
+            c.shard_header = Some("X-Shard".into());
+            let proxy = HttpProxy::start(c).unwrap();
+            let want = nginx::parse_upstream_with(&list, algorithm).unwrap();
+            let got = placements(proxy.listening(), &uris).await;
+            let mut per_backend = std::collections::HashMap::new();
+            for (u, g) in uris.iter().zip(&got) {
+                assert_eq!(g, want.lookup(u.as_bytes()).unwrap().name(), "{algo}: {u}");
+                *per_backend.entry(g.clone()).or_insert(0) += 1;
+            }
+            assert_eq!(
+                per_backend.len(),
+                4,
+                "{algo}: every backend gets keys: {per_backend:?}"
+            );
+            let (_, _, headers) = get(proxy.listening(), &uris[0], &[]).await;
+            assert_eq!(headers["x-shard"], got[0].as_str(), "{algo}");
+            proxy.stop();
+        }
+    });
+}
+
+#[test]
+fn keys_from_headers_cookies_arguments_and_path_prefixes() {
+    rt().block_on(async {
+        let bs = backends(3).await;
+        let list = bs.iter().map(Backend::name).collect::<Vec<_>>().join(",");
+        let ring = nginx::parse_upstream(&list).unwrap();
+        let on = |k: &str| ring.lookup(k.as_bytes()).unwrap().name().to_string();
+        for (spec, uri, headers, key) in [
+            ("header:X-User", "/a/1", vec![("x-user", "ann")], "ann"),
+            ("header:X-User", "/b/2?q", vec![("x-user", "ann")], "ann"),
+            (
+                "cookie:sid",
+                "/c",
+                vec![("cookie", "a=1; sid=s-77")],
+                "s-77",
+            ),
+            ("arg:user", "/d?x=1&user=bob", vec![], "bob"),
+            ("path:2", "/users/42/photos/9", vec![], "/users/42"),
+            // No such header: the URI is the key.
+            ("header:X-User", "/e/5", vec![], "/e/5"),
+        ] {
+            let mut c = config(&list);
+            c.key = KeySource::parse(spec).unwrap();
+            let proxy = HttpProxy::start(c).unwrap();
+            let (status, body, _) = get(proxy.listening(), uri, &headers).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body.lines().next().unwrap(), on(key), "{spec} {uri}");
+            proxy.stop();
+        }
+    });
+}
+
+#[test]
+fn bodies_stream_both_ways_with_forwarding_headers() {
+    rt().block_on(async {
+        let bs = backends(2).await;
+        let list = bs.iter().map(Backend::name).collect::<Vec<_>>().join(",");
+        let proxy = HttpProxy::start(config(&list)).unwrap();
+        // A 4 MiB chunked upload, sent as it is made.
+        let s = tokio::net::TcpStream::connect(proxy.listening())
+            .await
+            .unwrap();
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let chunks =
+            (0..256).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![7u8; 16 << 10]))));
+        let req = Request::post("/upload")
+            .header("host", "shop.example")
+            .header("x-forwarded-for", "10.1.2.3")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "must not pass")
+            .body(StreamBody::new(futures_util::stream::iter(chunks)))
+            .unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["via"], "1.1 shardkit");
+        let body = String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(body.contains("body=4194304"), "{body}");
+        assert!(body.contains("xff=10.1.2.3, 127.0.0.1"), "{body}");
+        assert!(body.contains("proto=http"), "{body}");
+        assert!(body.contains("via=1.1 shardkit"), "{body}");
+        assert!(body.contains("host=shop.example"), "{body}");
+        assert!(
+            body.contains("connection=-"),
+            "hop-by-hop header passed: {body}"
+        );
+        // 1 MiB back, chunked.
+        let (status, got, headers) = get(proxy.listening(), "/big", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["transfer-encoding"], "chunked");
+        assert_eq!(got.len(), 1 << 20);
+        proxy.stop();
+    });
+}
+
+#[test]
+fn a_killed_backend_moves_only_its_own_keys_and_comes_back() {
+    rt().block_on(async {
+        let mut bs = backends(3).await;
+        let list = bs.iter().map(Backend::name).collect::<Vec<_>>().join(",");
+        let proxy = HttpProxy::start(config(&list)).unwrap();
+        let uris = uris(600);
+        let before = placements(proxy.listening(), &uris).await;
+        let victim = bs.remove(1);
+        let (victim_name, victim_addr) = (victim.name(), victim.addr);
+        victim.kill();
+        // Every request still answers 200: the first to the dead backend is
+        // refused, goes to the next one on the ring, and the backend is
+        // marked down.
+        let during = placements(proxy.listening(), &uris).await;
+        let ring = nginx::parse_upstream(&list).unwrap();
+        let without = ring.with_down(&victim_name, true).unwrap();
+        let mut moved = 0;
+        for ((u, b), d) in uris.iter().zip(&before).zip(&during) {
+            if *b == victim_name {
+                moved += 1;
+                assert_eq!(d, without.lookup(u.as_bytes()).unwrap().name(), "{u}");
+            } else {
+                assert_eq!(b, d, "{u} moved though its backend is up");
+            }
+        }
+        assert!(moved > 100, "{moved} keys were on the victim");
+        assert!(proxy.metrics_text().contains(&format!(
+            "shardkit_http_backend_up{{backend=\"{victim_name}\"}} 0"
+        )));
+        // It comes back on the same address: the probe finds it, its keys
+        // return.
+        let back = Backend::start(Some(victim_addr)).await;
+        let t0 = Instant::now();
+        loop {
+            let now = placements(proxy.listening(), &uris).await;
+            if now == before {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "keys never returned"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        back.kill();
+        proxy.stop();
+    });
+}
+
+#[test]
+fn no_backend_is_502_and_a_slow_one_504_each_saying_why() {
+    rt().block_on(async {
+        let b = Backend::start(None).await;
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let mut c = config(&format!("{},{dead}", b.name()));
+        c.response_timeout = Duration::from_millis(300);
+        c.shard_header = Some("X-Shard".into());
+        let proxy = HttpProxy::start(c).unwrap();
+        let (status, body, _) = get(proxy.listening(), "/slow", &[]).await;
+        // /slow's key may be on either: where it lands alive it times out.
+        if status == StatusCode::GATEWAY_TIMEOUT {
+            assert!(body.contains("did not answer within 300 ms"), "{body}");
+            assert!(body.contains(&b.name()), "{body}");
+        } else {
+            panic!("{status}: {body}");
+        }
+        proxy.stop();
+        // Nothing up at all: 502 naming each refusal.
+        let mut c = config(&dead.to_string());
+        c.tries = 1;
+        let proxy = HttpProxy::start(c).unwrap();
+        let (status, body, headers) = get(proxy.listening(), "/x", &[]).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert!(
+            body.contains(&dead.to_string()) && body.contains("refused"),
+            "{body}"
+        );
+        assert_eq!(headers["via"], "1.1 shardkit");
+        // Marked down now: the next request says no backend can take it.
+        let (status, body, _) = get(proxy.listening(), "/y", &[]).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert!(body.contains("no backend"), "{body}");
+        proxy.stop();
+        b.kill();
+    });
+}
+
+#[test]
+fn reload_swaps_the_ring_and_a_bad_list_changes_nothing() {
+    rt().block_on(async {
+        let bs = backends(3).await;
+        let two = format!("{},{}", bs[0].name(), bs[1].name());
+        let three = format!("{two},{}", bs[2].name());
+        let proxy = HttpProxy::start(config(&two)).unwrap();
+        let uris = uris(300);
+        // One connection kept open across the reload.
+        let s = tokio::net::TcpStream::connect(proxy.listening())
+            .await
+            .unwrap();
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        proxy.reload(&three).unwrap();
+        let want = nginx::parse_upstream(&three).unwrap();
+        for u in &uris {
+            let req = Request::get(u.as_str())
+                .header("host", "x")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            tx.ready().await.unwrap();
+            let resp = tx.send_request(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let first = String::from_utf8_lossy(&body)
+                .lines()
+                .next()
+                .unwrap()
+                .to_string();
+            assert_eq!(first, want.lookup(u.as_bytes()).unwrap().name());
+        }
+        let err = proxy
+            .reload(&format!("{three}, 127.0.0.1:9 weight=0"))
+            .unwrap_err();
+        assert!(err.message().contains("weight=0"), "{err}");
+        assert_eq!(proxy.upstream(), three);
+        let metrics = proxy.metrics_text();
+        assert!(
+            metrics.contains("shardkit_http_requests_total 300"),
+            "{metrics}"
+        );
+        proxy.stop();
+    });
+}
+
+#[test]
+fn metrics_are_served_on_their_own_listener() {
+    rt().block_on(async {
+        let b = Backend::start(None).await;
+        let mut c = config(&b.name());
+        c.metrics = Some("127.0.0.1:0".into());
+        let proxy = HttpProxy::start(c).unwrap();
+        get(proxy.listening(), "/a", &[]).await;
+        let (status, body, _) = get(proxy.metrics_addr().unwrap(), "/metrics", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains(&format!(
+                "shardkit_http_backend_responses_total{{backend=\"{}\",code=\"2xx\"}} 1",
+                b.name()
+            )),
+            "{body}"
+        );
+        proxy.stop();
+    });
+}
+
+#[test]
+fn bad_settings_are_named() {
+    let bad = |c: HttpProxyConfig, what: &str| {
+        let e = HttpProxy::start(c).err().expect("refused");
+        assert!(e.message().contains(what), "{what}: {e}");
+    };
+    bad(config("127.0.0.1:1 weight=x"), "weight=x");
+    bad(config(""), "no servers");
+    let mut c = config("127.0.0.1:1");
+    c.tries = 0;
+    bad(c, "tries 0");
+    let mut c = config("127.0.0.1:1");
+    c.listen = "nowhere:http".into();
+    bad(c, "nowhere:http");
+    let mut c = config("127.0.0.1:1");
+    c.shard_header = Some("bad header".into());
+    bad(c, "bad header");
+    let mut c = config("127.0.0.1:1");
+    c.max_header_bytes = 100;
+    bad(c, "max_header_bytes 100");
+    assert!(KeySource::parse("cookie:")
+        .unwrap_err()
+        .message()
+        .contains("cookie:"));
+}
+
+#[test]
+fn a_kept_alive_connection_the_backend_closed_is_retried_unseen() {
+    rt().block_on(async {
+        let b = Backend::start(None).await;
+        let addr = b.addr;
+        let proxy = HttpProxy::start(config(&b.name())).unwrap();
+        let uris = uris(50);
+        placements(proxy.listening(), &uris).await;
+        // The backend restarts: every connection the proxy keeps is dead.
+        b.kill();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let b = Backend::start(Some(addr)).await;
+        for u in &uris {
+            let (status, body, _) = get(proxy.listening(), u, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{u}: {body}");
+        }
+        let m = proxy.metrics_text();
+        assert!(
+            m.contains(&format!(
+                "shardkit_http_backend_ejections_total{{backend=\"{}\"}} 0",
+                b.name()
+            )),
+            "{m}"
+        );
+        proxy.stop();
+        b.kill();
+    });
+}
