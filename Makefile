@@ -27,14 +27,23 @@ export GOFLAGS := -mod=mod
 # - redis-server: the Redis backends of the ambassador's RESP tests;
 #   redis-tools: redis-cli and redis-benchmark (redis-server depends on it,
 #   named because the tests and the bench call it directly);
-# - libmemcached-tools: memcaslap, the bench's memcache load (`make bench`).
+# - libmemcached-tools: memcaslap, the bench's memcache load (`make bench`);
+# - libnginx-mod-http-lua, lua-resty-core: nginx's Lua module and its
+#   resty.core / ngx.balancer, which tests/nginx loads with lua/resty/shardkit.lua;
+#   libnginx-mod-http-ndk (the module nginx loads before it) and
+#   lua-resty-lrucache (which resty.core requires) are their dependencies,
+#   named because the test loads their files directly;
+# - wrk, haproxy: the HTTP bench's load generator and its HAProxy peer
+#   (`make bench`, bench/http.sh).
 # scripts/check-deps.sh checks each command and file these provide.
 DEBIAN_PACKAGES := etcd-server etcd-client protobuf-compiler libprotobuf-dev \
                    nutcracker memcached nginx valgrind gcc g++ make pkg-config procps \
-                   redis-server redis-tools libmemcached-tools
+                   redis-server redis-tools libmemcached-tools \
+                   libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache \
+                   wrk haproxy
 
 .PHONY: all deps debs check-deps venv cbindgen build header check-header lint test test-rust \
-        test-c test-python test-go test-compat demo bench soak clean
+        test-c test-nginx test-python test-go test-compat demo bench soak clean
 
 all: build
 
@@ -89,7 +98,7 @@ lint:
 
 ## ---- tests ----------------------------------------------------------------
 
-test: deps lint check-header test-rust test-c test-python test-go test-compat
+test: deps lint check-header test-rust test-c test-nginx test-python test-go test-compat
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -97,6 +106,10 @@ test-rust:
 
 test-c:
 	bash tests/c/run.sh
+
+# lua/resty/shardkit.lua inside a real nginx (libnginx-mod-http-lua).
+test-nginx:
+	bash tests/nginx/run.sh
 
 test-python: venv
 	bash python/run_tests.sh

@@ -8,7 +8,7 @@
 # from the parts that did run, naming the ones that did not.
 #
 #   BENCH_QUICK=1 bash bench/run.sh   # short repetitions, for a smoke run
-#   BENCH_SKIP="lease scatter proxy pipeline" bash bench/run.sh   # only the sharding report
+#   BENCH_SKIP="lease scatter proxy pipeline http" bash bench/run.sh   # only the sharding report
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -142,6 +142,7 @@ skipped lease || part lease bash "$root/bench/lease.sh" # its own report: bench/
 skipped scatter || part scatter bash "$root/bench/scatter.sh" # its own report: bench/results/scatter.md
 skipped proxy || part proxy bash "$root/bench/proxy.sh" # its own report: bench/results/proxy.md
 skipped pipeline || part pipeline bash "$root/bench/pipeline.sh" # its own report: bench/results/pipeline.md
+skipped http || part http bash "$root/bench/http.sh" # its own report: bench/results/http.md
 
 cat /proc/loadavg >"$build/loadavg-end.txt"
 "$py" "$root/bench/report.py" --build "$build" --out "$root/bench/results/sharding"

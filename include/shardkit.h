@@ -2011,6 +2011,33 @@ const char *shardkit_status_message(shardkit_status code);
  */
 void shardkit_string_free(char *s);
 
+/**
+ * Builds a snapshot over an nginx upstream server list such as
+ * "127.0.0.1:8081 weight=2, 127.0.0.1:8082" (separators: ',', ';' or
+ * newline; the list syntax of `shardkit_sharder_from_nginx_upstream`),
+ * placed by `algorithm` (e.g. "jump", "maglev", "rendezvous"; NULL/0 selects
+ * "ketama:nginx", which places keys as nginx `hash $key consistent` does)
+ * with that algorithm's default key hash. Node names are the addresses as
+ * written; `weight=N` is the node's weight; `down` entries are marked down.
+ * Both strings are UTF-8, not NUL-terminated.
+ *
+ * Errors: `INVALID_ARGUMENT` (an unknown algorithm or bad algorithm
+ * parameter, an unparsable entry or parameter such as `weight=0`, or a
+ * weight above 1 under an algorithm without weights: jump, jumpback,
+ * memento; the detail names the value), `EMPTY_NODE_SET` (no entries),
+ * `DUPLICATE_NODE` (an address listed twice), `INVALID_UTF8`,
+ * `NULL_POINTER`.
+ *
+ * # Safety
+ * `list` and `algorithm` must be NULL or point to their lengths in readable
+ * bytes; `out` must point to a writable pointer.
+ */
+shardkit_status shardkit_sharder_from_upstream(const uint8_t *list,
+                                               size_t list_len,
+                                               const uint8_t *algorithm,
+                                               size_t algorithm_len,
+                                               struct shardkit_sharder **out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -41,10 +41,24 @@ need_file /usr/include/google/protobuf/descriptor.proto libprotobuf-dev \
 need_cmd nutcracker nutcracker
 need_cmd memcached memcached
 need_cmd nginx nginx
+# tests/nginx loads nginx's Lua module (and the NDK module it needs first)
+# and lua/resty/shardkit.lua's dependencies from Debian's Lua tree.
+need_file /usr/share/nginx/modules/ngx_http_lua_module.so libnginx-mod-http-lua \
+  "nginx's Lua module, which runs lua/resty/shardkit.lua in tests/nginx"
+need_file /usr/share/nginx/modules/ndk_http_module.so libnginx-mod-http-ndk \
+  "the NDK module nginx must load before the Lua module"
+need_file /usr/share/lua/5.1/resty/core.lua lua-resty-core \
+  "resty.core, which nginx's Lua module loads at start"
+need_file /usr/share/lua/5.1/ngx/balancer.lua lua-resty-core \
+  "ngx.balancer, which shardkit.balance calls"
+need_file /usr/share/lua/5.1/resty/lrucache.lua lua-resty-lrucache \
+  "resty.lrucache, which resty.core requires"
 need_cmd redis-server redis-server
 need_cmd redis-cli redis-tools
 need_cmd redis-benchmark redis-tools
 need_cmd memcaslap libmemcached-tools
+need_cmd wrk wrk
+need_cmd haproxy haproxy
 need_cmd valgrind valgrind
 need_cmd gcc gcc
 need_cmd cc gcc

@@ -40,8 +40,8 @@
 pub mod config;
 pub mod error;
 pub mod fanout;
-pub mod http_proxy;
 pub mod hash;
+pub mod http_proxy;
 pub mod keysel;
 pub mod lease;
 pub mod merge;

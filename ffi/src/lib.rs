@@ -40,6 +40,7 @@ mod scatter;
 mod sharder;
 mod status;
 mod string;
+mod upstream;
 
 pub use boundary::shardkit_last_error;
 pub use lease::*;
@@ -49,6 +50,7 @@ pub use scatter::*;
 pub use sharder::*;
 pub use status::{shardkit_status, shardkit_status_message};
 pub use string::shardkit_string_free;
+pub use upstream::*;
 
 /// Major version of the library this header belongs to (Cargo.toml's).
 pub const SHARDKIT_VERSION_MAJOR: u32 = 0;

@@ -884,6 +884,100 @@ static void test_nginx_upstream(void) {
   shardkit_sharder_free(manual);
 }
 
+/* shardkit_sharder_from_upstream: the nginx list syntax, any algorithm
+ * (what the Lua balancer in nginx builds its rings with). */
+static void test_upstream_with_algorithm(void) {
+  const char *list = "127.0.0.1:8081 weight=2;127.0.0.1:8082\n10.0.0.7:80 weight=3";
+  const char *algs[] = {"ketama:nginx", "maglev", "rendezvous", "bounded", "modulo"};
+  shardkit_node nodes[3];
+  shardkit_sharder *s = NULL, *bad = NULL;
+  size_t a, i;
+  nodes[0] = node("127.0.0.1:8081", 2);
+  nodes[1] = node("127.0.0.1:8082", 1);
+  nodes[2] = node("10.0.0.7:80", 3);
+  /* Each algorithm places the list's servers as it places the same nodes. */
+  for (a = 0; a < sizeof algs / sizeof algs[0]; a++) {
+    shardkit_sharder *manual = NULL;
+    shardkit_config cfg = config(algs[a], NULL, NULL);
+    int same = 1;
+    s = NULL;
+    CHECK_STATUS(shardkit_sharder_from_upstream(SZ(list), SZ(algs[a]), &s), SHARDKIT_STATUS_OK);
+    CHECK_STATUS(shardkit_sharder_new(nodes, 3, &cfg, &manual), SHARDKIT_STATUS_OK);
+    if (s && manual) {
+      CHECK(shardkit_sharder_len(s) == 3);
+      CHECK(strcmp(name_of(s, 0), "127.0.0.1:8081") == 0);
+      for (i = 0; i < 1000; i++) {
+        char key[32];
+        key_of(i, key, sizeof key);
+        same &= lookup(s, key) == lookup(manual, key);
+      }
+      CHECK(same);
+    }
+    shardkit_sharder_free(s);
+    shardkit_sharder_free(manual);
+  }
+  {
+    /* NULL/0 is ketama:nginx, i.e. shardkit_sharder_from_nginx_upstream. */
+    shardkit_sharder *nginx = NULL;
+    int same = 1;
+    s = NULL;
+    CHECK_STATUS(shardkit_sharder_from_upstream(SZ(list), NULL, 0, &s), SHARDKIT_STATUS_OK);
+    CHECK_STATUS(shardkit_sharder_from_nginx_upstream(SZ(list), &nginx), SHARDKIT_STATUS_OK);
+    if (s && nginx) {
+      for (i = 0; i < 1000; i++) {
+        char key[32];
+        key_of(i, key, sizeof key);
+        same &= lookup(s, key) == lookup(nginx, key);
+      }
+      CHECK(same);
+    }
+    shardkit_sharder_free(s);
+    shardkit_sharder_free(nginx);
+  }
+  {
+    /* Unweighted algorithms take a list without weights, and keep `down`. */
+    uint32_t slot = UINT32_MAX;
+    int skipped = 1;
+    s = NULL;
+    CHECK_STATUS(shardkit_sharder_from_upstream(S("a:1, b:2 down, c:3"), S("jump"), &s),
+                 SHARDKIT_STATUS_OK);
+    if (s) {
+      CHECK_STATUS(shardkit_sharder_slot_of(s, S("b:2"), &slot), SHARDKIT_STATUS_OK);
+      for (i = 0; i < 300; i++) {
+        char key[32];
+        key_of(i, key, sizeof key);
+        skipped &= lookup(s, key) != slot;
+      }
+      CHECK(skipped);
+    }
+    shardkit_sharder_free(s);
+  }
+  /* Errors name the bad value and write nothing. */
+  CHECK_ERR(shardkit_sharder_from_upstream(SZ(list), S("ketama:nope"), &bad),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "nope");
+  CHECK_ERR(shardkit_sharder_from_upstream(SZ(list), S("consistent"), &bad),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "unknown sharding algorithm \"consistent\"");
+  CHECK_ERR(shardkit_sharder_from_upstream(SZ(list), S("maglev:100"), &bad),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "100");
+  CHECK_ERR(shardkit_sharder_from_upstream(S("127.0.0.1:8081 weight=0"), S("maglev"), &bad),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "got \"0\"");
+  CHECK_ERR(shardkit_sharder_from_upstream(S("127.0.0.1:8081 weight=two"), S("maglev"), &bad),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "got \"two\"");
+  CHECK_ERR(shardkit_sharder_from_upstream(SZ(list), S("jump"), &bad),
+            SHARDKIT_STATUS_INVALID_ARGUMENT, "\"127.0.0.1:8081\"");
+  CHECK_ERR(shardkit_sharder_from_upstream(S(" ; "), S("jump"), &bad),
+            SHARDKIT_STATUS_EMPTY_NODE_SET, "has no servers");
+  CHECK_ERR(shardkit_sharder_from_upstream(S("a:1, a:1"), S("jump"), &bad),
+            SHARDKIT_STATUS_DUPLICATE_NODE, "\"a:1\"");
+  CHECK_ERR(shardkit_sharder_from_upstream(SZ(list), S("j\xc3\x28"), &bad),
+            SHARDKIT_STATUS_INVALID_UTF8, "algorithm");
+  CHECK_ERR(shardkit_sharder_from_upstream(NULL, 3, S("jump"), &bad),
+            SHARDKIT_STATUS_NULL_POINTER, "list is NULL");
+  CHECK_ERR(shardkit_sharder_from_upstream(SZ(list), S("jump"), NULL),
+            SHARDKIT_STATUS_NULL_POINTER, "out is NULL");
+  CHECK(bad == NULL);
+}
+
 static void test_last_error_protocol(void) {
   shardkit_sharder *s = NULL;
   char small[6];
@@ -1081,6 +1175,7 @@ int main(int argc, char **argv) {
   test_twemproxy_yaml();
   test_twemproxy_file();
   test_nginx_upstream();
+  test_upstream_with_algorithm();
   test_last_error_protocol();
   test_threads();
   test_vectors(argc > 1 ? argv[1] : "tests/vectors/placement.tsv");

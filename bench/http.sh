@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# The HTTP sharding benchmark: wrk through `shardkit http-proxy`, through
+# nginx's own `hash $request_uri consistent` (1 and 2 workers), through
+# HAProxy (`balance uri`, `hash-type consistent`; 1 and 2 threads), and
+# through nginx with shardkit's Lua balancer (lua/resty/shardkit.lua, when
+# the nginx Lua module is installed), all in front of the same 4 backends
+# (one nginx answering `return 200`), every one on 127.0.0.1 with free
+# ports, in a temporary directory, stopped at the end. Each request has a
+# URI of its own (bench/http/uris.lua), so placement is exercised, not one
+# cached answer. Targets take turns in rounds, so a change in the
+# machine's load falls on all of them. Writes bench/results/http.md and
+# bench/results/http.json; raw figures go to bench/build/http/.
+#
+# Benchmarks measure and report; they never fail on a time.
+#
+#   BENCH_QUICK=1 bash bench/http.sh   # 3 s loads, one round
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="$root/bench/build/http"
+here="$root/bench/http"
+target="$root/bench/build/target"
+cargo="${CARGO:-cargo}"
+py="${PYTHON:-python3}"
+secs=10 rounds=2 conns=64
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then secs=3 rounds=1; fi
+mkdir -p "$build" "$root/bench/results"
+rm -f "$build"/*.txt "$build"/*.error
+cat /proc/loadavg >"$build/loadavg-start.txt"
+
+CARGO_TARGET_DIR="$target" "$cargo" build --release -p shardkit-cli -p shardkit-ffi \
+  --manifest-path "$root/Cargo.toml"
+shardkit="$target/release/shardkit"
+
+tmp="$(mktemp -d -t shardkit-http-bench.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 200); do
+    (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2
+  tail -n 5 "$tmp"/*/out.log "$tmp"/*/logs/error.log "$tmp"/*.log >&2 2>/dev/null || true
+  return 1
+}
+# nginx in the foreground with its own prefix; $1: name, $2: workers, $3: http block body.
+nginx_run() {
+  local dir="$tmp/$1"
+  mkdir -p "$dir/logs" "$dir/tmp"
+  local user=""
+  [[ "$(id -u)" == 0 ]] && user="user root;"
+  cat >"$dir/nginx.conf" <<CONF
+$user
+${4:-}
+worker_processes $2;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp;
+  fastcgi_temp_path $dir/tmp; uwsgi_temp_path $dir/tmp; scgi_temp_path $dir/tmp;
+  keepalive_requests 1000000;
+$3
+}
+CONF
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" -g "daemon off;" >"$dir/out.log" 2>&1 &
+  pids+=($!)
+}
+
+backends=()
+be_conf=""
+for _ in 1 2 3 4; do
+  p="$(port)"
+  backends+=("127.0.0.1:$p")
+  be_conf+="  server { listen 127.0.0.1:$p; location / { return 200 \"$p\"; } }"$'\n'
+done
+list="$(IFS=,; echo "${backends[*]}")"
+nginx_run backends 1 "$be_conf"
+for b in "${backends[@]}"; do wait_port "${b#*:}"; done
+
+upstream="  upstream shards {\n    hash \$request_uri consistent;\n"
+for b in "${backends[@]}"; do upstream+="    server $b;\n"; done
+upstream+="    keepalive 64;\n  }\n"
+proxy_loc='location / { proxy_pass http://shards; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+
+declare -A target_port
+for w in 1 2; do
+  p="$(port)"
+  nginx_run "nginx$w" "$w" "$(printf "$upstream")  server { listen 127.0.0.1:$p reuseport; $proxy_loc }"
+  target_port["nginx-hash-$w"]=$p
+done
+
+for t in 1 2; do
+  p="$(port)"
+  cat >"$tmp/haproxy$t.cfg" <<CONF
+global
+  nbthread $t
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend f
+  bind 127.0.0.1:$p
+  default_backend shards
+backend shards
+  balance uri
+  hash-type consistent
+$(for i in "${!backends[@]}"; do echo "  server s$i ${backends[$i]}"; done)
+CONF
+  haproxy -f "$tmp/haproxy$t.cfg" -db >"$tmp/haproxy$t.log" 2>&1 &
+  pids+=($!)
+  target_port["haproxy-$t"]=$p
+done
+
+for t in 1 2; do
+  p="$(port)"
+  "$shardkit" http-proxy --listen "127.0.0.1:$p" --upstream "$list" --threads "$t" \
+    >"$tmp/shardkit$t.log" 2>&1 &
+  pids+=($!)
+  target_port["shardkit-$t"]=$p
+done
+
+# nginx with the shardkit Lua balancer, when the Lua module is there.
+lua_mod=/usr/share/nginx/modules/ngx_http_lua_module.so
+if [[ -f "$lua_mod" && -f "$root/lua/resty/shardkit.lua" ]]; then
+  so="$target/release/libshardkit.so"
+  for w in 1 2; do
+    p="$(port)"
+    lua_http="  lua_package_path \"$root/lua/?.lua;/usr/share/lua/5.1/?.lua;;\";
+  init_worker_by_lua_block {
+    local shardkit = require \"resty.shardkit\"
+    ring = assert(shardkit.new(\"$list\", { lib = \"$so\" }))
+  }
+  upstream lua_shards {
+    server 0.0.0.1;
+    balancer_by_lua_block { require(\"resty.shardkit\").balance(ring, ngx.var.request_uri, 2) }
+    keepalive 64;
+  }
+  server { listen 127.0.0.1:$p reuseport; location / { proxy_pass http://lua_shards; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+    nginx_run "lua$w" "$w" "$lua_http" "load_module /usr/share/nginx/modules/ndk_http_module.so; load_module $lua_mod;"
+    target_port["nginx-lua-$w"]=$p
+  done
+fi
+
+for name in "${!target_port[@]}"; do wait_port "${target_port[$name]}"; done
+# Every target answers, from a backend, before any load.
+for name in "${!target_port[@]}"; do
+  out="$("$py" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    "http://127.0.0.1:${target_port[$name]}/check/$name" 2>&1)" || true
+  if ! [[ "$out" =~ ^[0-9]+$ ]]; then
+    echo "$name does not proxy: $out" | tee "$build/$name.error"
+    unset "target_port[$name]"
+  fi
+done
+
+order=(shardkit-1 nginx-hash-1 haproxy-1 nginx-lua-1 shardkit-2 nginx-hash-2 haproxy-2 nginx-lua-2)
+for r in $(seq "$rounds"); do
+  for name in "${order[@]}"; do
+    [[ -n "${target_port[$name]:-}" ]] || continue
+    echo "bench http: round $r: $name"
+    # Two wrk threads: the load generator shares the 2 CPUs too.
+    wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$here/uris.lua" \
+      "http://127.0.0.1:${target_port[$name]}" >"$build/$name.round$r.txt" 2>&1 || true
+  done
+done
+cat /proc/loadavg >"$build/loadavg-end.txt"
+"$py" "$here/report.py" "$build" "$root/bench/results" "$secs" "$conns"

@@ -1,0 +1,94 @@
+"""Writes bench/results/http.md and http.json from the wrk outputs of
+bench/http.sh (bench/build/http/NAME.roundN.txt)."""
+
+import json
+import pathlib
+import re
+import statistics
+import sys
+
+build, results, secs, conns = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse(text):
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors:(.*)", text)
+    if not rps or not p99:
+        return None
+    return {
+        "rps": float(rps.group(1)),
+        "p99_ms": float(p99.group(1)) * UNIT[p99.group(2)],
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1).strip() if errors else "",
+    }
+
+
+runs = {}
+for f in sorted(build.glob("*.round*.txt")):
+    name = f.name.split(".round")[0]
+    r = parse(f.read_text())
+    if r:
+        runs.setdefault(name, []).append(r)
+summary = {
+    name: {
+        "rps": statistics.median(r["rps"] for r in rs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+        "non_2xx": sum(r["non_2xx"] for r in rs),
+        "rounds": len(rs),
+    }
+    for name, rs in runs.items()
+}
+errors = {f.stem: f.read_text().strip() for f in build.glob("*.error")}
+load = [(build / f"loadavg-{w}.txt").read_text().split()[0] for w in ("start", "end")]
+
+
+def ratio(a, b, key="rps"):
+    if a in summary and b in summary and summary[b][key]:
+        return summary[a][key] / summary[b][key]
+    return None
+
+
+goals = []
+for w in (1, 2):
+    r = ratio(f"shardkit-{w}", f"nginx-hash-{w}")
+    goals.append((f"shardkit http-proxy req/s vs nginx hash, {w} worker(s)", "≥ 1.0×", r, r is not None and r >= 1.0, "×"))
+    p = ratio(f"shardkit-{w}", f"nginx-hash-{w}", "p99_ms")
+    goals.append((f"shardkit http-proxy p99 vs nginx hash, {w} worker(s)", "≤ 1.0×", p, p is not None and p <= 1.0, "×"))
+    lua = ratio(f"nginx-lua-{w}", f"nginx-hash-{w}")
+    cost = None if lua is None else 1 - lua
+    goals.append((f"Lua balancer's cost in nginx req/s, {w} worker(s)", "≤ 10%", None if cost is None else cost * 100, cost is not None and cost <= 0.10, "%"))
+
+lines = [
+    "# HTTP sharding benchmarks",
+    "",
+    "Written by `bash bench/http.sh` (→ bench/http/report.py); do not edit by hand.",
+    "",
+    f"- **Machine:** 2 CPUs shared by wrk (2 threads, {conns} connections, {secs} s per run), the proxy and the 4 backends (one nginx worker answering `return 200`); load average at start {load[0]}, at end {load[1]}.",
+    "- **Load:** every request a URI of its own (`/item/T/N?v=M`), so each is placed afresh.",
+    "- **Peers:** nginx `hash $request_uri consistent` with upstream keepalive; HAProxy `balance uri` + `hash-type consistent`; nginx with shardkit's Lua balancer (`lua/resty/shardkit.lua`, LuaJIT FFI, `ketama:nginx`). Each target's figure is the median of its rounds, taken in turns.",
+    "",
+    "## Targets",
+    "",
+    "| Target | Goal | Measured | Status |",
+    "|---|---|---|---|",
+]
+for what, goal, v, met, unit in goals:
+    shown = "not measured" if v is None else (f"{v:.2f}×" if unit == "×" else f"{v:.1f}%")
+    lines.append(f"| {what} | {goal} | {shown} | {'met' if met else '**not met**'} |")
+lines += ["", "## Figures", "", "| through | workers | req/s | p99 | non-2xx |", "|---|---|---|---|---|"]
+label = {"shardkit": "shardkit http-proxy", "nginx-hash": "nginx hash $request_uri consistent", "haproxy": "HAProxy balance uri, consistent", "nginx-lua": "nginx + shardkit Lua balancer"}
+for name in ["shardkit-1", "nginx-hash-1", "haproxy-1", "nginx-lua-1", "shardkit-2", "nginx-hash-2", "haproxy-2", "nginx-lua-2"]:
+    if name in summary:
+        s = summary[name]
+        kind, w = name.rsplit("-", 1)
+        lines.append(f"| {label[kind]} | {w} | {s['rps']:,.0f} | {s['p99_ms']:.2f} ms | {s['non_2xx']} |")
+for name, why in errors.items():
+    lines.append(f"\n**{name} did not run:** {why}")
+lines.append("")
+(results / "http.md").write_text("\n".join(lines))
+(results / "http.json").write_text(json.dumps({"summary": summary, "goals": [g[:4] for g in goals], "errors": errors, "load": load}, indent=1))
+print("\n".join(lines))
