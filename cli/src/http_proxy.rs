@@ -33,6 +33,9 @@ pub(crate) struct HttpProxyArgs {
     /// Backends tried when connections are refused (the key's, then the next on the ring).
     #[arg(long, value_name = "N", default_value_t = 3)]
     tries: usize,
+    /// Backends holding each key: its first N nodes on the ring, one chosen per request by power of two choices over latency.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    replicas: usize,
     /// Refused connections in a row that mark a backend down until a probe finds it up.
     #[arg(long, value_name = "N", default_value_t = 1)]
     max_fails: u32,
@@ -84,6 +87,7 @@ fn config(args: &HttpProxyArgs) -> Result<HttpProxyConfig, shardkit::Error> {
     cfg.algorithm = Algorithm::from_name(&args.algorithm)?;
     cfg.key = KeySource::parse(&args.key)?;
     cfg.tries = args.tries;
+    cfg.replicas = args.replicas;
     cfg.max_fails = args.max_fails;
     cfg.connect_timeout = secs("connect-timeout", args.connect_timeout)?;
     cfg.response_timeout = secs("response-timeout", args.response_timeout)?;

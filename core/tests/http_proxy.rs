@@ -30,6 +30,11 @@ struct Backend {
 
 impl Backend {
     async fn start(addr: Option<SocketAddr>) -> Backend {
+        Backend::start_slow(addr, Duration::ZERO).await
+    }
+
+    /// A backend that takes `delay` over every answer.
+    async fn start_slow(addr: Option<SocketAddr>, delay: Duration) -> Backend {
         let l = tokio::net::TcpListener::bind(addr.unwrap_or("127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap();
@@ -43,7 +48,10 @@ impl Backend {
                     _ = stopped.changed() => break,
                 };
                 conns.spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| answer(addr, req));
+                    let svc = service_fn(move |req: Request<Incoming>| async move {
+                        tokio::time::sleep(delay).await;
+                        answer(addr, req).await
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(s), svc)
                         .await;
@@ -499,6 +507,9 @@ fn bad_settings_are_named() {
     c.tries = 0;
     bad(c, "tries 0");
     let mut c = config("127.0.0.1:1");
+    c.replicas = 0;
+    bad(c, "replicas 0");
+    let mut c = config("127.0.0.1:1");
     c.listen = "nowhere:http".into();
     bad(c, "nowhere:http");
     let mut c = config("127.0.0.1:1");
@@ -539,5 +550,46 @@ fn a_kept_alive_connection_the_backend_closed_is_retried_unseen() {
         );
         proxy.stop();
         b.kill();
+    });
+}
+
+#[test]
+fn replicas_share_a_key_and_the_slow_one_gets_less() {
+    rt().block_on(async {
+        let mut bs = backends(3).await;
+        bs.push(Backend::start_slow(None, Duration::from_millis(20)).await);
+        let slow = bs[3].name();
+        let list = bs.iter().map(Backend::name).collect::<Vec<_>>().join(",");
+        let mut c = config(&list);
+        c.replicas = 2;
+        let proxy = HttpProxy::start(c).unwrap();
+        let ring = nginx::parse_upstream(&list).unwrap();
+        let uris = uris(200);
+        let mut to_slow = 0usize;
+        let mut could_go_slow = 0usize;
+        // Each URI three times: every answer from one of its 2 replicas.
+        for round in 0..3 {
+            let got = placements(proxy.listening(), &uris).await;
+            for (u, g) in uris.iter().zip(&got) {
+                let reps: Vec<String> = ring
+                    .lookup_n(u.as_bytes(), 2)
+                    .unwrap()
+                    .iter()
+                    .map(|&s| ring.node(s).unwrap().name().to_string())
+                    .collect();
+                assert!(reps.contains(g), "{u}: {g} is not one of {reps:?}");
+                if round > 0 && reps.contains(&slow) {
+                    could_go_slow += 1;
+                    to_slow += usize::from(*g == slow);
+                }
+            }
+        }
+        // Once measured, the slow replica loses nearly every draw.
+        assert!(could_go_slow > 50, "{could_go_slow}");
+        assert!(
+            to_slow * 5 < could_go_slow,
+            "the 20 ms replica took {to_slow} of {could_go_slow} requests it shared"
+        );
+        proxy.stop();
     });
 }

@@ -21,6 +21,12 @@ pub struct HttpProxyConfig {
     /// Backends tried for one request when connections are refused: the
     /// key's own, then the next ones on the ring (default 3).
     pub tries: usize,
+    /// Backends holding each key (default 1): the key's first `replicas`
+    /// nodes on the ring serve it alike, and each request goes to one of
+    /// them chosen by power of two choices over their latency EWMA and
+    /// requests in flight (the others, then the next nodes, are its
+    /// fallbacks).
+    pub replicas: usize,
     /// Connection refusals in a row that mark a backend down (default 1,
     /// nginx's `max_fails`).
     pub max_fails: u32,
@@ -58,6 +64,7 @@ impl HttpProxyConfig {
             algorithm: Algorithm::Ketama(KetamaMode::Nginx),
             key: KeySource::Uri,
             tries: 3,
+            replicas: 1,
             max_fails: 1,
             probe_interval: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
@@ -76,6 +83,9 @@ impl HttpProxyConfig {
         let bad = |what: String| Err(Error::invalid(format!("http-proxy: {what}")));
         if self.tries == 0 {
             return bad("tries 0: must be at least 1".into());
+        }
+        if !(1..=16).contains(&self.replicas) {
+            return bad(format!("replicas {}: must be 1..=16", self.replicas));
         }
         if self.max_connections == 0 {
             return bad("max_connections 0: must be at least 1".into());

@@ -7,6 +7,7 @@
 use super::pool::{own, Pooled, ProxyBody};
 use super::upstreams::Backend;
 use super::Shared;
+use crate::scatter::replica::p2c;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -39,8 +40,10 @@ pub(crate) async fn forward(
     let (mut parts, body) = req.into_parts();
     let members = px.upstreams.load();
     let key = px.cfg.key.key_or_uri(&parts);
-    let tries = px.cfg.tries.max(1).min(members.ring.len());
-    let slots = match members.ring.lookup_n(key, tries) {
+    let live = members.ring.len();
+    let replicas = px.cfg.replicas.min(live).max(1);
+    let tries = px.cfg.tries.max(replicas).min(live);
+    let mut slots = match members.ring.lookup_n(key, tries) {
         Ok(s) => s,
         Err(e) => {
             px.stats.no_backend.fetch_add(1, Ordering::Relaxed);
@@ -50,6 +53,21 @@ pub(crate) async fn forward(
             );
         }
     };
+    // Replicas: the key's first `replicas` nodes serve it alike; one is
+    // chosen by power of two choices, the rest stay in ring order behind it.
+    let n = replicas.min(slots.len());
+    if n > 1 {
+        let idx: Vec<usize> = (0..n).collect();
+        let score = |i: usize| {
+            members
+                .backend(slots[i])
+                .map_or(f64::MAX, |b| b.score.score())
+        };
+        if let Some(first) = p2c(&idx, score, &px.rng) {
+            let chosen = slots.remove(first);
+            slots.insert(0, chosen);
+        }
+    }
     strip_hop_by_hop(&mut parts.headers);
     add_forwarding(&mut parts.headers, client);
     // Origin form: the backend gets the path and query the client sent.
@@ -116,10 +134,17 @@ async fn send(
     mut sender: hyper::client::conn::http1::SendRequest<Incoming>,
     req: Request<Incoming>,
 ) -> Sent {
+    let started = std::time::Instant::now();
+    b.score.begin();
     let got = tokio::time::timeout(px.cfg.response_timeout, sender.try_send_request(req)).await;
     let resp = match got {
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) => {
+            b.score.succeeded(started.elapsed());
+            r
+        }
         Ok(Err(mut e)) => {
+            // A failure must not look fast: replica choice shuns it.
+            b.score.failed(started.elapsed(), 0.0);
             if let Some(req) = e.take_message() {
                 return Sent::Unsent(req, format!("{}: {}", b.name, e.error()));
             }
@@ -130,6 +155,7 @@ async fn send(
             ));
         }
         Err(_) => {
+            b.score.failed(started.elapsed(), 0.0);
             b.timeouts.fetch_add(1, Ordering::Relaxed);
             return Sent::Answered(error(
                 StatusCode::GATEWAY_TIMEOUT,

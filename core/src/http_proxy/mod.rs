@@ -20,6 +20,10 @@
 //! - **Streaming.** Request and response bodies pass through as they come
 //!   (chunked or sized), never buffered whole; connections to backends are
 //!   kept alive and reused.
+//! - **Replicas.** With `replicas` N, a key's first N nodes on the ring
+//!   serve it alike; each request goes to one of them by power of two
+//!   choices over latency EWMA and requests in flight (the scatter
+//!   engine's replica choice), the others being its fallbacks.
 //! - **Failover.** A backend that refuses a connection is skipped for the
 //!   next one on the ring (up to `tries`, as nginx's `proxy_next_upstream
 //!   error`); one that refuses `max_fails` in a row is marked down, which
@@ -50,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) upstreams: upstreams::Upstreams,
     pub(crate) shard_header: Option<HeaderName>,
     pub(crate) stats: ProxyStats,
+    /// Draws for replica choice.
+    pub(crate) rng: crate::scatter::replica::Rng,
 }
 
 /// The proxy's own counters (per-backend ones live with each backend).

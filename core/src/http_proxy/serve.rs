@@ -63,6 +63,11 @@ impl HttpProxy {
             upstreams,
             shard_header,
             stats: ProxyStats::default(),
+            rng: crate::scatter::replica::Rng::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(7, |d| d.as_nanos() as u64),
+            ),
         });
         let (stop, stop_rx) = watch::channel(false);
         let conns = Arc::new(Semaphore::new(shared.cfg.max_connections));

@@ -8,6 +8,7 @@
 use super::pool::Pool;
 use crate::config::nginx::{self, UpstreamServer};
 use crate::error::Result;
+use crate::scatter::replica::Score;
 use crate::shard::{Algorithm, Change, Sharder};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -30,6 +31,8 @@ pub(crate) struct Backend {
     pub(crate) send_errors: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) ejections: AtomicU64,
+    /// Latency EWMA and requests in flight, for replica choice.
+    pub(crate) score: Score,
 }
 
 impl Backend {
@@ -44,6 +47,7 @@ impl Backend {
             send_errors: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
+            score: Score::new(Duration::from_secs(10)),
         })
     }
 
