@@ -188,9 +188,9 @@ pub(crate) struct SourceArgs {
     #[arg(
         long,
         value_name = "NAME",
-        conflicts_with_all = ["config", "nginx"],
+        conflicts_with = "config",
         help = format!(
-            "Sharding algorithm for --nodes (default: {}): {}; maglev:TABLE_SIZE and bounded:LOAD_FACTOR set a parameter",
+            "Sharding algorithm for --nodes (default: {}) or --nginx (default: ketama:nginx, nginx's own): {}; maglev:TABLE_SIZE and bounded:LOAD_FACTOR set a parameter",
             shardkit::shard::DEFAULT_ALGORITHM,
             shardkit::shard::ALGORITHM_NAMES.join(", ")
         )
@@ -240,7 +240,14 @@ impl SourceArgs {
             return Ok(twemproxy::select_pool(pools, self.pool.as_deref())?.sharder);
         }
         if let Some(list) = &self.nginx {
-            return nginx::parse_upstream(list);
+            // The same servers, placed by another algorithm when asked (as
+            // `http-proxy --algorithm` and the nginx Lua module do).
+            return match &self.algorithm {
+                Some(a) => {
+                    nginx::parse_upstream_with(list, shardkit::shard::Algorithm::from_name(a)?)
+                }
+                None => nginx::parse_upstream(list),
+            };
         }
         if let Some(list) = &self.nodes {
             return Sharder::new(

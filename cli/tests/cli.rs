@@ -119,6 +119,23 @@ fn route_nginx_and_replicas() {
         assert_eq!(server, s.lookup(k.as_bytes()).unwrap().name());
     }
     assert_eq!(out.lines().count(), 2);
+    // The same upstream list placed by another algorithm, as `http-proxy
+    // --algorithm` and the nginx Lua module place it.
+    let list = "127.0.0.1:8081 weight=2,127.0.0.1:8082,127.0.0.1:8083";
+    let keys: Vec<String> = (0..40).map(|i| format!("/item/{i}")).collect();
+    let mut args = vec!["route", "--nginx", list, "--algorithm", "maglev"];
+    args.extend(keys.iter().map(String::as_str));
+    let out = stdout(&shardkit(&args, None));
+    let s = shardkit::config::nginx::parse_upstream_with(
+        list,
+        shardkit::shard::Algorithm::from_name("maglev").unwrap(),
+    )
+    .unwrap();
+    for line in out.lines() {
+        let (k, server) = line.split_once('\t').unwrap();
+        assert_eq!(server, s.lookup(k.as_bytes()).unwrap().name(), "{k}");
+    }
+    assert_eq!(out.lines().count(), keys.len());
 }
 
 #[test]
