@@ -241,6 +241,16 @@ func FromNginxUpstream(list string) (*Sharder, error) {
 	})
 }
 
+// FromUpstream builds a ring over an nginx upstream server list placed by
+// algorithm ("" means "ketama:nginx", nginx's own `hash ... consistent`):
+// the same servers a Lua balancer or `shardkit http-proxy --algorithm` place.
+func FromUpstream(list, algorithm string) (*Sharder, error) {
+	return newSharder(func(out **C.shardkit_sharder) C.shardkit_status {
+		return C.shardkit_sharder_from_upstream(stringPtr(list), C.size_t(len(list)),
+			stringPtr(algorithm), C.size_t(len(algorithm)), out)
+	})
+}
+
 // Clone returns an independent handle on the same snapshot (no copy of the
 // tables is made), to be closed on its own.
 func (s *Sharder) Clone() (*Sharder, error) {

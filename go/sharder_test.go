@@ -642,6 +642,45 @@ func TestFromNginxUpstream(t *testing.T) {
 	expectError(t, err, ErrDuplicateNode, "127.0.0.1:8081")
 }
 
+func TestFromUpstreamWithAnAlgorithm(t *testing.T) {
+	list := "127.0.0.1:8081 weight=2,127.0.0.1:8082,127.0.0.1:8083"
+	s, err := FromUpstream(list, "maglev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := []Node{{"127.0.0.1:8081", 2}, {"127.0.0.1:8082", 1}, {"127.0.0.1:8083", 1}}
+	explicit := mustNew(t, want, &Config{Algorithm: "maglev"})
+	for _, k := range keys(1000) {
+		x, _ := s.Lookup(k)
+		y, _ := explicit.Lookup(k)
+		if x != y {
+			t.Fatalf("%q: upstream list %q, explicit ring %q", k, x, y)
+		}
+	}
+	nginx, err := FromUpstream(list, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nginx.Close()
+	native, err := FromNginxUpstream(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer native.Close()
+	for _, k := range keys(1000) {
+		x, _ := nginx.Lookup(k)
+		y, _ := native.Lookup(k)
+		if x != y {
+			t.Fatalf("%q: default algorithm %q, ketama:nginx %q", k, x, y)
+		}
+	}
+	_, err = FromUpstream(list, "ketamax")
+	expectError(t, err, ErrInvalidArgument, "ketamax")
+	_, err = FromUpstream(list, "jump")
+	expectError(t, err, ErrInvalidArgument, "weight")
+}
+
 // expectError checks that err matches sentinel (and no other kind), is an
 // *Error carrying the engine's message, and names want.
 func expectError(t testing.TB, err error, sentinel *Error, want string) {

@@ -293,10 +293,19 @@ impl PySharder {
     }
 
     /// An nginx `hash $key consistent` upstream from a server list such as
-    /// `"127.0.0.1:8081 weight=2,127.0.0.1:8082"`.
+    /// `"127.0.0.1:8081 weight=2,127.0.0.1:8082"`; with `algorithm`, the
+    /// same servers placed by that algorithm instead.
     #[staticmethod]
-    fn from_nginx(py: Python<'_>, upstream: &str) -> PyResult<PySharder> {
-        let inner = py.detach(|| nginx::parse_upstream(upstream)).or_raise(py)?;
+    #[pyo3(signature = (upstream, algorithm = None))]
+    fn from_nginx(py: Python<'_>, upstream: &str, algorithm: Option<&str>) -> PyResult<PySharder> {
+        let inner = py
+            .detach(|| match algorithm {
+                Some(a) => {
+                    nginx::parse_upstream_with(upstream, shardkit::shard::Algorithm::from_name(a)?)
+                }
+                None => nginx::parse_upstream(upstream),
+            })
+            .or_raise(py)?;
         Ok(PySharder::wrap(py, inner))
     }
 

@@ -75,6 +75,19 @@ def test_from_nginx_equals_nginx_ring() -> None:
     assert s.lookup_many(KEYS) == by_hand.lookup_many(KEYS)
 
 
+def test_from_nginx_with_another_algorithm() -> None:
+    up = "127.0.0.1:8081 weight=2,127.0.0.1:8082,127.0.0.1:8083 down"
+    s = shardkit.Sharder.from_nginx(up, algorithm="rendezvous")
+    assert s.algorithm == "rendezvous"
+    by_hand = shardkit.Sharder({"127.0.0.1:8081": 2, "127.0.0.1:8082": 1, "127.0.0.1:8083": 1}, "rendezvous")
+    by_hand = by_hand.with_down("127.0.0.1:8083")
+    assert s.lookup_many(KEYS) == by_hand.lookup_many(KEYS)
+    with pytest.raises(shardkit.InvalidArgumentError, match="ketamax"):
+        shardkit.Sharder.from_nginx(up, algorithm="ketamax")
+    with pytest.raises(shardkit.InvalidArgumentError, match="weight"):
+        shardkit.Sharder.from_nginx(up, algorithm="jump")
+
+
 def test_config_sharders_support_changes() -> None:
     s = shardkit.Sharder.from_twemproxy(YAML)
     t = s.with_down("127.0.0.1:11212:2")
