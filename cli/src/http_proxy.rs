@@ -36,6 +36,9 @@ pub(crate) struct HttpProxyArgs {
     /// Backends holding each key: its first N nodes on the ring, one chosen per request by power of two choices over latency.
     #[arg(long, value_name = "N", default_value_t = 1)]
     replicas: usize,
+    /// Hedge bodiless GET/HEAD/OPTIONS requests (needs --replicas 2 or more): a copy goes to another replica after the backend's recent p95, the first answer wins, at most 5% extra requests.
+    #[arg(long)]
+    hedge: bool,
     /// Refused connections in a row that mark a backend down until a probe finds it up.
     #[arg(long, value_name = "N", default_value_t = 1)]
     max_fails: u32,
@@ -88,6 +91,7 @@ fn config(args: &HttpProxyArgs) -> Result<HttpProxyConfig, shardkit::Error> {
     cfg.key = KeySource::parse(&args.key)?;
     cfg.tries = args.tries;
     cfg.replicas = args.replicas;
+    cfg.hedge = args.hedge.then(shardkit::scatter::HedgeConfig::default);
     cfg.max_fails = args.max_fails;
     cfg.connect_timeout = secs("connect-timeout", args.connect_timeout)?;
     cfg.response_timeout = secs("response-timeout", args.response_timeout)?;

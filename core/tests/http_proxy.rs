@@ -35,6 +35,12 @@ impl Backend {
 
     /// A backend that takes `delay` over every answer.
     async fn start_slow(addr: Option<SocketAddr>, delay: Duration) -> Backend {
+        Backend::start_with(addr, delay, false).await
+    }
+
+    /// With `hiccups`, it takes 800 ms over `/hiccup/...` requests (a GC
+    /// pause, say), answering the rest at once.
+    async fn start_with(addr: Option<SocketAddr>, delay: Duration, hiccups: bool) -> Backend {
         let l = tokio::net::TcpListener::bind(addr.unwrap_or("127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap();
@@ -50,6 +56,9 @@ impl Backend {
                 conns.spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| async move {
                         tokio::time::sleep(delay).await;
+                        if hiccups && req.uri().path().starts_with("/hiccup") {
+                            tokio::time::sleep(Duration::from_millis(800)).await;
+                        }
                         answer(addr, req).await
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -591,5 +600,58 @@ fn replicas_share_a_key_and_the_slow_one_gets_less() {
             "the 20 ms replica took {to_slow} of {could_go_slow} requests it shared"
         );
         proxy.stop();
+    });
+}
+
+#[test]
+fn a_hedged_request_is_answered_by_the_other_replica() {
+    rt().block_on(async {
+        // The first is faster (so replica choice sends it the first
+        // hiccups), but pauses on /hiccup; the second takes 5 ms always.
+        let bs = [
+            Backend::start_with(None, Duration::ZERO, true).await,
+            Backend::start_slow(None, Duration::from_millis(5)).await,
+        ];
+        let list = bs.iter().map(Backend::name).collect::<Vec<_>>().join(",");
+        let mut c = config(&list);
+        c.replicas = 2;
+        c.hedge = Some(shardkit::scatter::HedgeConfig {
+            min_samples: 10,
+            min_delay: Duration::from_millis(20),
+            budget_ratio: 0.5,
+            ..Default::default()
+        });
+        let proxy = HttpProxy::start(c).unwrap();
+        // Samples for both backends' percentiles.
+        placements(proxy.listening(), &uris(100)).await;
+        let t0 = Instant::now();
+        let mut hiccups = Vec::new();
+        for i in 0..30 {
+            hiccups.push(format!("/hiccup/{i}"));
+        }
+        let got = placements(proxy.listening(), &hiccups).await;
+        let took = t0.elapsed();
+        // Every one answered by the backend without the pause: those sent
+        // to the paused one first were hedged after about 20 ms.
+        assert!(got.iter().all(|g| *g == bs[1].name()), "{got:?}");
+        let m = proxy.metrics_text();
+        let won: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("shardkit_http_hedges_won_total "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(won >= 1, "{m}");
+        // Not one waited out the 800 ms pause.
+        assert!(took < Duration::from_millis(700), "{took:?}");
+        eprintln!("30 requests in {took:?}, {won} answered by the hedge");
+        proxy.stop();
+        // A bodiless GET only: a POST is never sent twice.
+        let mut c = config(&list);
+        c.replicas = 2;
+        c.hedge = Some(Default::default());
+        c.hedge.as_mut().unwrap().budget_ratio = 2.0;
+        let e = HttpProxy::start(c).err().unwrap();
+        assert!(e.message().contains("budget_ratio"), "{e}");
     });
 }

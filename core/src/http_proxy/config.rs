@@ -2,6 +2,7 @@
 
 use super::key::KeySource;
 use crate::error::{Error, Result};
+use crate::scatter::HedgeConfig;
 use crate::shard::{Algorithm, KetamaMode};
 use std::time::Duration;
 
@@ -27,6 +28,12 @@ pub struct HttpProxyConfig {
     /// requests in flight (the others, then the next nodes, are its
     /// fallbacks).
     pub replicas: usize,
+    /// Hedged requests (with `replicas` of 2 or more): a bodiless GET, HEAD
+    /// or OPTIONS still unanswered after its backend's recent `percentile`
+    /// latency is sent to another replica too, and the first answer wins;
+    /// the budget caps the extra load (the scatter engine's hedging). Off
+    /// unless set.
+    pub hedge: Option<HedgeConfig>,
     /// Connection refusals in a row that mark a backend down (default 1,
     /// nginx's `max_fails`).
     pub max_fails: u32,
@@ -65,6 +72,7 @@ impl HttpProxyConfig {
             key: KeySource::Uri,
             tries: 3,
             replicas: 1,
+            hedge: None,
             max_fails: 1,
             probe_interval: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
@@ -86,6 +94,10 @@ impl HttpProxyConfig {
         }
         if !(1..=16).contains(&self.replicas) {
             return bad(format!("replicas {}: must be 1..=16", self.replicas));
+        }
+        if let Some(h) = &self.hedge {
+            h.validate()
+                .map_err(|e| Error::invalid(format!("http-proxy: {}", e.message())))?;
         }
         if self.max_connections == 0 {
             return bad("max_connections 0: must be at least 1".into());

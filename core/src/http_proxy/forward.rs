@@ -4,16 +4,20 @@
 //! forwarding headers, and the response streamed back; or a 502 or 504
 //! saying what failed.
 
-use super::pool::{own, Pooled, ProxyBody};
-use super::upstreams::Backend;
+use super::pool::{own, Pooled, ProxyBody, ReqBody};
+use super::upstreams::{Backend, Members};
 use super::Shared;
 use crate::scatter::replica::p2c;
-use hyper::body::Incoming;
+use http_body_util::{Either, Empty};
+use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::Method;
 use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The `Via` token the proxy adds (RFC 9110 §7.6.3).
 const VIA: &str = "1.1 shardkit";
@@ -78,9 +82,101 @@ pub(crate) async fn forward(
             .map_or("/".to_string(), |p| p.as_str().to_string());
         parts.uri = pq.parse().unwrap_or_default();
     }
+    if let Some(delay) = hedge_delay(&px, &members, &slots, n, &parts.method, &body) {
+        drop(body);
+        return hedged(&px, &members, &slots, &parts, delay).await;
+    }
+    let req = Request::from_parts(parts, Either::Left(body));
+    in_order(&px, &members, &slots, req)
+        .await
+        .unwrap_or_else(|e| e)
+}
+
+/// When to hedge this request, if it may be: hedging is on, the key has
+/// replicas, the method is safe to send twice (GET, HEAD, OPTIONS), there
+/// is no body, and the first backend has enough recent samples for its
+/// latency percentile.
+fn hedge_delay(
+    px: &Shared,
+    members: &Members,
+    slots: &[u32],
+    replicas: usize,
+    method: &Method,
+    body: &Incoming,
+) -> Option<Duration> {
+    let h = px.cfg.hedge.as_ref()?;
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if replicas < 2 || slots.len() < 2 || !safe || !body.is_end_stream() {
+        return None;
+    }
+    let first = members.backend(slots[0])?;
+    let p = first.latency.percentile(h.percentile, h.min_samples)?;
+    Some(p.max(h.min_delay))
+}
+
+/// A bodiless copy of the request (for hedging, which sends it twice).
+fn copy(parts: &Parts) -> Request<ReqBody> {
+    let mut r = Request::new(Either::Right(Empty::new()));
+    *r.method_mut() = parts.method.clone();
+    *r.uri_mut() = parts.uri.clone();
+    *r.version_mut() = parts.version;
+    *r.headers_mut() = parts.headers.clone();
+    r
+}
+
+/// Sends the request down `slots` in order, and, when no answer has come
+/// within `delay` and the budget allows, a copy down the same list starting
+/// from the second replica; the first answer wins (the other copy is
+/// dropped, closing its connection).
+async fn hedged(
+    px: &Arc<Shared>,
+    members: &Members,
+    slots: &[u32],
+    parts: &Parts,
+    delay: Duration,
+) -> Response<ProxyBody> {
+    px.hedge_budget.deposit();
+    let first = in_order(px, members, slots, copy(parts));
+    tokio::pin!(first);
+    tokio::select! {
+        r = &mut first => return r.unwrap_or_else(|e| e),
+        _ = tokio::time::sleep(delay) => {}
+    }
+    if !px.hedge_budget.try_withdraw() {
+        return first.await.unwrap_or_else(|e| e);
+    }
+    px.stats.hedges_sent.fetch_add(1, Ordering::Relaxed);
+    let mut rest = slots.to_vec();
+    rest.rotate_left(1);
+    let second = in_order(px, members, &rest, copy(parts));
+    tokio::pin!(second);
+    // A copy that reached no backend waits for the other one.
+    tokio::select! {
+        r = &mut first => match r {
+            Ok(resp) => resp,
+            Err(e) => second.await.unwrap_or(e),
+        },
+        r = &mut second => match r {
+            Ok(resp) => {
+                px.stats.hedges_won.fetch_add(1, Ordering::Relaxed);
+                resp
+            }
+            Err(e) => first.await.unwrap_or(e),
+        },
+    }
+}
+
+/// Tries `slots` in order: the first backend that takes a connection
+/// answers (its response, or the proxy's 502/504 for a request it failed);
+/// `Err`: none could be reached, with the 502 saying why for each.
+async fn in_order(
+    px: &Shared,
+    members: &Members,
+    slots: &[u32],
+    mut req: Request<ReqBody>,
+) -> Result<Response<ProxyBody>, Response<ProxyBody>> {
     let mut failed: Vec<String> = Vec::new();
-    let mut req = Request::from_parts(parts, body);
-    for slot in slots {
+    for &slot in slots {
         let Some(b) = members.backend(slot) else {
             continue;
         };
@@ -96,8 +192,8 @@ pub(crate) async fn forward(
                     break;
                 }
             };
-            match send(&px, b, sender, req).await {
-                Sent::Answered(resp) => return resp,
+            match send(px, b, sender, req).await {
+                Sent::Answered(resp) => return Ok(resp),
                 Sent::Unsent(r, why) => {
                     req = r;
                     if !reused {
@@ -109,10 +205,10 @@ pub(crate) async fn forward(
             }
         }
     }
-    error(
+    Err(error(
         StatusCode::BAD_GATEWAY,
         format!("no backend could be reached: {}", failed.join("; ")),
-    )
+    ))
 }
 
 /// What became of a request put on a connection.
@@ -121,7 +217,7 @@ enum Sent {
     Answered(Response<ProxyBody>),
     /// The connection failed before any of the request was written: the
     /// request, intact, and why.
-    Unsent(Request<Incoming>, String),
+    Unsent(Request<ReqBody>, String),
 }
 
 /// Sends the request on a connection to `b` and answers with its response
@@ -131,15 +227,22 @@ enum Sent {
 async fn send(
     px: &Shared,
     b: &Arc<Backend>,
-    mut sender: hyper::client::conn::http1::SendRequest<Incoming>,
-    req: Request<Incoming>,
+    mut sender: hyper::client::conn::http1::SendRequest<ReqBody>,
+    req: Request<ReqBody>,
 ) -> Sent {
     let started = std::time::Instant::now();
     b.score.begin();
+    let mut in_flight = InFlight {
+        b,
+        started,
+        done: false,
+    };
     let got = tokio::time::timeout(px.cfg.response_timeout, sender.try_send_request(req)).await;
+    in_flight.done = true;
     let resp = match got {
         Ok(Ok(r)) => {
             b.score.succeeded(started.elapsed());
+            b.latency.record(started.elapsed());
             r
         }
         Ok(Err(mut e)) => {
@@ -183,6 +286,23 @@ async fn send(
         parts,
         http_body_util::Either::Left(body),
     ))
+}
+
+/// A request on its way to `b`: if its future is dropped first (the other
+/// copy of a hedged request won), the time it ran still counts, as a lower
+/// bound on the backend's latency, and it is no longer outstanding.
+struct InFlight<'a> {
+    b: &'a Backend,
+    started: std::time::Instant,
+    done: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.b.score.abandoned(self.started.elapsed());
+        }
+    }
 }
 
 /// A response of the proxy's own: the status and a line saying why.

@@ -47,6 +47,18 @@ pub(crate) fn render(px: &Shared) -> String {
         s.requests.load(Ordering::Relaxed),
     );
     gauge(
+        "shardkit_http_hedges_sent_total",
+        "counter",
+        "Hedged copies sent to a second replica.",
+        s.hedges_sent.load(Ordering::Relaxed),
+    );
+    gauge(
+        "shardkit_http_hedges_won_total",
+        "counter",
+        "Requests the hedged copy answered first.",
+        s.hedges_won.load(Ordering::Relaxed),
+    );
+    gauge(
         "shardkit_http_no_backend_total",
         "counter",
         "Requests answered 502 because every backend of the key was down.",

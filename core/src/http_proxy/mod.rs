@@ -24,6 +24,10 @@
 //!   serve it alike; each request goes to one of them by power of two
 //!   choices over latency EWMA and requests in flight (the scatter
 //!   engine's replica choice), the others being its fallbacks.
+//! - **Hedging.** With `hedge` set and replicas, a bodiless GET, HEAD or
+//!   OPTIONS still unanswered after its backend's recent p95 (by default)
+//!   goes to a second replica too; the first answer wins, and a budget
+//!   caps the extra load at 5% of requests (the scatter engine's).
 //! - **Failover.** A backend that refuses a connection is skipped for the
 //!   next one on the ring (up to `tries`, as nginx's `proxy_next_upstream
 //!   error`); one that refuses `max_fails` in a row is marked down, which
@@ -56,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) stats: ProxyStats,
     /// Draws for replica choice.
     pub(crate) rng: crate::scatter::replica::Rng,
+    /// Pays for hedged copies (see [`HttpProxyConfig::hedge`]).
+    pub(crate) hedge_budget: crate::scatter::hedge::Budget,
 }
 
 /// The proxy's own counters (per-backend ones live with each backend).
@@ -66,4 +72,6 @@ pub(crate) struct ProxyStats {
     pub(crate) refused: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) no_backend: AtomicU64,
+    pub(crate) hedges_sent: AtomicU64,
+    pub(crate) hedges_won: AtomicU64,
 }

@@ -13,13 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+/// What the proxy sends a backend: the client's body, streamed, or none
+/// (a hedged copy of a bodiless request).
+pub(crate) type ReqBody = http_body_util::Either<Incoming, http_body_util::Empty<Bytes>>;
+
 /// Idle connections kept per backend, at most.
 const MAX_IDLE: usize = 64;
 
 /// One backend's connections.
 pub(crate) struct Pool {
     addr: String,
-    idle: Mutex<Vec<SendRequest<Incoming>>>,
+    idle: Mutex<Vec<SendRequest<ReqBody>>>,
 }
 
 impl Pool {
@@ -36,7 +40,7 @@ impl Pool {
     pub(crate) async fn get(
         &self,
         timeout: Duration,
-    ) -> Result<(SendRequest<Incoming>, bool), String> {
+    ) -> Result<(SendRequest<ReqBody>, bool), String> {
         loop {
             let Some(mut s) = self.idle.lock().expect("pool lock").pop() else {
                 break;
@@ -74,7 +78,7 @@ impl Pool {
         Ok((sender, false))
     }
 
-    fn put(&self, s: SendRequest<Incoming>) {
+    fn put(&self, s: SendRequest<ReqBody>) {
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < MAX_IDLE && !s.is_closed() {
             idle.push(s);
@@ -92,11 +96,11 @@ impl Pool {
 /// that (the client went away), the connection is closed with it.
 pub(crate) struct Pooled {
     inner: Incoming,
-    back: Option<(Arc<Pool>, SendRequest<Incoming>)>,
+    back: Option<(Arc<Pool>, SendRequest<ReqBody>)>,
 }
 
 impl Pooled {
-    pub(crate) fn new(inner: Incoming, pool: Arc<Pool>, s: SendRequest<Incoming>) -> Pooled {
+    pub(crate) fn new(inner: Incoming, pool: Arc<Pool>, s: SendRequest<ReqBody>) -> Pooled {
         let mut p = Pooled {
             inner,
             back: Some((pool, s)),

@@ -58,11 +58,16 @@ impl HttpProxy {
             .transpose()
             .map_err(|e| Error::new(ErrorKind::Io, format!("http-proxy: {e}")))?;
         let workers = Workers::start(threads)?;
+        let cfg_hedge = cfg.hedge.clone();
         let shared = Arc::new(Shared {
             cfg,
             upstreams,
             shard_header,
             stats: ProxyStats::default(),
+            hedge_budget: {
+                let h = cfg_hedge.clone().unwrap_or_default();
+                crate::scatter::hedge::Budget::new(h.budget_ratio, h.budget_burst)
+            },
             rng: crate::scatter::replica::Rng::new(
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

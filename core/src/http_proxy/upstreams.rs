@@ -8,6 +8,7 @@
 use super::pool::Pool;
 use crate::config::nginx::{self, UpstreamServer};
 use crate::error::Result;
+use crate::scatter::histogram::RotatingHistogram;
 use crate::scatter::replica::Score;
 use crate::shard::{Algorithm, Change, Sharder};
 use arc_swap::ArcSwap;
@@ -33,6 +34,8 @@ pub(crate) struct Backend {
     pub(crate) ejections: AtomicU64,
     /// Latency EWMA and requests in flight, for replica choice.
     pub(crate) score: Score,
+    /// Recent response-header latency, for the hedging delay.
+    pub(crate) latency: RotatingHistogram,
 }
 
 impl Backend {
@@ -48,6 +51,7 @@ impl Backend {
             timeouts: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
             score: Score::new(Duration::from_secs(10)),
+            latency: RotatingHistogram::new(Duration::from_secs(10)),
         })
     }
 

@@ -62,8 +62,8 @@
 //! ```
 
 mod gather;
-mod hedge;
-mod histogram;
+pub(crate) mod hedge;
+pub(crate) mod histogram;
 pub mod http;
 mod metrics;
 pub(crate) mod replica;
