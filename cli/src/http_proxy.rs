@@ -1,10 +1,12 @@
 //! `shardkit http-proxy`: the consistent HTTP sharding proxy. Flags,
 //! signals and logging only; the proxy is `shardkit::http_proxy`.
 
-use shardkit::http_proxy::{HttpProxy, HttpProxyConfig, KeySource};
+use shardkit::http_proxy::{membership, HttpProxy, HttpProxyConfig, KeySource};
+use shardkit::lease::Coordinator;
 use shardkit::shard::Algorithm;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Arguments of `shardkit http-proxy`.
@@ -14,13 +16,19 @@ pub(crate) struct HttpProxyArgs {
     #[arg(long, value_name = "HOST:PORT")]
     listen: String,
     /// The backends, nginx upstream style: "host:port [weight=N] [down],...".
+    #[arg(long, value_name = "LIST", conflicts_with_all = ["upstream_file", "group"], required_unless_present_any = ["upstream_file", "group"])]
+    upstream: Option<String>,
+    /// Follow the backends registered in this etcd group (`shardkit http-register`) instead of a list.
     #[arg(
         long,
-        value_name = "LIST",
+        value_name = "NAME",
         conflicts_with = "upstream_file",
-        required_unless_present = "upstream_file"
+        requires = "endpoints"
     )]
-    upstream: Option<String>,
+    group: Option<String>,
+    /// etcd endpoints for --group, comma-separated host:port.
+    #[arg(long, value_name = "LIST")]
+    endpoints: Option<String>,
     /// A file holding the backend list (same syntax; `server` lines of an nginx upstream block work); SIGHUP reloads it.
     #[arg(long, value_name = "FILE")]
     upstream_file: Option<PathBuf>,
@@ -82,7 +90,7 @@ fn config(args: &HttpProxyArgs) -> Result<HttpProxyConfig, shardkit::Error> {
         (None, Some(f)) => read_list(f)?,
         (None, None) => {
             return Err(shardkit::Error::invalid(
-                "give --upstream or --upstream-file",
+                "give --upstream, --upstream-file or --group",
             ))
         }
     };
@@ -121,17 +129,38 @@ pub(crate) fn run(args: HttpProxyArgs) -> ExitCode {
         eprintln!("shardkit: error: {e}");
         ExitCode::from(1)
     };
-    let cfg = match config(&args) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
     // The proxy runs on worker threads of its own; the shared runtime only
-    // waits for signals.
+    // waits for signals (and follows etcd).
     if let Err(e) = shardkit::runtime::set_threads(1) {
         return fail(e);
     }
     let rt = match shardkit::runtime::shared() {
         Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let mut args = args;
+    let mut coord = None;
+    if let (Some(group), Some(endpoints)) = (&args.group, &args.endpoints) {
+        let got = rt.block_on(async {
+            let c = Coordinator::connect(endpoints, Duration::from_secs(5)).await?;
+            let (list, _) = membership::group_list(&c, group).await?;
+            Ok::<_, shardkit::Error>((c, list))
+        });
+        match got {
+            Ok((_, list)) if list.is_empty() => {
+                return fail(shardkit::Error::invalid(format!(
+                    "group {group:?} has no backends registered (shardkit http-register)"
+                )))
+            }
+            Ok((c, list)) => {
+                args.upstream = Some(list);
+                coord = Some(c);
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let cfg = match config(&args) {
+        Ok(c) => c,
         Err(e) => return fail(e),
     };
     // Installed before anything listens: a HUP sent as soon as the port
@@ -150,9 +179,19 @@ pub(crate) fn run(args: HttpProxyArgs) -> ExitCode {
         return ExitCode::from(1);
     };
     let proxy = match HttpProxy::start(cfg) {
-        Ok(p) => p,
+        Ok(p) => Arc::new(p),
         Err(e) => return fail(e),
     };
+    if let (Some(c), Some(group)) = (coord, args.group.clone()) {
+        let p = proxy.clone();
+        rt.spawn(async move {
+            loop {
+                let why = membership::follow(c.clone(), group.clone(), p.clone()).await;
+                eprintln!("shardkit http-proxy: following group {group:?}: {why}; again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
     eprintln!(
         "shardkit http-proxy: listening on {} ({} by {})",
         proxy.listening(),
@@ -182,6 +221,83 @@ pub(crate) fn run(args: HttpProxyArgs) -> ExitCode {
         }
     });
     eprintln!("shardkit http-proxy: stopping");
-    proxy.stop();
+    drop(proxy);
     ExitCode::SUCCESS
+}
+
+/// Arguments of `shardkit http-register`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct RegisterArgs {
+    /// etcd endpoints, comma-separated host:port.
+    #[arg(long, value_name = "LIST")]
+    endpoints: String,
+    /// The group proxies follow (`shardkit http-proxy --group`).
+    #[arg(long, value_name = "NAME")]
+    group: String,
+    /// This backend, as in an nginx upstream list: "host:port [weight=N]".
+    #[arg(long, value_name = "SERVER")]
+    server: String,
+    /// Seconds the registration outlives this process if it dies.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    ttl: u64,
+}
+
+/// Registers a backend until SIGINT or SIGTERM (deregistered at once) or
+/// the session's loss (exit 1); a crash leaves it registered for the TTL.
+pub(crate) fn register(args: RegisterArgs) -> ExitCode {
+    let fail = |e: shardkit::Error| {
+        eprintln!("shardkit: error: {e}");
+        ExitCode::from(1)
+    };
+    let rt = match shardkit::runtime::shared() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = {
+        let _in_runtime = rt.enter();
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    let (Ok(mut term), Ok(mut int)) = signals else {
+        eprintln!("shardkit: error: cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+    rt.block_on(async {
+        let coord = match Coordinator::connect(&args.endpoints, Duration::from_secs(5)).await {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let reg = match membership::Registration::register(
+            &coord,
+            &args.group,
+            &args.server,
+            Duration::from_secs(args.ttl),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        eprintln!(
+            "shardkit http-register: {} registered in group {:?} (ttl {} s)",
+            args.server.trim(),
+            args.group,
+            args.ttl
+        );
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            e = reg.session().lost() => return fail(e),
+        }
+        match reg.close().await {
+            Ok(()) => {
+                eprintln!("shardkit http-register: deregistered");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        }
+    })
 }

@@ -53,6 +53,9 @@ enum Command {
     /// Shard HTTP requests over backends by a key (the URI by default), as nginx's `hash $request_uri consistent` places them (SIGHUP reloads --upstream-file).
     HttpProxy(http_proxy::HttpProxyArgs),
     #[cfg(unix)]
+    /// Register a backend in an etcd group that `http-proxy --group` follows, until SIGTERM (a crash leaves it for --ttl).
+    HttpRegister(http_proxy::RegisterArgs),
+    #[cfg(unix)]
     /// Serve memcache and Redis pools as a nutcracker drop-in (nutcracker's YAML; SIGHUP reloads it).
     Proxy(proxy::ProxyArgs),
     #[cfg(unix)]
@@ -103,6 +106,8 @@ fn main() -> ExitCode {
         // These choose their own exit statuses (see their --help).
         #[cfg(unix)]
         Command::HttpProxy(args) => return http_proxy::run(args),
+        #[cfg(unix)]
+        Command::HttpRegister(args) => return http_proxy::register(args),
         #[cfg(unix)]
         Command::Proxy(args) => return proxy::run(args),
         #[cfg(unix)]

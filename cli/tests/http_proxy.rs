@@ -32,12 +32,14 @@ fn backend() -> SocketAddr {
                             break;
                         }
                     }
+                    // One write: split ones meet Nagle and delayed ACKs
+                    // (40 ms a response once the connection is warm).
                     let body = addr.to_string();
-                    let _ = write!(
-                        w,
+                    let resp = format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
                     );
+                    let _ = w.write_all(resp.as_bytes());
                 }
             });
         }
@@ -133,4 +135,96 @@ fn bad_flags_are_named() {
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(what), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn backends_registered_in_etcd_join_and_a_crashed_one_leaves_within_its_ttl() {
+    if shardkit_testkit::etcd_binary().is_none() {
+        eprintln!("skipping: no etcd binary");
+        return;
+    }
+    let etcd = shardkit_testkit::EtcdCluster::single().expect("start etcd");
+    let endpoints = etcd.endpoints().join(",");
+    let dir = TempDir::new("cli-http-etcd");
+    let bs: Vec<SocketAddr> = (0..3).map(|_| backend()).collect();
+    let group = format!("shop{}", std::process::id());
+    let log = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let mut regs: Vec<Option<Proc>> = Vec::new();
+    for (i, b) in bs.iter().enumerate() {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardkit"));
+        cmd.args([
+            "http-register",
+            "--endpoints",
+            &endpoints,
+            "--group",
+            &group,
+            "--ttl",
+            "2",
+        ])
+        .args(["--server", &b.to_string()]);
+        let name = format!("reg{i}.log");
+        regs.push(Some(Proc::spawn(
+            "shardkit http-register",
+            cmd,
+            dir.join(&name),
+        )));
+        wait_for("registration", || log(&name).contains("registered"));
+    }
+    let listen = free_addrs(Ipv4Addr::LOCALHOST, 1)[0];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardkit"));
+    cmd.args([
+        "http-proxy",
+        "--listen",
+        &listen.to_string(),
+        "--threads",
+        "2",
+    ])
+    .args(["--group", &group, "--endpoints", &endpoints]);
+    let mut proxy = Proc::spawn("shardkit http-proxy", cmd, dir.join("proxy.log"));
+    proxy.wait_listening(&[listen], Duration::from_secs(10), || log("proxy.log"));
+    let uris: Vec<String> = (0..150).map(|i| format!("/g/{i}")).collect();
+    let placed_as = |members: &[SocketAddr]| {
+        let mut names: Vec<String> = members.iter().map(|a| a.to_string()).collect();
+        names.sort();
+        let ring = nginx::parse_upstream(&names.join(", ")).unwrap();
+        uris.iter()
+            .all(|u| get(listen, u) == ring.lookup(u.as_bytes()).unwrap().name())
+    };
+    assert!(placed_as(&bs), "{}", log("proxy.log"));
+    // kill -9 of a registrant: its key outlives it by the TTL, no more.
+    let t0 = Instant::now();
+    signal(regs[1].as_ref().unwrap().pid(), "-KILL");
+    regs[1] = None;
+    wait_for("the crashed backend to leave", || {
+        placed_as(&[bs[0], bs[2]])
+    });
+    let left = t0.elapsed();
+    assert!(left < Duration::from_secs(2 + 3), "left after {left:?}");
+    // A clean stop deregisters at once.
+    let t0 = Instant::now();
+    signal(regs[2].as_ref().unwrap().pid(), "-TERM");
+    wait_for("the stopped backend to leave", || placed_as(&[bs[0]]));
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    eprintln!("etcd membership: a crashed backend left after {left:?} (ttl 2 s)");
+    signal(proxy.pid(), "-TERM");
+    wait_for("the stop", || log("proxy.log").contains("stopping"));
+    // A group nobody registered in is named.
+    let o = Command::new(env!("CARGO_BIN_EXE_shardkit"))
+        .args([
+            "http-proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--group",
+            "nobody",
+            "--endpoints",
+            &endpoints,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("\"nobody\"") && err.contains("no backends"),
+        "{err}"
+    );
 }

@@ -12,6 +12,9 @@
 //! # Ok::<(), shardkit::Error>(())
 //! ```
 //!
+//! Membership is a static list, a file reloaded on SIGHUP (the CLI), or a
+//! group of backends registered in etcd under leases (`membership`).
+//!
 //! The parts, each in its file: where a request's key comes from (`key`),
 //! the backends, their ring and health (`upstreams`), connections to a
 //! backend (`pool`), one request's way through (`forward`), listeners and
@@ -40,6 +43,7 @@
 mod config;
 mod forward;
 mod key;
+pub mod membership;
 mod metrics;
 mod pool;
 mod serve;
