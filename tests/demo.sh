@@ -3,6 +3,8 @@
 # with `shardkit route` from a nutcracker.yml, then the same lookups from
 # Python and C, which must agree with the CLI; `shardkit proxy` over three
 # memcached (one dies, replicas serve every key, a hot key is spread);
+# `shardkit http-proxy` over backends registered in etcd (one is killed and
+# leaves; nginx with the Lua balancer places every URI the same);
 # distributed search; the signup event pipeline on Redis Streams (a
 # function killed and restarted, a dead letter redriven); an election whose
 # leader crashes.
@@ -47,6 +49,9 @@ fi
 
 step "cache ambassador: shardkit proxy over 3 memcached, replicas and hot keys; one memcached dies"
 python3 tests/demo/proxy.py "$SHARDKIT"
+
+step "HTTP sharding: 3 backends registered in etcd behind shardkit http-proxy; one is killed; nginx's Lua balancer agrees"
+python3 tests/demo/http_proxy.py "$SHARDKIT"
 
 step "distributed search: 4 leaves over the KJV corpus, one fails"
 bash tests/demo/search.sh "$SHARDKIT"

@@ -655,3 +655,52 @@ fn a_hedged_request_is_answered_by_the_other_replica() {
         assert!(e.message().contains("budget_ratio"), "{e}");
     });
 }
+
+#[test]
+fn a_get_failed_mid_request_goes_to_the_next_backend_and_a_post_does_not() {
+    rt().block_on(async {
+        // A backend that reads each request and hangs up without a word.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let rude = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                });
+            }
+        });
+        let good = Backend::start(None).await;
+        let list = format!("{rude},{}", good.name());
+        let proxy = HttpProxy::start(config(&list)).unwrap();
+        let ring = nginx::parse_upstream(&list).unwrap();
+        let on_rude = uris(200)
+            .into_iter()
+            .find(|u| ring.lookup(u.as_bytes()).unwrap().name() == rude.to_string())
+            .unwrap();
+        let (status, body, _) = get(proxy.listening(), &on_rude, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body.lines().next().unwrap(), good.name());
+        // A POST with a body is not sent twice: the backend may have acted.
+        let s = tokio::net::TcpStream::connect(proxy.listening()).await.unwrap();
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = Request::post(on_rude.as_str())
+            .header("host", "x")
+            .body(Full::new(Bytes::from_static(b"order=1")))
+            .unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            String::from_utf8_lossy(&body).contains("failed mid-request"),
+            "{body:?}"
+        );
+        proxy.stop();
+        good.kill();
+    });
+}

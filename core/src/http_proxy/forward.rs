@@ -86,8 +86,21 @@ pub(crate) async fn forward(
         drop(body);
         return hedged(&px, &members, &slots, &parts, delay).await;
     }
+    // A bodiless request of an idempotent method can be sent again: when a
+    // backend fails it mid-request, the next one gets it (nginx's
+    // `proxy_next_upstream error` for idempotent requests).
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if idempotent && body.is_end_stream() {
+        drop(body);
+        return in_order(&px, &members, &slots, copy(&parts), Some(&parts))
+            .await
+            .unwrap_or_else(|e| e);
+    }
     let req = Request::from_parts(parts, Either::Left(body));
-    in_order(&px, &members, &slots, req)
+    in_order(&px, &members, &slots, req, None)
         .await
         .unwrap_or_else(|e| e)
 }
@@ -136,7 +149,7 @@ async fn hedged(
     delay: Duration,
 ) -> Response<ProxyBody> {
     px.hedge_budget.deposit();
-    let first = in_order(px, members, slots, copy(parts));
+    let first = in_order(px, members, slots, copy(parts), Some(parts));
     tokio::pin!(first);
     tokio::select! {
         r = &mut first => return r.unwrap_or_else(|e| e),
@@ -148,7 +161,7 @@ async fn hedged(
     px.stats.hedges_sent.fetch_add(1, Ordering::Relaxed);
     let mut rest = slots.to_vec();
     rest.rotate_left(1);
-    let second = in_order(px, members, &rest, copy(parts));
+    let second = in_order(px, members, &rest, copy(parts), Some(parts));
     tokio::pin!(second);
     // A copy that reached no backend waits for the other one.
     tokio::select! {
@@ -167,13 +180,16 @@ async fn hedged(
 }
 
 /// Tries `slots` in order: the first backend that takes a connection
-/// answers (its response, or the proxy's 502/504 for a request it failed);
-/// `Err`: none could be reached, with the 502 saying why for each.
+/// answers (its response, or the proxy's 502/504 for a request it failed;
+/// with `replay`, a request failed mid-way goes on to the next backend, as
+/// a copy of those parts); `Err`: none could be reached, with the 502
+/// saying why for each.
 async fn in_order(
     px: &Shared,
     members: &Members,
     slots: &[u32],
     mut req: Request<ReqBody>,
+    replay: Option<&Parts>,
 ) -> Result<Response<ProxyBody>, Response<ProxyBody>> {
     let mut failed: Vec<String> = Vec::new();
     for &slot in slots {
@@ -194,6 +210,14 @@ async fn in_order(
             };
             match send(px, b, sender, req).await {
                 Sent::Answered(resp) => return Ok(resp),
+                Sent::Failed(resp, why) => match replay {
+                    Some(parts) => {
+                        failed.push(why);
+                        req = copy(parts);
+                        break;
+                    }
+                    None => return Ok(resp),
+                },
                 Sent::Unsent(r, why) => {
                     req = r;
                     if !reused {
@@ -213,8 +237,11 @@ async fn in_order(
 
 /// What became of a request put on a connection.
 enum Sent {
-    /// The backend's response, or the proxy's 502 or 504.
+    /// The backend's response, or the proxy's 504.
     Answered(Response<ProxyBody>),
+    /// The connection failed with the request on its way: the proxy's 502,
+    /// and why.
+    Failed(Response<ProxyBody>, String),
     /// The connection failed before any of the request was written: the
     /// request, intact, and why.
     Unsent(Request<ReqBody>, String),
@@ -252,10 +279,8 @@ async fn send(
                 return Sent::Unsent(req, format!("{}: {}", b.name, e.error()));
             }
             b.send_errors.fetch_add(1, Ordering::Relaxed);
-            return Sent::Answered(error(
-                StatusCode::BAD_GATEWAY,
-                format!("backend {} failed mid-request: {}", b.name, e.error()),
-            ));
+            let why = format!("backend {} failed mid-request: {}", b.name, e.error());
+            return Sent::Failed(error(StatusCode::BAD_GATEWAY, why.clone()), why);
         }
         Err(_) => {
             b.score.failed(started.elapsed(), 0.0);
