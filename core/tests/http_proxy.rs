@@ -684,7 +684,9 @@ fn a_get_failed_mid_request_goes_to_the_next_backend_and_a_post_does_not() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body.lines().next().unwrap(), good.name());
         // A POST with a body is not sent twice: the backend may have acted.
-        let s = tokio::net::TcpStream::connect(proxy.listening()).await.unwrap();
+        let s = tokio::net::TcpStream::connect(proxy.listening())
+            .await
+            .unwrap();
         let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
             .await
             .unwrap();
