@@ -4,6 +4,7 @@
 //! Every function here is pinned by test vectors: placement must never change
 //! between versions, so nothing may route through `DefaultHasher`.
 
+pub(crate) mod prehashed;
 mod twemproxy;
 
 pub use twemproxy::*;

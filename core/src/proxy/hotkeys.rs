@@ -103,10 +103,10 @@
 //! `dsrs` is a C++ DataSketches binding last released in 2021. What the crate
 //! lacks, aging and concurrent use, is the window rotation and sharding here.
 
+use crate::hash::prehashed::BuildPreHashed;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
@@ -291,7 +291,7 @@ struct Window {
     prev_total: u64,
     /// Keys found hot since they were last published or dropped, by hash:
     /// what the next tick checks and publishes.
-    candidates: HashMap<u64, Box<[u8]>, BuildHasherDefault<PreHashed>>,
+    candidates: HashMap<u64, Box<[u8]>, BuildPreHashed>,
 }
 
 /// A point in time as the windows see it.
@@ -442,7 +442,7 @@ struct CacheShard {
 /// (kept under the shard's lock instead of in shared atomics, so a hit on
 /// one shard does not contend with hits on another).
 struct CacheInner {
-    map: HashMap<u64, Entry, BuildHasherDefault<PreHashed>>,
+    map: HashMap<u64, Entry, BuildPreHashed>,
     hits: u64,
     fills: u64,
     stale_fills: u64,
@@ -456,28 +456,6 @@ struct Entry {
     reply: Bytes,
     /// The `begin_fill` time of the read that produced `reply`.
     stamp: u64,
-}
-
-/// Hasher for maps keyed by an xxh3 hash already: hashing it again would
-/// only cost time.
-#[derive(Default)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; fold anything else in so it still hashes.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// Locks `m`, carrying on past a panic in another holder: the state behind

@@ -19,8 +19,8 @@ use super::{
     done_with, emit, finish, release, spawn_lane_after, stopping, BoxError, Delivery, Receive,
     Shared, Work, ACK_BATCH,
 };
+use crate::hash::prehashed::BuildPreHashed;
 use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -217,25 +217,6 @@ async fn admit(
     left_behind
 }
 
-/// A hasher for keys that are already hashes (xxh3 of the event key).
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64s are hashed here; this keeps any other use correct.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// The next batch from `waiting`: up to `max` deliveries, at most one per
 /// key (ordered stages). A key's later deliveries stay at the front of
 /// `waiting`, in order, for the next batch; a key with a lane (failing, or
@@ -250,7 +231,7 @@ fn take_batch(
 ) -> Vec<Delivery> {
     let ordered = s.cfg.ordered;
     let mut batch = Vec::with_capacity(max.min(waiting.len()));
-    let mut keys: HashSet<u64, BuildHasherDefault<Prehashed>> = HashSet::default();
+    let mut keys: HashSet<u64, BuildPreHashed> = HashSet::default();
     let mut later: Vec<Delivery> = Vec::new();
     let mut to_lanes: Vec<(Option<String>, Delivery)> = Vec::new();
     let too_old = s
