@@ -16,6 +16,8 @@ mod proxy;
 mod route;
 mod search_leaf;
 mod search_root;
+#[cfg(unix)]
+mod signals;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use shardkit::config::{nginx, twemproxy};

@@ -57,17 +57,12 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
     };
     // The handlers go in before anything listens: a HUP sent as soon as the
     // port answers must reload, not kill (SIGHUP's default).
-    use tokio::signal::unix::{signal, SignalKind};
-    let signals = {
-        let _in_runtime = rt.enter();
-        (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        )
-    };
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = signals else {
-        eprintln!("shardkit: error: cannot install signal handlers");
+    let Some(crate::signals::ServerSignals {
+        mut hup,
+        mut term,
+        mut int,
+    }) = crate::signals::install(rt)
+    else {
         return ExitCode::from(1);
     };
     let options = ProxyOptions {

@@ -116,21 +116,8 @@ pub(super) async fn batch_loop(
                 _ = stop.changed() => break,
                 _ = part_stop.changed() => break,
             };
-            let mut got = match got {
-                Ok(d) => {
-                    errors = 0;
-                    d
-                }
-                Err(e) => {
-                    // A broker that is down: keep trying, slower each time.
-                    errors = errors.saturating_add(1);
-                    eprintln!(
-                        "shardkit stage {:?}: receive from {:?}: {e}",
-                        s.cfg.name, s.cfg.topic
-                    );
-                    tokio::time::sleep(Duration::from_millis(50 << errors.min(6))).await;
-                    continue;
-                }
+            let Some(mut got) = super::received(&s, got, &mut errors).await else {
+                continue;
             };
             // A batch that is not full waits `linger` once for more.
             if !got.is_empty() && got.len() < want && !settings.linger.is_zero() && !taking_over {

@@ -578,21 +578,8 @@ async fn receive_loop(s: Arc<Shared>, partition: u32, mut part_stop: watch::Rece
             _ = stop.changed() => return,
             _ = part_stop.changed() => return,
         };
-        let deliveries = match got {
-            Ok(d) => {
-                errors = 0;
-                d
-            }
-            Err(e) => {
-                // A broker that is down: keep trying, slower each time.
-                errors = errors.saturating_add(1);
-                eprintln!(
-                    "shardkit stage {:?}: receive from {:?}: {e}",
-                    s.cfg.name, s.cfg.topic
-                );
-                tokio::time::sleep(Duration::from_millis(50 << errors.min(6))).await;
-                continue;
-            }
+        let Some(deliveries) = received(&s, got, &mut errors).await else {
+            continue;
         };
         let mut left_behind = false;
         for d in deliveries {
@@ -638,6 +625,30 @@ async fn receive_loop(s: Arc<Shared>, partition: u32, mut part_stop: watch::Rece
         }
         if !left_behind {
             taking_over = false;
+        }
+    }
+}
+
+/// A receive's deliveries, or `None` after a failed one: a broker that is
+/// down is logged and tried again, slower each time (up to 3.2 s apart).
+async fn received(
+    s: &Shared,
+    got: Result<Vec<Delivery>>,
+    errors: &mut u32,
+) -> Option<Vec<Delivery>> {
+    match got {
+        Ok(d) => {
+            *errors = 0;
+            Some(d)
+        }
+        Err(e) => {
+            *errors = errors.saturating_add(1);
+            eprintln!(
+                "shardkit stage {:?}: receive from {:?}: {e}",
+                s.cfg.name, s.cfg.topic
+            );
+            tokio::time::sleep(Duration::from_millis(50 << (*errors).min(6))).await;
+            None
         }
     }
 }
