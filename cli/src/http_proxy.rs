@@ -248,16 +248,14 @@ pub(crate) fn register(args: RegisterArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    use tokio::signal::unix::{signal, SignalKind};
-    let signals = {
-        let _in_runtime = rt.enter();
-        (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        )
-    };
-    let (Ok(mut term), Ok(mut int)) = signals else {
-        eprintln!("shardkit: error: cannot install signal handlers");
+    // SIGHUP is caught and ignored: a registration outlives a closed
+    // terminal, as under nohup.
+    let Some(crate::signals::ServerSignals {
+        hup: _hup,
+        mut term,
+        mut int,
+    }) = crate::signals::install(rt)
+    else {
         return ExitCode::from(1);
     };
     rt.block_on(async {

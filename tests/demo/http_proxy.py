@@ -26,23 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TTL = 2
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, what, proc=None):
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            sys.exit(f"{what} exited: {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{what} is not listening on {port}")
+from ports import free_port, wait_port
 
 
 def serve_backend(port):
