@@ -208,6 +208,34 @@ fn backends_registered_in_etcd_join_and_a_crashed_one_leaves_within_its_ttl() {
     eprintln!("etcd membership: a crashed backend left after {left:?} (ttl 2 s)");
     signal(proxy.pid(), "-TERM");
     wait_for("the stop", || log("proxy.log").contains("stopping"));
+    // Bad registrations are named, and nothing is registered.
+    for (args, what) in [
+        (
+            vec!["--group", "", "--server", "127.0.0.1:1"],
+            "group name is empty",
+        ),
+        (
+            vec!["--group", "shop", "--server", "127.0.0.1:1 weight=0"],
+            "weight=0",
+        ),
+        (
+            vec!["--group", "shop", "--server", "127.0.0.1:1, 127.0.0.1:2"],
+            "expected one server, got 2",
+        ),
+        (
+            vec!["--group", "shop", "--server", "127.0.0.1:1", "--ttl", "0"],
+            "ttl 0s",
+        ),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_shardkit"))
+            .args(["http-register", "--endpoints", &endpoints])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
     // A group nobody registered in is named.
     let o = Command::new(env!("CARGO_BIN_EXE_shardkit"))
         .args([
