@@ -11,8 +11,8 @@
 use serde_json::json;
 use shardkit::pipeline::stage::dead_letter_attr;
 use shardkit::pipeline::{
-    partition_of, BatchSettings, BoxError, Data, Event, Filter, Handler, ItemResult, Permanent,
-    Receive, Stage, StageConfig, Transport,
+    partition_of, BatchSettings, BoxError, Data, DeliveryId, Event, Filter, Handler, ItemResult,
+    Permanent, Receive, Stage, StageConfig, Transport,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -137,7 +137,7 @@ async fn order_partitions_and_fan_out(t: Arc<dyn Transport>, _m: Mode) {
                 assert!(last < Some(n), "partition {p}: {n} after {last:?}");
                 last = Some(n);
             }
-            let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
+            let ids: Vec<DeliveryId> = got.iter().map(|d| d.id).collect();
             t.ack("orders", group, p, &ids).await.unwrap();
             seen.extend(got.into_iter().map(|d| d.event));
         }
@@ -169,7 +169,7 @@ async fn reclaim_after_visibility(t: Arc<dyn Transport>, _m: Mode) {
     assert!(none.is_empty());
     // ... nor after a touched it.
     tokio::time::sleep(Duration::from_millis(120)).await;
-    t.touch(recv("rc", "g", "a", p), &[first[0].id.clone()])
+    t.touch(recv("rc", "g", "a", p), &[first[0].id])
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(120)).await;
@@ -192,7 +192,7 @@ async fn reclaim_after_visibility(t: Arc<dyn Transport>, _m: Mode) {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, first[0].id);
     assert_eq!(again[0].deliveries, 2);
-    t.ack("rc", "g", p, &[again[0].id.clone()]).await.unwrap();
+    t.ack("rc", "g", p, &[again[0].id]).await.unwrap();
     let none = t
         .receive(Receive {
             wait: Duration::from_millis(300),
@@ -671,20 +671,32 @@ async fn redrive_goes_to_the_failed_group_alone(t: Arc<dyn Transport>, m: Mode) 
     assert!(err.message().contains("\"nope\""), "{err}");
 }
 
-/// A delivery id the transport never gave is refused by ack, touch and
-/// remove, naming it; nothing is acknowledged.
+/// Text that is not a delivery id is refused naming it; an id the
+/// transport never gave is refused naming it (in process) or changes
+/// nothing (Redis): the event is still stored and delivered first time.
 async fn a_foreign_delivery_id_is_named(t: Arc<dyn Transport>, _m: Mode) {
+    let err = "not-an-id".parse::<DeliveryId>().unwrap_err();
+    assert!(err.message().contains("\"not-an-id\""), "parse: {err}");
+    assert_eq!(
+        "17-4".parse::<DeliveryId>().unwrap(),
+        DeliveryId { ms: 17, seq: 4 }
+    );
     t.join("ids", "g").await.unwrap();
     t.publish("ids", vec![ev("k", 1)]).await.unwrap();
     let p = partition_of("k", t.partitions("ids"));
-    let bad = vec!["not-an-id".to_string()];
-    let err = t.ack("ids", "g", p, &bad).await.unwrap_err();
-    assert!(err.message().contains("\"not-an-id\""), "ack: {err}");
-    let err = t.touch(recv("ids", "g", "c", p), &bad).await.unwrap_err();
-    assert!(err.message().contains("\"not-an-id\""), "touch: {err}");
-    let err = t.remove("ids", p, &bad).await.unwrap_err();
-    assert!(err.message().contains("\"not-an-id\""), "remove: {err}");
+    let bad = [DeliveryId { ms: 7, seq: 0 }];
+    let named = |what: &str, r: shardkit::Result<()>| {
+        if let Err(e) = r {
+            assert!(e.message().contains("\"7-0\""), "{what}: {e}");
+        }
+    };
+    named("ack", t.ack("ids", "g", p, &bad).await);
+    named("touch", t.touch(recv("ids", "g", "c", p), &bad).await);
+    named("remove", t.remove("ids", p, &bad).await);
     assert_eq!(t.backlog("ids").await.unwrap(), 1);
+    let got = t.receive(recv("ids", "g", "c", p)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].deliveries, 1);
 }
 
 /// Bad stage settings are refused, naming the value.

@@ -8,10 +8,12 @@
 //! `publish` waits for room. An event every group has acknowledged is
 //! dropped.
 
-use super::transport::{partition_of, Delivery, Fut, Receive, Transport};
+use super::transport::{
+    key_hash, partition_of_hash, Delivery, DeliveryId, Fut, Receive, Transport,
+};
 use super::Event;
 use crate::error::{Error, Result};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
@@ -52,14 +54,26 @@ struct Stored {
     /// `None` once removed (`remove`): skipped by readers, dropped by trim.
     event: Option<Event>,
     published: SystemTime,
+    /// The key's hash, computed once to place it (see
+    /// [`Delivery::key_hash`]).
+    key_hash: u64,
 }
 
 #[derive(Default)]
 struct Group {
     /// The next sequence number never delivered to this group.
     next: u64,
-    /// Delivered and not acknowledged: sequence number → delivery state.
-    pending: BTreeMap<u64, Pending>,
+    /// Delivered and not acknowledged.
+    pending: Pendings,
+}
+
+impl Group {
+    fn starting_at(next: u64) -> Group {
+        Group {
+            next,
+            pending: Pendings::default(),
+        }
+    }
 }
 
 struct Pending {
@@ -68,6 +82,91 @@ struct Pending {
     consumer: Arc<str>,
     deliveries: u32,
     since: Instant,
+}
+
+/// A group's pending deliveries by sequence number: a window of slots from
+/// `from`, as deliveries go out in sequence order and are mostly
+/// acknowledged in it, so adding and acknowledging one is an index, not a
+/// tree operation.
+#[derive(Default)]
+struct Pendings {
+    /// The first slot's sequence number; the first slot is always taken.
+    from: u64,
+    slots: VecDeque<Option<Pending>>,
+    count: usize,
+    /// No pending delivery is older than this (it may be older than the
+    /// oldest, once that is acknowledged or touched): reclaiming scans
+    /// only once this has passed the visibility timeout.
+    oldest: Option<Instant>,
+}
+
+impl Pendings {
+    fn first(&self) -> Option<u64> {
+        (self.count > 0).then_some(self.from)
+    }
+
+    fn contains(&self, seq: u64) -> bool {
+        self.get(seq).is_some()
+    }
+
+    fn get(&self, seq: u64) -> Option<&Pending> {
+        let i = seq.checked_sub(self.from)?;
+        self.slots.get(usize::try_from(i).ok()?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, seq: u64) -> Option<&mut Pending> {
+        let i = seq.checked_sub(self.from)?;
+        self.slots.get_mut(usize::try_from(i).ok()?)?.as_mut()
+    }
+
+    /// Adds a delivery of `seq`, which is after every pending one (new
+    /// deliveries go out in order).
+    fn push(&mut self, seq: u64, p: Pending) {
+        if self.count == 0 {
+            self.slots.clear();
+            self.from = seq;
+        }
+        debug_assert!(seq >= self.from + self.slots.len() as u64);
+        while self.from + (self.slots.len() as u64) < seq {
+            self.slots.push_back(None);
+        }
+        self.oldest = Some(self.oldest.map_or(p.since, |o| o.min(p.since)));
+        self.slots.push_back(Some(p));
+        self.count += 1;
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<Pending> {
+        let i = usize::try_from(seq.checked_sub(self.from)?).ok()?;
+        let p = self.slots.get_mut(i)?.take()?;
+        self.count -= 1;
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.from += 1;
+        }
+        if self.count == 0 {
+            self.oldest = None;
+        }
+        Some(p)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut Pending)> {
+        let from = self.from;
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(i, p)| p.as_mut().map(|p| (from + i as u64, p)))
+    }
+
+    /// Whether any delivery may have been pending `visibility` by `now`.
+    fn may_have_expired(&self, now: Instant, visibility: Duration) -> bool {
+        self.oldest
+            .is_some_and(|o| now.saturating_duration_since(o) >= visibility)
+    }
+
+    /// Recomputes `oldest` exactly (after a scan).
+    fn refresh_oldest(&mut self) {
+        self.oldest = self.slots.iter().flatten().map(|p| p.since).min();
+    }
 }
 
 impl Memory {
@@ -121,7 +220,7 @@ impl Part {
         let keep_from = self
             .groups
             .values()
-            .map(|g| g.pending.keys().next().copied().unwrap_or(g.next))
+            .map(|g| g.pending.first().unwrap_or(g.next))
             .min()
             .unwrap_or(self.base);
         while self.base < keep_from {
@@ -148,7 +247,8 @@ impl Transport for Memory {
         Box::pin(async move {
             let t = self.topic(topic);
             for event in events {
-                let p = partition_of(event.key(), self.0.partitions) as usize;
+                let hash = key_hash(event.key());
+                let p = partition_of_hash(hash, self.0.partitions) as usize;
                 let mut event = Some(event);
                 loop {
                     // Registered before the check, so a trim between the
@@ -160,6 +260,7 @@ impl Transport for Memory {
                             part.log.push_back(Stored {
                                 event: Some(event.take().expect("not yet stored")),
                                 published: SystemTime::now(),
+                                key_hash: hash,
                             });
                             break;
                         }
@@ -180,10 +281,7 @@ impl Transport for Memory {
                 let base = part.base;
                 part.groups
                     .entry(group.to_string())
-                    .or_insert_with(|| Group {
-                        next: base,
-                        pending: BTreeMap::new(),
-                    });
+                    .or_insert_with(|| Group::starting_at(base));
             }
             Ok(())
         })
@@ -210,17 +308,19 @@ impl Transport for Memory {
                     let end = part.end();
                     let now = Instant::now();
                     let part = &mut *part;
-                    let group = part
-                        .groups
-                        .entry(r.group.to_string())
-                        .or_insert_with(|| Group {
-                            next: base,
-                            pending: BTreeMap::new(),
-                        });
+                    let group = match part.groups.get_mut(r.group) {
+                        Some(g) => g,
+                        None => part
+                            .groups
+                            .entry(r.group.to_string())
+                            .or_insert_with(|| Group::starting_at(base)),
+                    };
                     // Reclaimed first: the oldest work of a consumer that
-                    // died or stalled.
+                    // died or stalled. Scanned only when something may
+                    // have expired.
                     let mut gone = Vec::new();
-                    for (&seq, pend) in group.pending.iter_mut() {
+                    let scan = r.take_over || group.pending.may_have_expired(now, r.visibility);
+                    for (seq, pend) in group.pending.iter_mut().filter(|_| scan) {
                         if out.len() >= r.max {
                             break;
                         }
@@ -244,7 +344,8 @@ impl Transport for Memory {
                             out.push(Delivery {
                                 event: event.clone(),
                                 partition: r.partition,
-                                id: seq.to_string(),
+                                id: id_of(seq),
+                                key_hash: s.key_hash,
                                 deliveries: pend.deliveries,
                                 published: s.published,
                                 malformed: None,
@@ -252,7 +353,21 @@ impl Transport for Memory {
                         }
                     }
                     for seq in gone {
-                        group.pending.remove(&seq);
+                        group.pending.remove(seq);
+                    }
+                    if scan {
+                        group.pending.refresh_oldest();
+                    }
+                    // The events about to go out were likely stored long
+                    // ago and are out of cache. Read them all first, so the
+                    // CPU fetches them in parallel: cloning one is a locked
+                    // increment, which waits for its own fetch alone.
+                    let ahead = (r.max - out.len()).min((end - group.next) as usize);
+                    let from = (group.next - base) as usize;
+                    for s in part.log.range(from..from + ahead) {
+                        if let Some(e) = &s.event {
+                            e.warm();
+                        }
                     }
                     while out.len() < r.max && group.next < end {
                         let seq = group.next;
@@ -261,7 +376,7 @@ impl Transport for Memory {
                         let Some(event) = &s.event else {
                             continue;
                         };
-                        group.pending.insert(
+                        group.pending.push(
                             seq,
                             Pending {
                                 consumer: me.clone(),
@@ -272,7 +387,8 @@ impl Transport for Memory {
                         out.push(Delivery {
                             event: event.clone(),
                             partition: r.partition,
-                            id: seq.to_string(),
+                            id: id_of(seq),
+                            key_hash: s.key_hash,
                             deliveries: 1,
                             published: s.published,
                             malformed: None,
@@ -288,7 +404,7 @@ impl Transport for Memory {
                     let part = t.parts[p].lock().expect("partition lock");
                     part.groups
                         .get(r.group)
-                        .and_then(|g| g.pending.values().map(|d| d.since).min())
+                        .and_then(|g| g.pending.oldest)
                         .map(|since| tokio::time::Instant::from_std(since + r.visibility))
                         .map_or(deadline, |w| w.min(deadline))
                 };
@@ -308,7 +424,7 @@ impl Transport for Memory {
         topic: &'a str,
         group: &'a str,
         partition: u32,
-        ids: &'a [String],
+        ids: &'a [DeliveryId],
     ) -> Fut<'a, Result<()>> {
         Box::pin(async move {
             if partition >= self.0.partitions {
@@ -327,9 +443,11 @@ impl Transport for Memory {
                     ));
                 };
                 for id in ids {
-                    let seq = seq_of(id)?;
+                    seq_of(id)?;
+                }
+                for id in ids {
                     // Acknowledging twice (after a reclaim) is harmless.
-                    g.pending.remove(&seq);
+                    g.pending.remove(id.seq);
                 }
                 part.trim()
             };
@@ -339,7 +457,7 @@ impl Transport for Memory {
         })
     }
 
-    fn touch<'a>(&'a self, r: Receive<'a>, ids: &'a [String]) -> Fut<'a, Result<()>> {
+    fn touch<'a>(&'a self, r: Receive<'a>, ids: &'a [DeliveryId]) -> Fut<'a, Result<()>> {
         Box::pin(async move {
             let t = self.topic(r.topic);
             let Some(part) = t.parts.get(r.partition as usize) else {
@@ -349,7 +467,7 @@ impl Transport for Memory {
             if let Some(g) = part.groups.get_mut(r.group) {
                 let now = Instant::now();
                 for id in ids {
-                    if let Some(p) = g.pending.get_mut(&seq_of(id)?) {
+                    if let Some(p) = g.pending.get_mut(seq_of(id)?) {
                         if *p.consumer == *r.consumer {
                             p.since = now;
                         }
@@ -364,7 +482,7 @@ impl Transport for Memory {
         &'a self,
         topic: &'a str,
         partition: u32,
-        ids: &'a [String],
+        ids: &'a [DeliveryId],
     ) -> Fut<'a, Result<()>> {
         Box::pin(async move {
             let t = self.topic(topic);
@@ -376,7 +494,10 @@ impl Transport for Memory {
             {
                 let mut part = part.lock().expect("partition lock");
                 for id in ids {
-                    let seq = seq_of(id)?;
+                    seq_of(id)?;
+                }
+                for id in ids {
+                    let seq = id.seq;
                     if seq >= part.base {
                         let i = (seq - part.base) as usize;
                         if let Some(s) = part.log.get_mut(i) {
@@ -389,7 +510,7 @@ impl Transport for Memory {
                     && part
                         .groups
                         .values()
-                        .all(|g| g.next > part.base && !g.pending.contains_key(&part.base))
+                        .all(|g| g.next > part.base && !g.pending.contains(part.base))
                 {
                     part.log.pop_front();
                     part.base += 1;
@@ -494,7 +615,8 @@ impl Transport for Memory {
                     out.push(Delivery {
                         event: event.clone(),
                         partition: i as u32,
-                        id: (part.base + j as u64).to_string(),
+                        id: id_of(part.base + j as u64),
+                        key_hash: s.key_hash,
                         deliveries: 0,
                         published: s.published,
                         malformed: None,
@@ -506,9 +628,18 @@ impl Transport for Memory {
     }
 }
 
-/// A delivery id of this transport (a sequence number), or an error naming
-/// the one that is not.
-fn seq_of(id: &str) -> Result<u64> {
-    id.parse()
-        .map_err(|_| Error::invalid(format!("delivery id {id:?}: not this transport's")))
+/// The id of the event at sequence number `seq`.
+fn id_of(seq: u64) -> DeliveryId {
+    DeliveryId { ms: 0, seq }
+}
+
+/// The sequence number of one of this transport's delivery ids, or an
+/// error naming an id it never gives.
+fn seq_of(id: &DeliveryId) -> Result<u64> {
+    if id.ms != 0 {
+        return Err(Error::invalid(format!(
+            "delivery id \"{id}\": not this transport's (its ids are 0-SEQ)"
+        )));
+    }
+    Ok(id.seq)
 }

@@ -39,4 +39,4 @@ pub use memory::Memory;
 pub use redis_streams::{RedisOptions, RedisStreams};
 pub use runner::Pipeline;
 pub use stage::{Stage, StageConfig, StageStats};
-pub use transport::{partition_of, Delivery, Receive, Transport};
+pub use transport::{partition_of, Delivery, DeliveryId, Receive, Transport};

@@ -17,14 +17,14 @@
 //! Blocking reads (XREADGROUP BLOCK) get connections of their own, so they
 //! never hold up the publishes and acks multiplexed on the shared one.
 
-use super::transport::{partition_of, Delivery, Fut, Receive, Transport};
+use super::transport::{key_hash, partition_of, Delivery, DeliveryId, Fut, Receive, Transport};
 use super::{Data, Event};
 use crate::error::{Error, ErrorKind, Result};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// How a [`RedisStreams`] transport is set up.
 #[derive(Debug, Clone, PartialEq)]
@@ -251,7 +251,7 @@ impl RedisStreams {
         if reclaimed.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = reclaimed.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<DeliveryId> = reclaimed.iter().map(|(id, _)| *id).collect();
         let counts = self.delivery_counts(key, r.group, &ids).await?;
         Ok(reclaimed
             .into_iter()
@@ -284,11 +284,11 @@ impl RedisStreams {
             }
             Err(e) => return Err(e),
         };
-        let mut left: Vec<(String, u32)> = Vec::new();
+        let mut left: Vec<(DeliveryId, u32)> = Vec::new();
         if let Value::Array(rows) = v {
             for row in rows {
                 if let Value::Array(f) = row {
-                    let id = f.first().and_then(text);
+                    let id = f.first().and_then(text).and_then(|t| t.parse().ok());
                     let n = f.get(3).and_then(int).unwrap_or(1);
                     // Whoever it went to, this consumer included: a stage
                     // taking a partition has none of it in progress, so
@@ -308,10 +308,10 @@ impl RedisStreams {
         let mut cmd = redis::cmd("XCLAIM");
         cmd.arg(key).arg(r.group).arg(r.consumer).arg(0);
         for (id, _) in &left {
-            cmd.arg(id);
+            cmd.arg(id.to_string());
         }
         let claimed = self.query(&format!("XCLAIM {key}"), &cmd).await?;
-        let counts: std::collections::HashMap<String, u32> = left.into_iter().collect();
+        let counts: std::collections::HashMap<DeliveryId, u32> = left.into_iter().collect();
         Ok(entries(&claimed)
             .into_iter()
             .map(|(id, raw)| {
@@ -377,15 +377,15 @@ impl RedisStreams {
         &self,
         key: &str,
         group: &str,
-        ids: &[String],
-    ) -> Result<std::collections::HashMap<String, u32>> {
+        ids: &[DeliveryId],
+    ) -> Result<std::collections::HashMap<DeliveryId, u32>> {
         let mut out = std::collections::HashMap::new();
         if ids.is_empty() {
             return Ok(out);
         }
         let (lo, hi) = ids
             .iter()
-            .filter_map(|i| parse_id(i))
+            .map(|i| (i.ms, i.seq))
             .fold(((u64::MAX, u64::MAX), (0, 0)), |(lo, hi), id| {
                 (lo.min(id), hi.max(id))
             });
@@ -403,8 +403,10 @@ impl RedisStreams {
         if let Value::Array(rows) = v {
             for r in rows {
                 if let Value::Array(f) = r {
-                    if let (Some(id), Some(n)) = (f.first().and_then(text), f.get(3).and_then(int))
-                    {
+                    if let (Some(id), Some(n)) = (
+                        f.first().and_then(text).and_then(|t| t.parse().ok()),
+                        f.get(3).and_then(int),
+                    ) {
                         out.insert(id, n.clamp(1, u32::MAX as i64) as u32);
                     }
                 }
@@ -484,7 +486,7 @@ impl Transport for RedisStreams {
         topic: &'a str,
         group: &'a str,
         partition: u32,
-        ids: &'a [String],
+        ids: &'a [DeliveryId],
     ) -> Fut<'a, Result<()>> {
         Box::pin(async move {
             if ids.is_empty() {
@@ -493,7 +495,7 @@ impl Transport for RedisStreams {
             let key = self.stream(topic, partition);
             let mut cmd = redis::cmd("XACK");
             cmd.arg(&key).arg(group);
-            add_ids(&mut cmd, ids)?;
+            add_ids(&mut cmd, ids);
             self.query(&format!("XACK {key}"), &cmd).await?;
             let n = self.acks.fetch_add(ids.len() as u64, Ordering::Relaxed);
             if (n + ids.len() as u64) / TRIM_EVERY != n / TRIM_EVERY {
@@ -504,7 +506,7 @@ impl Transport for RedisStreams {
         })
     }
 
-    fn touch<'a>(&'a self, r: Receive<'a>, ids: &'a [String]) -> Fut<'a, Result<()>> {
+    fn touch<'a>(&'a self, r: Receive<'a>, ids: &'a [DeliveryId]) -> Fut<'a, Result<()>> {
         Box::pin(async move {
             if ids.is_empty() {
                 return Ok(());
@@ -512,7 +514,7 @@ impl Transport for RedisStreams {
             let key = self.stream(r.topic, r.partition);
             let mut cmd = redis::cmd("XCLAIM");
             cmd.arg(&key).arg(r.group).arg(r.consumer).arg(0);
-            add_ids(&mut cmd, ids)?;
+            add_ids(&mut cmd, ids);
             cmd.arg("JUSTID");
             self.query(&format!("XCLAIM {key}"), &cmd).await?;
             Ok(())
@@ -523,7 +525,7 @@ impl Transport for RedisStreams {
         &'a self,
         topic: &'a str,
         partition: u32,
-        ids: &'a [String],
+        ids: &'a [DeliveryId],
     ) -> Fut<'a, Result<()>> {
         Box::pin(async move {
             if ids.is_empty() {
@@ -532,7 +534,7 @@ impl Transport for RedisStreams {
             let key = self.stream(topic, partition);
             let mut cmd = redis::cmd("XDEL");
             cmd.arg(&key);
-            add_ids(&mut cmd, ids)?;
+            add_ids(&mut cmd, ids);
             self.query(&format!("XDEL {key}"), &cmd).await?;
             Ok(())
         })
@@ -674,10 +676,8 @@ impl Transport for RedisStreams {
 
 /// A stream entry as a delivery; an entry that is not an event becomes a
 /// malformed delivery carrying its raw bytes.
-fn delivery(id: String, raw: Option<Vec<u8>>, partition: u32, deliveries: u32) -> Delivery {
-    let published = parse_id(&id)
-        .map(|(ms, _)| UNIX_EPOCH + Duration::from_millis(ms))
-        .unwrap_or_else(SystemTime::now);
+fn delivery(id: DeliveryId, raw: Option<Vec<u8>>, partition: u32, deliveries: u32) -> Delivery {
+    let published = UNIX_EPOCH + Duration::from_millis(id.ms);
     let parsed = match &raw {
         Some(bytes) => Event::from_json(bytes).map_err(|e| e.to_string()),
         None => Err("the entry has no \"e\" field".to_string()),
@@ -685,13 +685,14 @@ fn delivery(id: String, raw: Option<Vec<u8>>, partition: u32, deliveries: u32) -
     let (event, malformed) = match parsed {
         Ok(e) => (e, None),
         Err(why) => {
-            let e = Event::new(id.clone(), "shardkit:redis", "dev.shardkit.malformed")
+            let e = Event::new(id.to_string(), "shardkit:redis", "dev.shardkit.malformed")
                 .expect("a valid placeholder event")
                 .with_data(Data::Binary(raw.unwrap_or_default().into()));
             (e, Some(format!("stream entry {id}: {why}")))
         }
     };
     Delivery {
+        key_hash: key_hash(event.key()),
         event,
         partition,
         id,
@@ -703,7 +704,7 @@ fn delivery(id: String, raw: Option<Vec<u8>>, partition: u32, deliveries: u32) -
 
 /// The entries of an XRANGE / XREADGROUP / XAUTOCLAIM list: id and the
 /// `e` field's bytes.
-fn entries(v: &Value) -> Vec<(String, Option<Vec<u8>>)> {
+fn entries(v: &Value) -> Vec<(DeliveryId, Option<Vec<u8>>)> {
     let Value::Array(list) = v else {
         return Vec::new();
     };
@@ -712,7 +713,7 @@ fn entries(v: &Value) -> Vec<(String, Option<Vec<u8>>)> {
             let Value::Array(parts) = entry else {
                 return None;
             };
-            let id = parts.first().and_then(text)?;
+            let id = parts.first().and_then(text)?.parse().ok()?;
             let mut raw = None;
             if let Some(Value::Array(fields)) = parts.get(1) {
                 for kv in fields.chunks(2) {
@@ -769,18 +770,12 @@ fn pairs(v: &Value) -> std::collections::HashMap<String, Value> {
     out
 }
 
-/// Appends delivery ids to a command, refusing (naming it) one that is not
-/// a stream entry id: XACK, XCLAIM and XDEL take them alike.
-fn add_ids(cmd: &mut redis::Cmd, ids: &[String]) -> Result<()> {
+/// Appends delivery ids to a command: XACK, XCLAIM and XDEL take them
+/// alike.
+fn add_ids(cmd: &mut redis::Cmd, ids: &[DeliveryId]) {
     for id in ids {
-        if parse_id(id).is_none() {
-            return Err(Error::invalid(format!(
-                "delivery id {id:?}: not a stream entry id"
-            )));
-        }
-        cmd.arg(id);
+        cmd.arg(id.to_string());
     }
-    Ok(())
 }
 
 /// A stream entry id `MS-SEQ`.

@@ -25,9 +25,11 @@ pub struct Delivery {
     pub event: Event,
     /// The partition it is in.
     pub partition: u32,
-    /// The transport's id for it (a stream entry id on Redis, a sequence
-    /// number in memory): what [`Transport::ack`] takes.
-    pub id: String,
+    /// The transport's id for it: what [`Transport::ack`] takes.
+    pub id: DeliveryId,
+    /// [`key_hash`] of the event's key, which placed it in its partition:
+    /// what a batch tells keys apart by, without touching the event.
+    pub key_hash: u64,
     /// Deliveries so far, this one included (1: the first): a crashed or
     /// timed-out consumer's deliveries come back with it raised.
     pub deliveries: u32,
@@ -37,6 +39,45 @@ pub struct Delivery {
     /// else, or damaged): why. `event` then holds its raw bytes as binary
     /// data, and a stage dead-letters it unhandled.
     pub malformed: Option<String>,
+}
+
+/// A delivery's id in its transport: a Redis stream entry id `MS-SEQ`, or
+/// the in-process transport's sequence number (written `0-SEQ`). Two
+/// integers, so that tracking and acknowledging deliveries allocates
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct DeliveryId {
+    /// Milliseconds (Redis), or 0 (in process).
+    pub ms: u64,
+    /// The sequence within them.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl std::str::FromStr for DeliveryId {
+    type Err = crate::error::Error;
+
+    /// Parses `MS-SEQ` (what [`Display`](std::fmt::Display) writes), or
+    /// names the text that is not one.
+    fn from_str(s: &str) -> Result<DeliveryId> {
+        s.split_once('-')
+            .and_then(|(ms, seq)| {
+                Some(DeliveryId {
+                    ms: ms.parse().ok()?,
+                    seq: seq.parse().ok()?,
+                })
+            })
+            .ok_or_else(|| {
+                crate::error::Error::invalid(format!(
+                    "delivery id {s:?}: not MS-SEQ (two integers joined by '-')"
+                ))
+            })
+    }
 }
 
 /// What a consumer asks [`Transport::receive`] for.
@@ -93,13 +134,13 @@ pub trait Transport: Send + Sync + 'static {
         topic: &'a str,
         group: &'a str,
         partition: u32,
-        ids: &'a [String],
+        ids: &'a [DeliveryId],
     ) -> Fut<'a, Result<()>>;
 
     /// Restarts the visibility timeout of deliveries this consumer still
     /// works on (a handler retrying, a slow batch), so no other consumer
     /// reclaims them meanwhile.
-    fn touch<'a>(&'a self, r: Receive<'a>, ids: &'a [String]) -> Fut<'a, Result<()>>;
+    fn touch<'a>(&'a self, r: Receive<'a>, ids: &'a [DeliveryId]) -> Fut<'a, Result<()>>;
 
     /// Events stored and not yet acknowledged by every group, or not yet
     /// delivered: what a topic holds. For tests, metrics and `dlq list`.
@@ -145,7 +186,7 @@ pub trait Transport: Send + Sync + 'static {
         &'a self,
         topic: &'a str,
         partition: u32,
-        ids: &'a [String],
+        ids: &'a [DeliveryId],
     ) -> Fut<'a, Result<()>>;
 
     /// The events of `topic`, oldest first, up to `max` per partition,
@@ -158,10 +199,18 @@ pub trait Transport: Send + Sync + 'static {
 /// xxh3, so adding partitions moves the fewest keys. Every transport places
 /// keys with it, so an event's partition does not depend on the broker.
 pub fn partition_of(key: &str, partitions: u32) -> u32 {
-    crate::shard::jump_hash(
-        xxhash_rust::xxh3::xxh3_64(key.as_bytes()),
-        partitions.max(1),
-    )
+    partition_of_hash(key_hash(key), partitions)
+}
+
+/// The hash a key is placed by (xxh3), for [`partition_of_hash`] and
+/// [`Delivery::key_hash`].
+pub fn key_hash(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+}
+
+/// [`partition_of`] for a key already hashed with [`key_hash`].
+pub fn partition_of_hash(hash: u64, partitions: u32) -> u32 {
+    crate::shard::jump_hash(hash, partitions.max(1))
 }
 
 /// Which of `members` (sorted, live) should hold `partition`: rendezvous

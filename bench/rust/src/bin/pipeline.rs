@@ -59,19 +59,33 @@ fn cfg(topic: &str, ordered: bool) -> StageConfig {
     c
 }
 
+/// This process's CPU time so far (user + system, all threads), in
+/// seconds: what a stage costs per event, beside its wall-clock rate.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and
+    // stime are the 12th and 13th from the state on, in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
 /// Events per second through one stage: all published first, then timed
-/// from the stage's start to the last event handled.
+/// from the stage's start to the last event handled. Also the CPU time it
+/// took per event (all threads), in nanoseconds.
 async fn stage_rate(
     t: Arc<dyn Transport>,
     topic: &str,
     n: u64,
     keys: u64,
     batch: Option<usize>,
-) -> f64 {
+) -> (f64, f64) {
     for chunk in events(n, keys).chunks(1000) {
         t.publish(topic, chunk.to_vec()).await.unwrap();
     }
     let t0 = Instant::now();
+    let cpu0 = cpu_seconds();
     let stage = match batch {
         None => Stage::start(
             t.clone(),
@@ -93,8 +107,9 @@ async fn stage_rate(
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     stage.stop(Duration::from_secs(5)).await;
-    n as f64 / secs
+    (n as f64 / secs, cpu * 1e9 / n as f64)
 }
 
 /// End-to-end latency on Redis at a paced rate: published at `rate`/s,
@@ -161,7 +176,10 @@ fn main() {
             let t: Arc<dyn Transport> = Arc::new(Memory::new(8, n as usize).unwrap());
             stage_rate(t, "batched", n, 10_000, Some(1000)).await
         });
-        println!("{}", serde_json::json!({ "memory_batched_events_per_s": rate }));
+        println!(
+            "{}",
+            serde_json::json!({ "memory_batched_events_per_s": rate.0, "cpu_ns_per_event": rate.1 })
+        );
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -178,7 +196,7 @@ fn main() {
                     .await
                     .unwrap(),
             );
-            redis_rate = Some(stage_rate(t.clone(), "rate", n / 4, 10_000, Some(1000)).await);
+            redis_rate = Some(stage_rate(t.clone(), "rate", n / 4, 10_000, Some(1000)).await.0);
             redis_lat = Some(redis_latency(t, 10_000, if quick { 2 } else { 5 }).await);
         }
         (single, batched, redis_rate, redis_lat)
@@ -188,8 +206,10 @@ fn main() {
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "crossbeam_ns_per_msg_unbatched": floor_unbatched,
         "crossbeam_ns_per_msg_batched": floor_batched,
-        "memory_single_events_per_s": single,
-        "memory_batched_events_per_s": batched,
+        "memory_single_events_per_s": single.0,
+        "memory_single_cpu_ns_per_event": single.1,
+        "memory_batched_events_per_s": batched.0,
+        "memory_batched_cpu_ns_per_event": batched.1,
         "redis_batched_events_per_s": redis_rate,
         "redis_latency_ms_p50_p99_count_at_10k_per_s": redis_lat,
     });

@@ -16,8 +16,8 @@
 
 use super::{bisect, dead_letter_attr};
 use super::{
-    done_with, emit, finish, release, spawn_lane_after, stopping, BoxError, Delivery, Receive,
-    Shared, Work, ACK_BATCH,
+    done_with, emit, finish, release, spawn_lane_after, stopping, BoxError, Delivery, DeliveryId,
+    Receive, Shared, Work, ACK_BATCH,
 };
 use crate::hash::prehashed::BuildPreHashed;
 use std::collections::{HashSet, VecDeque};
@@ -176,7 +176,7 @@ async fn admit(
                 .mine
                 .lock()
                 .expect("mine lock")
-                .contains(&(partition, d.id.clone()))
+                .contains(&(partition, d.id))
                 || waiting.iter().any(|w| w.id == d.id);
             if ours {
                 continue;
@@ -233,7 +233,7 @@ fn take_batch(
             let back = std::mem::take(&mut *r.events.lock().expect("returned lock"));
             let mut mine = s.mine.lock().expect("mine lock");
             for d in back.into_iter().rev() {
-                mine.remove(&(d.partition, d.id.clone()));
+                mine.remove(&(d.partition, d.id));
                 waiting.push_front(d);
             }
         }
@@ -242,22 +242,21 @@ fn take_batch(
                 break;
             };
             if ordered {
-                let key = d.event.key();
                 if !lanes.is_empty() {
-                    if let Some(q) = lanes.get_mut(key) {
+                    if let Some(q) = lanes.get_mut(d.event.key()) {
                         // Ours while it waits there (a reclaim of it is
                         // recognised).
                         s.mine
                             .lock()
                             .expect("mine lock")
-                            .insert((d.partition, d.id.clone()));
+                            .insert((d.partition, d.id));
                         q.push_back(d);
                         continue;
                     }
                 }
                 // Hashes, not keys, are compared: a collision only holds an
                 // event back one batch.
-                if !keys.insert(xxhash_rust::xxh3::xxh3_64(key.as_bytes())) {
+                if !keys.insert(d.key_hash) {
                     later.push(d);
                     continue;
                 }
@@ -282,7 +281,7 @@ fn take_batch(
         s.mine
             .lock()
             .expect("mine lock")
-            .insert((d.partition, d.id.clone()));
+            .insert((d.partition, d.id));
         spawn_lane_after(s, key, d, None);
     }
     batch
@@ -338,14 +337,14 @@ async fn run_batch(s: &Arc<Shared>, partition: u32, batch: Vec<Delivery>) {
         s.mine
             .lock()
             .expect("mine lock")
-            .insert((d.partition, d.id.clone()));
+            .insert((d.partition, d.id));
         spawn_lane_after(s, key, d, Some(e));
     }
     let n = ok.len() as u64;
     if n == 0 {
         return;
     }
-    let ids: Vec<String> = ok.into_iter().map(|d| d.id).collect();
+    let ids: Vec<DeliveryId> = ok.iter().map(|d| d.id).collect();
     for chunk in ids.chunks(ACK_BATCH) {
         if let Err(e) = s
             .transport

@@ -23,7 +23,7 @@
 use super::batch::{bisect, BatchHandler, BatchSettings};
 use super::filter::Filter;
 use super::layers::{is_permanent, BoxError, Handler};
-use super::transport::{Delivery, Receive, Transport};
+use super::transport::{Delivery, DeliveryId, Receive, Transport};
 use super::Event;
 use crate::error::{Error, Result};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -240,7 +240,7 @@ struct Shared {
     lanes: Mutex<HashMap<String, VecDeque<Delivery>>>,
     /// Delivery ids received and not finished (a reclaim of our own is
     /// ignored).
-    mine: Mutex<HashSet<(u32, String)>>,
+    mine: Mutex<HashSet<(u32, DeliveryId)>>,
     workers: Semaphore,
     room: Notify,
     stop: watch::Receiver<bool>,
@@ -253,7 +253,7 @@ struct Shared {
     part_in_flight: Vec<AtomicU64>,
     /// Finished deliveries waiting to be acknowledged, per partition: sent
     /// in batches (one XACK for many), a millisecond after the first.
-    acks: Mutex<Vec<Vec<String>>>,
+    acks: Mutex<Vec<Vec<DeliveryId>>>,
     acks_waiting: AtomicU64,
     ack_wake: Notify,
     /// Per partition, a batch stage's events that waited behind a failing
@@ -583,12 +583,7 @@ async fn receive_loop(s: Arc<Shared>, partition: u32, mut part_stop: watch::Rece
         };
         let mut left_behind = false;
         for d in deliveries {
-            if !s
-                .mine
-                .lock()
-                .expect("mine lock")
-                .insert((partition, d.id.clone()))
-            {
+            if !s.mine.lock().expect("mine lock").insert((partition, d.id)) {
                 // Our own delivery, reclaimed because we are slow with it:
                 // it is being handled here already.
                 continue;
@@ -908,7 +903,7 @@ async fn finish(s: &Shared, d: &Delivery, ack: bool) {
     let full = {
         let mut acks = s.acks.lock().expect("acks lock");
         let buf = &mut acks[d.partition as usize];
-        buf.push(d.id.clone());
+        buf.push(d.id);
         buf.len() >= ACK_BATCH
     };
     if s.acks_waiting.fetch_add(1, Ordering::Relaxed) == 0 || full {
@@ -941,7 +936,7 @@ async fn acknowledge(s: Arc<Shared>) {
 }
 
 async fn flush_acks(s: &Shared) {
-    let batches: Vec<(u32, Vec<String>)> = {
+    let batches: Vec<(u32, Vec<DeliveryId>)> = {
         let mut acks = s.acks.lock().expect("acks lock");
         acks.iter_mut()
             .enumerate()
@@ -959,7 +954,7 @@ async fn flush_acks(s: &Shared) {
             }
             let mut mine = s.mine.lock().expect("mine lock");
             for id in chunk {
-                mine.remove(&(p, id.clone()));
+                mine.remove(&(p, *id));
             }
         }
     }
@@ -970,7 +965,7 @@ fn release(s: &Shared, d: &Delivery) {
     s.mine
         .lock()
         .expect("mine lock")
-        .remove(&(d.partition, d.id.clone()));
+        .remove(&(d.partition, d.id));
     done_with(s, d.partition, 1);
 }
 
