@@ -81,9 +81,13 @@ def main() -> None:
     if sk:
         fu, fb = sk["crossbeam_ns_per_msg_unbatched"], sk["crossbeam_ns_per_msg_batched"]
         s1, sb = sk["memory_single_events_per_s"], sk["memory_batched_events_per_s"]
-        w(f"| in process, one handler call per event (ordered, 10,000 keys) | {s1:,.0f} events/s ({1e9 / s1:,.0f} ns/event) "
+        cpu = lambda k: (f", {sk[k]:,.0f} ns of CPU per event over {sk.get('threads', '?')} threads"
+                         if sk.get(k) else "")
+        w(f"| in process, one handler call per event (ordered, 10,000 keys) | {s1:,.0f} events/s ({1e9 / s1:,.0f} ns/event"
+          f"{cpu('memory_single_cpu_ns_per_event')}) "
           f"| crossbeam channel, one message per send: {fu:.1f} ns/msg | {1e9 / s1 / fu:.0f}× the floor |")
-        w(f"| in process, batch handler (up to 1,000 per call) | {sb:,.0f} events/s ({1e9 / sb:,.0f} ns/event) "
+        w(f"| in process, batch handler (up to 1,000 per call) | {sb:,.0f} events/s ({1e9 / sb:,.0f} ns/event"
+          f"{cpu('memory_batched_cpu_ns_per_event')}) "
           f"| crossbeam channel, 1,000 per send: {fb:.2f} ns/msg | {1e9 / sb / fb:.0f}× the floor |")
         if pyh:
             w(f"| Python handler, in process, batches of up to 1,000 (GIL once per batch) | {pyh['batched_events_per_s']:,.0f} events/s "
@@ -109,10 +113,12 @@ def main() -> None:
     w("What a stage does per event that the channel floor does not. One call per event: a lane per key")
     w("(per-key order), the transport's pending list and acknowledgement, the visibility bookkeeping, and the")
     w("handler call through tower. Batched: one receive, one handler call and one acknowledgement per batch;")
-    w("per event a key check (one event of a key per batch), its pending entry, and its id in the")
-    w("acknowledgement. The events here are published before the stage starts, so the stage's first touch of")
-    w("each (its key, an extension lookup) misses the CPU cache: perf puts most of the batched loop's own")
-    w("time on those two loads. The channel floor moves integers already in cache.")
+    w("per event a key check (by the key hash stored at publication), a pending slot, its id (two integers) in")
+    w("the acknowledgement, and freeing the event once every group has it (one allocation for an event with")
+    w("up to two extensions and short attributes). The events here are published before the stage starts, so")
+    w("they are out of the CPU cache when the stage reaches them: the transport reads a batch's events first so")
+    w("that their misses overlap, and perf puts most of what is left of the receive on those misses. The")
+    w("channel floor moves integers already in cache.")
     Path(args.out + ".md").write_text("\n".join(md) + "\n")
     Path(args.out + ".json").write_text(
         json.dumps({"shardkit": sk, "redis_py": py, "python": pyh, "dramatiq": dq, "celery": cel}, indent=2) + "\n"

@@ -114,9 +114,9 @@ struct Attrs {
 
 /// Extension attributes, sorted by name so that serialization and
 /// iteration are deterministic. A list: events carry a handful at most, so
-/// a search of it beats a tree's pointer chasing.
+/// a search of it beats a tree's pointer chasing; the first two are inline.
 #[derive(Clone, Default, PartialEq)]
-struct Extensions(Vec<(Str, Str)>);
+struct Extensions(smallvec::SmallVec<[(Str, Str); 2]>);
 
 impl Extensions {
     fn get(&self, name: &str) -> Option<&str> {

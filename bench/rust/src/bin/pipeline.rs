@@ -103,8 +103,15 @@ async fn stage_rate(
     }
     .unwrap();
     let stats = stage.stats();
+    let mut first = None;
     while stats.handled.load(Ordering::Relaxed) < n {
+        if first.is_none() && stats.handled.load(Ordering::Relaxed) > 0 {
+            first = Some(t0.elapsed());
+        }
         tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        eprintln!("{topic}: first event handled after {first:?}");
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;

@@ -64,6 +64,9 @@ pub(super) async fn batch_loop(
     let mut taking_over = true;
     // Received and not yet in a call, in partition order.
     let mut waiting: VecDeque<Delivery> = VecDeque::new();
+    // The keys in the batch being made: kept from batch to batch, so that
+    // its table is not grown again for each.
+    let mut keys: HashSet<u64, BuildPreHashed> = HashSet::default();
     loop {
         if stopping(&s) || *part_stop.borrow() {
             break;
@@ -134,7 +137,7 @@ pub(super) async fn batch_loop(
                 taking_over = false;
             }
         }
-        let batch = take_batch(&s, partition, &mut waiting, settings.max);
+        let batch = take_batch(&s, partition, &mut waiting, &mut keys, settings.max);
         if !batch.is_empty() {
             run_batch(&s, partition, batch).await;
         }
@@ -214,11 +217,12 @@ fn take_batch(
     s: &Arc<Shared>,
     partition: u32,
     waiting: &mut VecDeque<Delivery>,
+    keys: &mut HashSet<u64, BuildPreHashed>,
     max: usize,
 ) -> Vec<Delivery> {
     let ordered = s.cfg.ordered;
     let mut batch = Vec::with_capacity(max.min(waiting.len()));
-    let mut keys: HashSet<u64, BuildPreHashed> = HashSet::default();
+    keys.clear();
     let mut later: Vec<Delivery> = Vec::new();
     let mut to_lanes: Vec<(Option<String>, Delivery)> = Vec::new();
     let too_old = s
