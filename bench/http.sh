@@ -14,6 +14,9 @@
 # Benchmarks measure and report; they never fail on a time.
 #
 #   BENCH_QUICK=1 bash bench/http.sh   # 3 s loads, one round
+#   BENCH_ONLY="shardkit-2 nginx-hash-2" bash bench/http.sh
+#                                      # those targets alone, raw figures
+#                                      # only (no report written)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,7 +25,7 @@ here="$root/bench/http"
 target="$root/bench/build/target"
 cargo="${CARGO:-cargo}"
 py="${PYTHON:-python3}"
-secs=10 rounds=2 conns=64
+secs=${BENCH_SECS:-10} rounds=2 conns=64
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then secs=3 rounds=1; fi
 mkdir -p "$build" "$root/bench/results"
 rm -f "$build"/*.txt "$build"/*.error
@@ -40,7 +43,17 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Sets p to a free port, never one handed out before in this run (a port
+# is free again once its probe socket closes, and the kernel may offer it
+# twice). Not in a subshell, so that the run remembers it.
+used_ports=" "
+next_port() {
+  while :; do
+    p="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    [[ "$used_ports" == *" $p "* ]] || break
+  done
+  used_ports+="$p "
+}
 wait_port() {
   for _ in $(seq 200); do
     (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
@@ -78,7 +91,7 @@ CONF
 backends=()
 be_conf=""
 for _ in 1 2 3 4; do
-  p="$(port)"
+  next_port
   backends+=("127.0.0.1:$p")
   be_conf+="  server { listen 127.0.0.1:$p; location / { return 200 \"$p\"; } }"$'\n'
 done
@@ -93,13 +106,13 @@ proxy_loc='location / { proxy_pass http://shards; proxy_http_version 1.1; proxy_
 
 declare -A target_port
 for w in 1 2; do
-  p="$(port)"
+  next_port
   nginx_run "nginx$w" "$w" "$(printf "$upstream")  server { listen 127.0.0.1:$p reuseport; $proxy_loc }"
   target_port["nginx-hash-$w"]=$p
 done
 
 for t in 1 2; do
-  p="$(port)"
+  next_port
   cat >"$tmp/haproxy$t.cfg" <<CONF
 global
   nbthread $t
@@ -124,7 +137,7 @@ CONF
 done
 
 for t in 1 2; do
-  p="$(port)"
+  next_port
   "$shardkit" http-proxy --listen "127.0.0.1:$p" --upstream "$list" --threads "$t" \
     >"$tmp/shardkit$t.log" 2>&1 &
   pids+=($!)
@@ -136,7 +149,7 @@ lua_mod=/usr/share/nginx/modules/ngx_http_lua_module.so
 if [[ -f "$lua_mod" && -f "$root/lua/resty/shardkit.lua" ]]; then
   so="$target/release/libshardkit.so"
   for w in 1 2; do
-    p="$(port)"
+    next_port
     lua_http="  lua_package_path \"$root/lua/?.lua;/usr/share/lua/5.1/?.lua;;\";
   init_worker_by_lua_block {
     local shardkit = require \"resty.shardkit\"
@@ -165,6 +178,7 @@ for name in "${!target_port[@]}"; do
 done
 
 order=(shardkit-1 nginx-hash-1 haproxy-1 nginx-lua-1 shardkit-2 nginx-hash-2 haproxy-2 nginx-lua-2)
+if [[ -n "${BENCH_ONLY:-}" ]]; then read -ra order <<<"$BENCH_ONLY"; fi
 for r in $(seq "$rounds"); do
   for name in "${order[@]}"; do
     [[ -n "${target_port[$name]:-}" ]] || continue
@@ -175,4 +189,8 @@ for r in $(seq "$rounds"); do
   done
 done
 cat /proc/loadavg >"$build/loadavg-end.txt"
+if [[ -n "${BENCH_ONLY:-}" ]]; then
+  grep -H "Requests/sec\| 99%" "$build"/*.round*.txt
+  exit 0
+fi
 "$py" "$here/report.py" "$build" "$root/bench/results" "$secs" "$conns"

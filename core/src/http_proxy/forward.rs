@@ -23,16 +23,17 @@ use std::time::Duration;
 const VIA: &str = "1.1 shardkit";
 
 /// Headers that describe one connection, not the message: never passed on
-/// (RFC 9110 §7.6.1), nor any the `Connection` header names.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+/// (RFC 9110 §7.6.1), nor any the `Connection` header names. Names, not
+/// strings, so that removing them does not parse each name per request.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    hyper::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::PROXY_AUTHENTICATE,
+    hyper::header::PROXY_AUTHORIZATION,
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::UPGRADE,
 ];
 
 /// Serves one request.
@@ -354,7 +355,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
 }
@@ -389,7 +390,11 @@ fn add_forwarding(h: &mut HeaderMap, client: SocketAddr) {
 fn append(h: &mut HeaderMap, name: HeaderName, token: &'static str) {
     let value = match h.get(&name).and_then(|v| v.to_str().ok()) {
         Some(v) if !v.is_empty() => format!("{v}, {token}"),
-        _ => token.to_string(),
+        // The common case, without an allocation.
+        _ => {
+            h.insert(name, HeaderValue::from_static(token));
+            return;
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
         h.insert(name, v);
