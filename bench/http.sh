@@ -163,6 +163,23 @@ if [[ -f "$lua_mod" && -f "$root/lua/resty/shardkit.lua" ]]; then
   server { listen 127.0.0.1:$p reuseport; location / { proxy_pass http://lua_shards; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
     nginx_run "lua$w" "$w" "$lua_http" "load_module /usr/share/nginx/modules/ndk_http_module.so; load_module $lua_mod;"
     target_port["nginx-lua-$w"]=$p
+    # The floor of any Lua balancer: balancer_by_lua taking the backends in
+    # turn (the same 4 as everyone, so the same connections), no placement
+    # at all. What shardkit's balancer adds is the difference.
+    next_port
+    ports_lua="$(IFS=,; echo "${backends[*]//127.0.0.1:/}")"
+    floor_http="  init_worker_by_lua_block { floor_ports = { $ports_lua }; floor_next = 0 }
+  upstream lua_floor {
+    server 0.0.0.1;
+    balancer_by_lua_block {
+      floor_next = floor_next % #floor_ports + 1
+      require(\"ngx.balancer\").set_current_peer(\"127.0.0.1\", floor_ports[floor_next])
+    }
+    keepalive 64;
+  }
+  server { listen 127.0.0.1:$p reuseport; location / { proxy_pass http://lua_floor; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+    nginx_run "luafloor$w" "$w" "$floor_http" "load_module /usr/share/nginx/modules/ndk_http_module.so; load_module $lua_mod;"
+    target_port["nginx-luafloor-$w"]=$p
   done
 fi
 
@@ -177,7 +194,8 @@ for name in "${!target_port[@]}"; do
   fi
 done
 
-order=(shardkit-1 nginx-hash-1 haproxy-1 nginx-lua-1 shardkit-2 nginx-hash-2 haproxy-2 nginx-lua-2)
+order=(shardkit-1 nginx-hash-1 haproxy-1 nginx-lua-1 nginx-luafloor-1
+       shardkit-2 nginx-hash-2 haproxy-2 nginx-lua-2 nginx-luafloor-2)
 if [[ -n "${BENCH_ONLY:-}" ]]; then read -ra order <<<"$BENCH_ONLY"; fi
 for r in $(seq "$rounds"); do
   for name in "${order[@]}"; do

@@ -192,6 +192,23 @@ end
 local Ring = {}
 Ring.__index = Ring
 
+-- "127.0.0.1:8081" -> "127.0.0.1", 8081; "[::1]:80" -> "[::1]", 80;
+-- "unix:/run/a.sock" -> itself, nil; no port -> 80, nginx's default.
+local function peer_of(name)
+    if name:sub(1, 5) == "unix:" then
+        return name, nil
+    end
+    local v6, v6_port = name:match("^(%[.+%]):(%d+)$")
+    if v6 then
+        return v6, tonumber(v6_port)
+    end
+    local host, port = name:match("^([^:]+):(%d+)$")
+    if host then
+        return host, tonumber(port)
+    end
+    return name, 80
+end
+
 -- Builds a ring from an nginx upstream server list ("127.0.0.1:8081
 -- weight=2, 127.0.0.1:8082"; `server` keywords and `;` separators as in an
 -- upstream block are accepted). opts (optional):
@@ -244,9 +261,17 @@ function _M.new(upstream_list, opts)
         end
         names[slot] = ffi_string(name_buf, size_out[0])
     end
+    -- Each node's host and port for balancer.set_current_peer, parsed once
+    -- here rather than per request.
+    local hosts, ports = {}, {}
+    for slot = 0, slots - 1 do
+        hosts[slot], ports[slot] = peer_of(names[slot])
+    end
     return setmetatable({
         handle = handle,
         names = names,          -- slot (0-based) -> node name
+        hosts = hosts,          -- slot -> host for set_current_peer
+        ports = ports,          -- slot -> port (nil for unix:)
         size = slots,
         algorithm = algorithm,
         upstream = upstream_list,
@@ -269,7 +294,9 @@ end
 -- Up to `n` distinct nodes for `key`, primary first: where to retry. Nodes
 -- marked `down` are skipped, so fewer than n come back only then. `n` must
 -- be between 1 and the node count (the library's error names it otherwise).
-function Ring:lookup_n(key, n)
+-- lookup_n into the shared slot buffer, without a table: the count, or nil
+-- and an error.
+local function lookup_n_slots(ring, key, n)
     if type(key) ~= "string" then
         return nil, "shardkit: the key must be a string, got " .. type(key)
     end
@@ -282,13 +309,21 @@ function Ring:lookup_n(key, n)
         slots_cap = cap
     end
     -- A negative n is passed on as 0, which the library names as out of range.
-    local rc = lib.shardkit_sharder_lookup_n(self.handle, key, #key, n > 0 and n or 0,
+    local rc = lib.shardkit_sharder_lookup_n(ring.handle, key, #key, n > 0 and n or 0,
                                              slots_buf, slots_cap, size_out)
     if rc ~= STATUS_OK then
         return nil, last_error(rc)
     end
+    return tonumber(size_out[0])
+end
+
+function Ring:lookup_n(key, n)
+    local count, err = lookup_n_slots(self, key, n)
+    if not count then
+        return nil, err
+    end
     local out = {}
-    for i = 0, tonumber(size_out[0]) - 1 do
+    for i = 0, count - 1 do
         out[i + 1] = self.names[slots_buf[i]]
     end
     return out
@@ -310,76 +345,80 @@ end
 
 _M.Ring = Ring
 
--- "127.0.0.1:8081" -> "127.0.0.1", 8081; "[::1]:80" -> "[::1]", 80;
--- "unix:/run/a.sock" -> itself, nil; no port -> 80, nginx's default.
-local function peer_of(name)
-    if name:sub(1, 5) == "unix:" then
-        return name, nil
-    end
-    local v6, v6_port = name:match("^(%[.+%]):(%d+)$")
-    if v6 then
-        return v6, tonumber(v6_port)
-    end
-    local host, port = name:match("^([^:]+):(%d+)$")
-    if host then
-        return host, tonumber(port)
-    end
-    return name, 80
-end
-
 -- For balancer_by_lua_block: sends this request to the node `ring` places
 -- `key` on and, when nginx retries (proxy_next_upstream), to the next nodes
 -- of ring:lookup_n(key, tries) in order, never the same node twice.
 --
 -- `tries` is the number of attempts, first one included (default: every
 -- node); it is capped at the node count, and nginx's own
--- proxy_next_upstream_tries still applies. The first call of a request
--- computes the list and calls set_more_tries(#list - 1); the list is kept in
+-- proxy_next_upstream_tries still applies. The first attempt computes the
+-- list and calls set_more_tries(#list - 1), and keeps nothing: a request
+-- that is not retried costs no table (ngx.ctx included). A retry computes
+-- the same list again and keeps it in
 -- ngx.ctx.shardkit = { peers = {...}, tried = i, failures = {...} }, which
--- nginx keeps across the retries of one request (each retry runs the
--- balancer again). On a retry the last attempt's outcome from
--- get_last_failure() ("failed" or "next", and the status) is appended to
--- ngx.ctx.shardkit.failures, for logging.
+-- nginx keeps across the retries of one request; each retry appends the
+-- last attempt's outcome from get_last_failure() ("failed" or "next", and
+-- the status) to ngx.ctx.shardkit.failures, for logging. So
+-- ngx.ctx.shardkit is nil for a request served by its first node.
 --
 -- Returns true, or nil and an error: the caller logs it and answers, e.g.
 --   local ok, err = shardkit.balance(ring, ngx.var.request_uri, 3)
 --   if not ok then ngx.log(ngx.ERR, err) return ngx.exit(500) end
+local balancer -- ngx.balancer, required on the first balance()
+
 function _M.balance(ring, key, tries)
     if getmetatable(ring) ~= Ring then
         return nil, "shardkit.balance: no ring (got " .. tostring(ring)
             .. "); check the error logged where the ring was built"
     end
-    local balancer = require "ngx.balancer"
-    local ctx = ngx.ctx
-    local state = ctx.shardkit
-    if state == nil then
-        if tries == nil then
-            tries = ring.size
-        elseif type(tries) ~= "number" or tries < 1 or tries ~= math_floor(tries) then
-            return nil, "shardkit.balance: tries must be an integer of at least 1, got "
-                .. tostring(tries)
-        end
-        local peers, err = ring:lookup_n(key, math_min(tries, ring.size))
-        if not peers then
+    if balancer == nil then
+        balancer = require "ngx.balancer"
+    end
+    if tries == nil then
+        tries = ring.size
+    elseif type(tries) ~= "number" or tries < 1 or tries ~= math_floor(tries) then
+        return nil, "shardkit.balance: tries must be an integer of at least 1, got "
+            .. tostring(tries)
+    end
+    tries = math_min(tries, ring.size)
+    local how, status = balancer.get_last_failure()
+    if how == nil then
+        -- The first attempt.
+        local count, err = lookup_n_slots(ring, key, tries)
+        if not count then
             return nil, "shardkit.balance: " .. err
         end
-        if #peers == 0 then
+        if count == 0 then
             return nil, "shardkit.balance: no node is up for key " .. tostring(key)
         end
-        state = { peers = peers, tried = 0, failures = {} }
-        ctx.shardkit = state
-        if #peers > 1 then
-            local ok, err2 = balancer.set_more_tries(#peers - 1)
+        if count > 1 then
+            local ok, err2 = balancer.set_more_tries(count - 1)
             if not ok then
-                return nil, "shardkit.balance: set_more_tries(" .. (#peers - 1) .. "): "
+                return nil, "shardkit.balance: set_more_tries(" .. (count - 1) .. "): "
                     .. tostring(err2)
             end
         end
-    else
-        local how, status = balancer.get_last_failure()
-        state.failures[#state.failures + 1] = state.peers[state.tried] .. " "
-            .. tostring(how) .. (status and (" " .. status) or "")
+        local slot = slots_buf[0]
+        local ok, err3 = balancer.set_current_peer(ring.hosts[slot], ring.ports[slot])
+        if not ok then
+            return nil, "shardkit.balance: set_current_peer(" .. ring.names[slot] .. "): "
+                .. tostring(err3)
+        end
+        return true
     end
+    -- A retry: the same list as the first attempt (the ring is immutable).
+    local ctx = ngx.ctx
+    local state = ctx.shardkit
+    if state == nil then
+        local peers, err = ring:lookup_n(key, tries)
+        if not peers then
+            return nil, "shardkit.balance: " .. err
+        end
+        state = { peers = peers, tried = 1, failures = {} }
+        ctx.shardkit = state
+    end
+    state.failures[#state.failures + 1] = tostring(state.peers[state.tried]) .. " "
+        .. tostring(how) .. (status and (" " .. status) or "")
     state.tried = state.tried + 1
     local name = state.peers[state.tried]
     if name == nil then
