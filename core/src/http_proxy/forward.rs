@@ -259,23 +259,35 @@ async fn send(
     req: Request<ReqBody>,
 ) -> Sent {
     let started = std::time::Instant::now();
-    b.score.begin();
+    // The latency score feeds replica choice and the histogram the hedging
+    // delay: kept only when those are on, as every update is shared by the
+    // worker threads (a cache line that moves between cores per request).
+    let scored = px.cfg.replicas > 1;
+    if scored {
+        b.score.begin();
+    }
     let mut in_flight = InFlight {
         b,
         started,
-        done: false,
+        done: !scored,
     };
     let got = tokio::time::timeout(px.cfg.response_timeout, sender.try_send_request(req)).await;
     in_flight.done = true;
     let resp = match got {
         Ok(Ok(r)) => {
-            b.score.succeeded(started.elapsed());
-            b.latency.record(started.elapsed());
+            if scored {
+                b.score.succeeded(started.elapsed());
+            }
+            if px.cfg.hedge.is_some() {
+                b.latency.record(started.elapsed());
+            }
             r
         }
         Ok(Err(mut e)) => {
             // A failure must not look fast: replica choice shuns it.
-            b.score.failed(started.elapsed(), 0.0);
+            if scored {
+                b.score.failed(started.elapsed(), 0.0);
+            }
             if let Some(req) = e.take_message() {
                 return Sent::Unsent(req, format!("{}: {}", b.name, e.error()));
             }
@@ -284,7 +296,9 @@ async fn send(
             return Sent::Failed(error(StatusCode::BAD_GATEWAY, why.clone()), why);
         }
         Err(_) => {
-            b.score.failed(started.elapsed(), 0.0);
+            if scored {
+                b.score.failed(started.elapsed(), 0.0);
+            }
             b.timeouts.fetch_add(1, Ordering::Relaxed);
             return Sent::Answered(error(
                 StatusCode::GATEWAY_TIMEOUT,

@@ -144,7 +144,11 @@ impl Upstreams {
 
     /// `b` answered: its failure count starts over.
     pub(crate) fn answered(&self, b: &Backend) {
-        b.failures.store(0, Ordering::Relaxed);
+        // Written only when there is something to reset: a read leaves the
+        // line shared between the worker threads, a write moves it.
+        if b.failures.load(Ordering::Relaxed) != 0 {
+            b.failures.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Probes every ejected backend (a TCP connect within `timeout`) and
