@@ -81,22 +81,48 @@ pub(crate) fn bisect(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<ItemResult>> + Send>> {
     Box::pin(async move {
         let n = events.len();
-        let whole = handler.clone().oneshot(events.clone()).await;
-        let err = match whole {
-            Ok(results) if results.len() == n => return results,
-            Ok(results) => BoxError::from(format!(
-                "the batch handler answered {} results for {n} events",
-                results.len()
-            )),
-            Err(e) => e,
-        };
-        if n == 1 {
-            return vec![Err(err)];
+        match whole(handler.clone().oneshot(events.clone()).await, n) {
+            Ok(results) => results,
+            Err(err) => split(handler, events, err).await,
         }
-        let mut left = events;
-        let right = left.split_off(n / 2);
-        let mut out = bisect(handler.clone(), left).await;
-        out.extend(bisect(handler, right).await);
-        out
     })
+}
+
+/// A whole call's answer for `n` events: its results, or why the call as a
+/// whole failed (an error, or the wrong number of results).
+pub(crate) fn whole(
+    answer: std::result::Result<Vec<ItemResult>, BoxError>,
+    n: usize,
+) -> std::result::Result<Vec<ItemResult>, BoxError> {
+    match answer {
+        Ok(results) if results.len() == n => Ok(results),
+        Ok(results) => Err(BoxError::from(format!(
+            "the batch handler answered {} results for {n} events",
+            results.len()
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// After a call of all of `events` failed with `err`: each half on its own
+/// ([`bisect`]), a single event failing with `err`. A caller that made the
+/// whole call itself (moving the events into it, with no copy kept for a
+/// failure that seldom comes) continues here.
+pub(crate) async fn split(
+    handler: BatchHandler,
+    events: Vec<Event>,
+    err: BoxError,
+) -> Vec<ItemResult> {
+    let n = events.len();
+    match n {
+        0 => return Vec::new(),
+        // The event's own error, as it is (a permanent one stays so).
+        1 => return vec![Err(err)],
+        _ => {}
+    }
+    let mut left = events;
+    let right = left.split_off(n / 2);
+    let mut out = bisect(handler.clone(), left).await;
+    out.extend(bisect(handler, right).await);
+    out
 }

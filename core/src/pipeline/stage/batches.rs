@@ -14,17 +14,19 @@
 //! keys in order; the stage's partitions run their calls in parallel, up to
 //! the batch settings' `calls`.
 
-use super::{bisect, dead_letter_attr};
+use super::dead_letter_attr;
 use super::{
     done_with, emit, finish, release, spawn_lane_after, stopping, BoxError, Delivery, DeliveryId,
     Receive, Shared, Work, ACK_BATCH,
 };
 use crate::hash::prehashed::BuildPreHashed;
+use crate::pipeline::batch::{split, whole};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{watch, Notify};
+use tower::ServiceExt;
 
 /// A partition's events handed back by lanes, with the wake-up for its
 /// loop.
@@ -309,8 +311,21 @@ async fn run_batch(s: &Arc<Shared>, partition: u32, batch: Vec<Delivery>) {
         }
         return;
     }
+    // The whole call gets the events moved in; only if it fails are they
+    // copied again, from the batch, to be split (see `bisect`).
     let events = batch.iter().map(|d| d.event.clone()).collect();
-    let results = bisect(handler.clone(), events).await;
+    let results = match whole(handler.clone().oneshot(events).await, batch.len()) {
+        Ok(results) => results,
+        Err(err) => {
+            let events = batch.iter().map(|d| d.event.clone()).collect();
+            split(handler.clone(), events, err).await
+        }
+    };
+    if results.iter().all(|r| r.as_ref().is_ok_and(Vec::is_empty)) {
+        // The common case: every event done, nothing to emit.
+        acknowledge_batch(s, partition, &batch).await;
+        return;
+    }
     let mut out = Vec::new();
     let mut ok = Vec::with_capacity(batch.len());
     let mut failed: Vec<(Delivery, BoxError)> = Vec::new();
@@ -344,11 +359,17 @@ async fn run_batch(s: &Arc<Shared>, partition: u32, batch: Vec<Delivery>) {
             .insert((d.partition, d.id));
         spawn_lane_after(s, key, d, Some(e));
     }
-    let n = ok.len() as u64;
+    acknowledge_batch(s, partition, &ok).await;
+}
+
+/// Acknowledges `done` (handled, their output emitted) in calls of at most
+/// `ACK_BATCH`, and counts them handled.
+async fn acknowledge_batch(s: &Shared, partition: u32, done: &[Delivery]) {
+    let n = done.len() as u64;
     if n == 0 {
         return;
     }
-    let ids: Vec<DeliveryId> = ok.iter().map(|d| d.id).collect();
+    let ids: Vec<DeliveryId> = done.iter().map(|d| d.id).collect();
     for chunk in ids.chunks(ACK_BATCH) {
         if let Err(e) = s
             .transport
