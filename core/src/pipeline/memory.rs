@@ -643,3 +643,94 @@ fn seq_of(id: &DeliveryId) -> Result<u64> {
     }
     Ok(id.seq)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// What can happen to a group's pending deliveries.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Deliver the next `skip`-th sequence number (skipped ones were
+        /// removed from the log, so never pending).
+        Push { skip: u8 },
+        /// Acknowledge the i-th pending one (modulo their count), or a
+        /// sequence number never delivered.
+        Remove { pick: u16, foreign: bool },
+        /// Touch the i-th pending one.
+        Touch { pick: u16 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..3).prop_map(|skip| Op::Push { skip }),
+            (any::<u16>(), any::<bool>()).prop_map(|(pick, foreign)| Op::Remove { pick, foreign }),
+            any::<u16>().prop_map(|pick| Op::Touch { pick }),
+        ]
+    }
+
+    proptest! {
+        /// The window answers as an ordered map of the same deliveries
+        /// would: first, membership, removal, iteration order, and a
+        /// lower bound on the oldest `since`.
+        #[test]
+        fn pendings_behave_as_an_ordered_map(ops in proptest::collection::vec(op(), 0..300)) {
+            let t0 = Instant::now();
+            let mut window = Pendings::default();
+            let mut model: BTreeMap<u64, u32> = BTreeMap::new();
+            let mut since: BTreeMap<u64, Instant> = BTreeMap::new();
+            let mut next = 100u64;
+            let me: Arc<str> = Arc::from("c");
+            for (step, op) in ops.into_iter().enumerate() {
+                let now = t0 + Duration::from_millis(step as u64);
+                match op {
+                    Op::Push { skip } => {
+                        next += u64::from(skip);
+                        window.push(next, Pending { consumer: me.clone(), deliveries: step as u32, since: now });
+                        model.insert(next, step as u32);
+                        since.insert(next, now);
+                        next += 1;
+                    }
+                    Op::Remove { pick, foreign } => {
+                        let seq = if foreign || model.is_empty() {
+                            next + 7
+                        } else {
+                            *model.keys().nth(pick as usize % model.len()).unwrap()
+                        };
+                        let got = window.remove(seq).map(|p| p.deliveries);
+                        prop_assert_eq!(got, model.remove(&seq));
+                        since.remove(&seq);
+                    }
+                    Op::Touch { pick } => {
+                        if let Some(&seq) = model.keys().nth(pick as usize % model.len().max(1)) {
+                            window.get_mut(seq).unwrap().since = now;
+                            since.insert(seq, now);
+                        }
+                    }
+                }
+                prop_assert_eq!(window.first(), model.keys().next().copied());
+                for seq in 95..next + 2 {
+                    prop_assert_eq!(window.contains(seq), model.contains_key(&seq));
+                }
+                let seen: Vec<(u64, u32)> = window.iter_mut().map(|(s, p)| (s, p.deliveries)).collect();
+                let want: Vec<(u64, u32)> = model.iter().map(|(s, d)| (*s, *d)).collect();
+                prop_assert_eq!(seen, want);
+                // `oldest` never later than the true oldest (reclaiming
+                // must not skip an expired delivery), and exact once
+                // refreshed.
+                let truth = since.values().min().copied();
+                match (window.oldest, truth) {
+                    (_, None) => {}
+                    (Some(o), Some(t)) => prop_assert!(o <= t),
+                    (None, Some(_)) => prop_assert!(false, "oldest lost"),
+                }
+                if step % 5 == 0 {
+                    window.refresh_oldest();
+                    prop_assert_eq!(window.oldest, truth);
+                }
+            }
+        }
+    }
+}
