@@ -208,14 +208,24 @@ impl Memory {
     }
 }
 
+thread_local! {
+    /// Events trimmed from a partition, dropped once its lock is released.
+    /// Kept from call to call so that its memory is reused: a fresh list
+    /// per acknowledgement touched new pages, a page fault every few
+    /// events.
+    static TRIMMED: std::cell::RefCell<Vec<Event>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Capacity of the trimmed list a thread keeps between acknowledgements.
+const TRIMMED_KEPT: usize = 16 * 1024;
+
 impl Part {
-    /// Takes out events every group has acknowledged, for the caller to
-    /// drop once the partition's lock is released. With no group yet,
-    /// nothing is taken: the first consumer reads from the start.
-    fn trim(&mut self) -> Vec<Stored> {
-        let mut gone = Vec::new();
+    /// Takes out events every group has acknowledged into `gone`, for the
+    /// caller to drop once the partition's lock is released. With no group
+    /// yet, nothing is taken: the first consumer reads from the start.
+    fn trim(&mut self, gone: &mut Vec<Event>) {
         if self.groups.is_empty() {
-            return gone;
+            return;
         }
         let keep_from = self
             .groups
@@ -227,10 +237,9 @@ impl Part {
             let Some(s) = self.log.pop_front() else {
                 break;
             };
-            gone.push(s);
+            gone.extend(s.event);
             self.base += 1;
         }
-        gone
     }
 
     fn end(&self) -> u64 {
@@ -432,28 +441,33 @@ impl Transport for Memory {
                     "topic {topic:?}: partition {partition} does not exist"
                 )));
             }
+            for id in ids {
+                seq_of(id)?;
+            }
             let t = self.topic(topic);
             let p = partition as usize;
-            let gone = {
-                let mut part = t.parts[p].lock().expect("partition lock");
-                let Some(g) = part.groups.get_mut(group) else {
-                    return Err(Error::new(
-                        crate::error::ErrorKind::NotFound,
-                        format!("topic {topic:?}: no consumer group {group:?}"),
-                    ));
-                };
-                for id in ids {
-                    seq_of(id)?;
+            // No await from here on: the thread's list is ours throughout.
+            TRIMMED.with_borrow_mut(|gone| {
+                {
+                    let mut part = t.parts[p].lock().expect("partition lock");
+                    let Some(g) = part.groups.get_mut(group) else {
+                        return Err(Error::new(
+                            crate::error::ErrorKind::NotFound,
+                            format!("topic {topic:?}: no consumer group {group:?}"),
+                        ));
+                    };
+                    for id in ids {
+                        // Acknowledging twice (after a reclaim) is harmless.
+                        g.pending.remove(id.seq);
+                    }
+                    part.trim(gone);
                 }
-                for id in ids {
-                    // Acknowledging twice (after a reclaim) is harmless.
-                    g.pending.remove(id.seq);
-                }
-                part.trim()
-            };
-            t.room[p].notify_waiters();
-            drop(gone);
-            Ok(())
+                t.room[p].notify_waiters();
+                gone.clear();
+                // A burst's worth is not kept for ever.
+                gone.shrink_to(TRIMMED_KEPT);
+                Ok(())
+            })
         })
     }
 
