@@ -25,7 +25,7 @@ here="$root/bench/http"
 target="$root/bench/build/target"
 cargo="${CARGO:-cargo}"
 py="${PYTHON:-python3}"
-secs=${BENCH_SECS:-10} rounds=2 conns=64
+secs=${BENCH_SECS:-10} rounds=${BENCH_ROUNDS:-3} conns=64
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then secs=3 rounds=1; fi
 mkdir -p "$build" "$root/bench/results"
 rm -f "$build"/*.txt "$build"/*.error
@@ -104,11 +104,23 @@ for b in "${backends[@]}"; do upstream+="    server $b;\n"; done
 upstream+="    keepalive 64;\n  }\n"
 proxy_loc='location / { proxy_pass http://shards; proxy_http_version 1.1; proxy_set_header Connection ""; }'
 
-declare -A target_port
+declare -A target_port target_pid
+# CPU time (clock ticks, user + system) of a process and its children (an
+# nginx master's workers): what a target spends, whatever wrk gets of the
+# CPUs, which a shared machine varies from run to run.
+cpu_ticks() {
+  local t=0 p f
+  for p in "$1" $(pgrep -P "$1" || true); do
+    read -r -a f <"/proc/$p/stat" 2>/dev/null || continue
+    t=$((t + f[13] + f[14]))
+  done
+  echo "$t"
+}
 for w in 1 2; do
   next_port
   nginx_run "nginx$w" "$w" "$(printf "$upstream")  server { listen 127.0.0.1:$p reuseport; $proxy_loc }"
   target_port["nginx-hash-$w"]=$p
+  target_pid["nginx-hash-$w"]=${pids[-1]}
 done
 
 for t in 1 2; do
@@ -134,6 +146,7 @@ CONF
   haproxy -f "$tmp/haproxy$t.cfg" -db >"$tmp/haproxy$t.log" 2>&1 &
   pids+=($!)
   target_port["haproxy-$t"]=$p
+  target_pid["haproxy-$t"]=$!
 done
 
 for t in 1 2; do
@@ -142,6 +155,7 @@ for t in 1 2; do
     >"$tmp/shardkit$t.log" 2>&1 &
   pids+=($!)
   target_port["shardkit-$t"]=$p
+  target_pid["shardkit-$t"]=$!
 done
 
 # nginx with the shardkit Lua balancer, when the Lua module is there.
@@ -163,6 +177,7 @@ if [[ -f "$lua_mod" && -f "$root/lua/resty/shardkit.lua" ]]; then
   server { listen 127.0.0.1:$p reuseport; location / { proxy_pass http://lua_shards; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
     nginx_run "lua$w" "$w" "$lua_http" "load_module /usr/share/nginx/modules/ndk_http_module.so; load_module $lua_mod;"
     target_port["nginx-lua-$w"]=$p
+    target_pid["nginx-lua-$w"]=${pids[-1]}
     # The floor of any Lua balancer: balancer_by_lua taking the backends in
     # turn (the same 4 as everyone, so the same connections), no placement
     # at all. What shardkit's balancer adds is the difference.
@@ -180,6 +195,7 @@ if [[ -f "$lua_mod" && -f "$root/lua/resty/shardkit.lua" ]]; then
   server { listen 127.0.0.1:$p reuseport; location / { proxy_pass http://lua_floor; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
     nginx_run "luafloor$w" "$w" "$floor_http" "load_module /usr/share/nginx/modules/ndk_http_module.so; load_module $lua_mod;"
     target_port["nginx-luafloor-$w"]=$p
+    target_pid["nginx-luafloor-$w"]=${pids[-1]}
   done
 fi
 
@@ -201,14 +217,16 @@ for r in $(seq "$rounds"); do
   for name in "${order[@]}"; do
     [[ -n "${target_port[$name]:-}" ]] || continue
     echo "bench http: round $r: $name"
+    cpu0="$(cpu_ticks "${target_pid[$name]:-0}")"
     # Two wrk threads: the load generator shares the 2 CPUs too.
     wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$here/uris.lua" \
       "http://127.0.0.1:${target_port[$name]}" >"$build/$name.round$r.txt" 2>&1 || true
+    echo "cpu_ticks $(( $(cpu_ticks "${target_pid[$name]:-0}") - cpu0 )) hz $(getconf CLK_TCK)" >>"$build/$name.round$r.txt"
   done
 done
 cat /proc/loadavg >"$build/loadavg-end.txt"
 if [[ -n "${BENCH_ONLY:-}" ]]; then
-  grep -H "Requests/sec\| 99%" "$build"/*.round*.txt
+  grep -H "Requests/sec\| 99%\|requests in\|cpu_ticks" "$build"/*.round*.txt
   exit 0
 fi
 "$py" "$here/report.py" "$build" "$root/bench/results" "$secs" "$conns"

@@ -17,9 +17,15 @@ def parse(text):
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors:(.*)", text)
+    total = re.search(r"(\d+) requests in", text)
+    cpu = re.search(r"^cpu_ticks (\d+) hz (\d+)", text, re.M)
     if not rps or not p99:
         return None
     return {
+        # The target's own CPU time per request (all its threads or
+        # workers, kernel included): steadier than req/s on a shared
+        # machine, where what the target gets of the CPUs varies.
+        "cpu_us": (int(cpu.group(1)) / int(cpu.group(2)) * 1e6 / int(total.group(1))) if cpu and total and int(total.group(1)) else None,
         "rps": float(rps.group(1)),
         "p99_ms": float(p99.group(1)) * UNIT[p99.group(2)],
         "non_2xx": int(bad.group(1)) if bad else 0,
@@ -38,6 +44,7 @@ summary = {
         "rps": statistics.median(r["rps"] for r in rs),
         "p99_ms": statistics.median(r["p99_ms"] for r in rs),
         "non_2xx": sum(r["non_2xx"] for r in rs),
+        "cpu_us": statistics.median([r["cpu_us"] for r in rs if r["cpu_us"] is not None] or [0]) or None,
         "rounds": len(rs),
     }
     for name, rs in runs.items()
@@ -97,13 +104,14 @@ if floors:
     for w, floor, cost in floors:
         lines.append(f"- {w} worker(s): placement-free Lua balancer {100 - floor:.1f}%, "
                      f"shardkit's Lua balancer {100 - cost:.1f}%.")
-lines += ["", "## Figures", "", "| through | workers | req/s | p99 | non-2xx |", "|---|---|---|---|---|"]
+lines += ["", "## Figures", "", "CPU per request: the target's own CPU time (every thread or worker, kernel included) over the requests wrk completed, median of rounds.", "", "| through | workers | req/s | p99 | CPU per request | non-2xx |", "|---|---|---|---|---|---|"]
 label = {"shardkit": "shardkit http-proxy", "nginx-hash": "nginx hash $request_uri consistent", "haproxy": "HAProxy balance uri, consistent", "nginx-lua": "nginx + shardkit Lua balancer", "nginx-luafloor": "nginx + a placement-free Lua balancer (backends in turn)"}
 for name in ["shardkit-1", "nginx-hash-1", "haproxy-1", "nginx-lua-1", "nginx-luafloor-1", "shardkit-2", "nginx-hash-2", "haproxy-2", "nginx-lua-2", "nginx-luafloor-2"]:
     if name in summary:
         s = summary[name]
         kind, w = name.rsplit("-", 1)
-        lines.append(f"| {label[kind]} | {w} | {s['rps']:,.0f} | {s['p99_ms']:.2f} ms | {s['non_2xx']} |")
+        cpu = "—" if s["cpu_us"] is None else f"{s['cpu_us']:.1f} µs"
+        lines.append(f"| {label[kind]} | {w} | {s['rps']:,.0f} | {s['p99_ms']:.2f} ms | {cpu} | {s['non_2xx']} |")
 for name, why in errors.items():
     lines.append(f"\n**{name} did not run:** {why}")
 lines.append("")

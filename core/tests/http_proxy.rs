@@ -706,3 +706,141 @@ fn a_get_failed_mid_request_goes_to_the_next_backend_and_a_post_does_not() {
         good.kill();
     });
 }
+
+/// Reads from `s` until `n` responses (each with a Content-Length body, or
+/// none after HEAD) have come, or the connection closes; their heads and
+/// bodies as text.
+async fn read_responses(s: &mut tokio::net::TcpStream, heads: &[bool]) -> Vec<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while out.len() < heads.len() {
+        let end = buf[at..].windows(4).position(|w| w == b"\r\n\r\n");
+        if let Some(e) = end {
+            let head = String::from_utf8_lossy(&buf[at..at + e + 4]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let len = if heads[out.len()] { 0 } else { len };
+            if buf.len() >= at + e + 4 + len {
+                let body = String::from_utf8_lossy(&buf[at + e + 4..at + e + 4 + len]).to_string();
+                out.push(format!("{head}{body}"));
+                at += e + 4 + len;
+                continue;
+            }
+        }
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    out
+}
+
+#[test]
+fn pipelined_plain_requests_then_a_body_on_the_same_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    rt().block_on(async {
+        let bs = backends(3).await;
+        let list = bs.iter().map(Backend::name).collect::<Vec<_>>().join(",");
+        let mut cfg = config(&list);
+        cfg.shard_header = Some("x-shard".into());
+        let proxy = HttpProxy::start(cfg).unwrap();
+        let mut s = tokio::net::TcpStream::connect(proxy.listening())
+            .await
+            .unwrap();
+        // Three GETs and a HEAD in one write: answered in order, each by
+        // its key's backend, the HEAD without a body.
+        let uris = ["/p/1", "/p/2", "/p/3"];
+        let mut req = String::new();
+        for u in uris {
+            req += &format!("GET {u} HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.9.9.9\r\n\r\n");
+        }
+        req += "HEAD /p/1 HTTP/1.1\r\nHost: h\r\n\r\n";
+        s.write_all(req.as_bytes()).await.unwrap();
+        let got = read_responses(&mut s, &[false, false, false, true]).await;
+        assert_eq!(got.len(), 4, "{got:?}");
+        let sharder = nginx::parse_upstream(&list).unwrap();
+        for (u, r) in uris.iter().zip(&got) {
+            let want = sharder.lookup(u.as_bytes()).unwrap().name().to_string();
+            assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+            assert!(r.contains(&format!("x-shard: {want}\r\n")), "{u}: {r}");
+            assert!(r.contains(&format!("\r\n\r\n{want}\n")), "{u}: {r}");
+            assert!(r.contains("xff=10.9.9.9, 127.0.0.1"), "{r}");
+            assert!(r.contains("via=1.1 shardkit"), "{r}");
+        }
+        assert!(
+            got[3].starts_with("HTTP/1.1 200 OK\r\n") && got[3].ends_with("\r\n\r\n"),
+            "{}",
+            got[3]
+        );
+        // A POST with a body next, on the same connection: hyper's path
+        // takes the connection over and the body arrives whole.
+        s.write_all(b"POST /p/1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
+            .await
+            .unwrap();
+        let got = read_responses(&mut s, &[false]).await;
+        assert!(got[0].contains("body=5"), "{got:?}");
+        // And a GET after it, still answered there.
+        s.write_all(b"GET /p/2 HTTP/1.1\r\nHost: h\r\n\r\n")
+            .await
+            .unwrap();
+        let got = read_responses(&mut s, &[false]).await;
+        assert!(got[0].starts_with("HTTP/1.1 200 OK\r\n"), "{got:?}");
+        // A fresh connection asking to close: answered, told so, closed.
+        let mut s = tokio::net::TcpStream::connect(proxy.listening())
+            .await
+            .unwrap();
+        s.write_all(b"GET /p/3 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let got = read_responses(&mut s, &[false]).await;
+        assert!(
+            got[0]
+                .to_ascii_lowercase()
+                .contains("connection: close\r\n"),
+            "{got:?}"
+        );
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0, "closed after the response");
+        // A head split across writes, byte by byte at first, still parses.
+        let mut s = tokio::net::TcpStream::connect(proxy.listening())
+            .await
+            .unwrap();
+        for b in b"GET /p/1 HT" {
+            s.write_all(&[*b]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        s.write_all(b"TP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+        let got = read_responses(&mut s, &[false]).await;
+        assert!(got[0].starts_with("HTTP/1.1 200 OK\r\n"), "{got:?}");
+        // Garbage gets hyper's 400.
+        let mut s = tokio::net::TcpStream::connect(proxy.listening())
+            .await
+            .unwrap();
+        s.write_all(b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(
+            String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
+        proxy.stop();
+    });
+}

@@ -19,22 +19,23 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The `Via` token the proxy adds (RFC 9110 §7.6.3).
-const VIA: &str = "1.1 shardkit";
+use super::wire::VIA;
 
-/// Headers that describe one connection, not the message: never passed on
-/// (RFC 9110 §7.6.1), nor any the `Connection` header names. Names, not
-/// strings, so that removing them does not parse each name per request.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    hyper::header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    hyper::header::PROXY_AUTHENTICATE,
-    hyper::header::PROXY_AUTHORIZATION,
-    hyper::header::TE,
-    hyper::header::TRAILER,
-    hyper::header::UPGRADE,
-];
+/// [`wire::HOP_BY_HOP`](super::wire::HOP_BY_HOP) as header names, so that
+/// removing them does not parse each name per request.
+const HOP_BY_HOP: [HeaderName; 8] = {
+    let n = super::wire::HOP_BY_HOP;
+    [
+        HeaderName::from_static(n[0]),
+        HeaderName::from_static(n[1]),
+        HeaderName::from_static(n[2]),
+        HeaderName::from_static(n[3]),
+        HeaderName::from_static(n[4]),
+        HeaderName::from_static(n[5]),
+        HeaderName::from_static(n[6]),
+        HeaderName::from_static(n[7]),
+    ]
+};
 
 /// Serves one request.
 pub(crate) async fn forward(

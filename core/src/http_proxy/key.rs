@@ -62,27 +62,38 @@ impl KeySource {
     /// header, cookie or argument): such requests hash their URI instead,
     /// so they still spread, as nginx's hash of an empty variable would not.
     pub fn key<'a>(&self, parts: &'a Parts) -> Option<&'a [u8]> {
+        self.key_of(parts)
+    }
+
+    /// The key of a request, falling back to its URI.
+    pub fn key_or_uri<'a>(&self, parts: &'a Parts) -> &'a [u8] {
+        self.key_or_uri_of(parts)
+    }
+
+    /// [`KeySource::key`] of any request head: hyper's parts, or the
+    /// direct path's parsed head, so both place a request alike.
+    pub(crate) fn key_of<'a, H: RequestHead>(&self, head: &'a H) -> Option<&'a [u8]> {
         match self {
-            KeySource::Uri => Some(request_uri(parts).as_bytes()),
-            KeySource::Header(name) => parts.headers.get(name).map(|v| v.as_bytes()),
-            KeySource::Cookie(name) => parts
-                .headers
-                .get_all(hyper::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
+            KeySource::Uri => Some(head.request_uri().as_bytes()),
+            KeySource::Header(name) => head.header_values(name).next(),
+            KeySource::Cookie(name) => head
+                .header_values("cookie")
+                .filter_map(visible)
                 .flat_map(|v| v.split(';'))
                 .filter_map(|c| c.trim().split_once('='))
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.as_bytes()),
-            KeySource::Arg(name) => parts
-                .uri
-                .query()?
-                .split('&')
-                .filter_map(|a| a.split_once('=').or(Some((a, ""))))
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_bytes()),
+            KeySource::Arg(name) => {
+                let (_, query) = head.request_uri().split_once('?')?;
+                query
+                    .split('&')
+                    .filter_map(|a| a.split_once('=').or(Some((a, ""))))
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_bytes())
+            }
             KeySource::PathPrefix(n) => {
-                let path = parts.uri.path();
+                let uri = head.request_uri();
+                let path = uri.split_once('?').map_or(uri, |(p, _)| p);
                 // The end of the n-th segment: the n+1-th '/' (the first is
                 // the leading one).
                 let end = path
@@ -94,10 +105,38 @@ impl KeySource {
         }
     }
 
-    /// The key of a request, falling back to its URI.
-    pub fn key_or_uri<'a>(&self, parts: &'a Parts) -> &'a [u8] {
-        self.key(parts)
-            .unwrap_or_else(|| request_uri(parts).as_bytes())
+    /// [`KeySource::key_or_uri`] of any request head.
+    pub(crate) fn key_or_uri_of<'a, H: RequestHead>(&self, head: &'a H) -> &'a [u8] {
+        self.key_of(head)
+            .unwrap_or_else(|| head.request_uri().as_bytes())
+    }
+}
+
+/// A header value as text, when it is visible ASCII (as hyper's
+/// `to_str` takes it), so both paths skip the same odd values.
+fn visible(v: &[u8]) -> Option<&str> {
+    v.iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+        .then(|| std::str::from_utf8(v).ok())
+        .flatten()
+}
+
+/// What a shard key is read from: a request's URI as sent and its header
+/// values by name.
+pub(crate) trait RequestHead {
+    /// Path and query as the client sent them (`$request_uri`).
+    fn request_uri(&self) -> &str;
+    /// The values of header `name` (lowercase), in order.
+    fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]>;
+}
+
+impl RequestHead for Parts {
+    fn request_uri(&self) -> &str {
+        request_uri(self)
+    }
+
+    fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
+        self.headers.get_all(name).iter().map(|v| v.as_bytes())
     }
 }
 

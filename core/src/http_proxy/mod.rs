@@ -17,8 +17,10 @@
 //!
 //! The parts, each in its file: where a request's key comes from (`key`),
 //! the backends, their ring and health (`upstreams`), connections to a
-//! backend (`pool`), one request's way through (`forward`), listeners and
-//! client connections (`serve`), counters (`metrics`).
+//! backend (`pool`), one request's way through hyper (`forward`), plain
+//! GETs and HEADs forwarded by hand (`direct`, over the heads and framing
+//! in `wire`), listeners and client connections (`serve`), counters
+//! (`metrics`).
 //!
 //! - **Streaming.** Request and response bodies pass through as they come
 //!   (chunked or sized), never buffered whole; connections to backends are
@@ -41,6 +43,7 @@
 //!   body saying which backend and why.
 
 mod config;
+mod direct;
 mod forward;
 mod key;
 pub mod membership;
@@ -48,6 +51,7 @@ mod metrics;
 mod pool;
 mod serve;
 mod upstreams;
+mod wire;
 
 pub use config::HttpProxyConfig;
 pub use key::KeySource;

@@ -1,5 +1,6 @@
-//! Keep-alive connections to one backend: HTTP/1.1 connections of our own
-//! making, so that a connect error is known before the request's body is
+//! Keep-alive connections to one backend: plain sockets for the direct
+//! path (`direct`), and hyper HTTP/1.1 connections of our own making for
+//! the rest, so that a connect error is known before the request's body is
 //! touched (and the request can go to the next backend, as nginx's
 //! `proxy_next_upstream error` does), and a connection goes back to the
 //! idle list only once its response body has been read to the end.
@@ -17,6 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::net::TcpStream;
 
 /// What the proxy sends a backend: the client's body, streamed, or none
 /// (a hedged copy of a bodiless request).
@@ -29,10 +31,13 @@ const MAX_IDLE: usize = 64;
 /// their index modulo it).
 const LANES: usize = 16;
 
-/// One backend's connections.
+/// One backend's connections: hyper's (for requests with bodies,
+/// upgrades, hedging) and plain sockets (the direct path's), each kept
+/// idle per worker.
 pub(crate) struct Pool {
     addr: String,
     idle: [Mutex<Vec<SendRequest<ReqBody>>>; LANES],
+    raw: [Mutex<Vec<TcpStream>>; LANES],
 }
 
 impl Pool {
@@ -40,13 +45,54 @@ impl Pool {
         Arc::new(Pool {
             addr: addr.to_string(),
             idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
+            raw: std::array::from_fn(|_| Mutex::new(Vec::new())),
         })
+    }
+
+    /// The calling worker's lane among `LANES` (the first, off the workers).
+    fn lane_index() -> usize {
+        crate::proxy::workers::Workers::current().unwrap_or(0) % LANES
     }
 
     /// The calling worker's idle list (the first, off the workers).
     fn lane(&self) -> &Mutex<Vec<SendRequest<ReqBody>>> {
-        let w = crate::proxy::workers::Workers::current().unwrap_or(0);
-        &self.idle[w % LANES]
+        &self.idle[Pool::lane_index()]
+    }
+
+    /// An idle plain connection of this worker's, most recently used
+    /// first. It may have been closed by the backend meanwhile: the direct
+    /// path finds out when nothing answers, and tries a new one.
+    pub(crate) fn take_raw(&self) -> Option<TcpStream> {
+        self.raw[Pool::lane_index()]
+            .lock()
+            .expect("pool lock")
+            .pop()
+    }
+
+    /// Keeps a plain connection whose response was read to the end.
+    pub(crate) fn put_raw(&self, s: TcpStream) {
+        let mut idle = self.raw[Pool::lane_index()].lock().expect("pool lock");
+        if idle.len() < MAX_IDLE {
+            idle.push(s);
+        }
+    }
+
+    /// A new connection, made within `timeout`; the error says why the
+    /// backend could not be reached.
+    pub(crate) async fn dial(&self, timeout: Duration) -> Result<TcpStream, String> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(&self.addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("connect to {}: {e}", self.addr)),
+            Err(_) => {
+                return Err(format!(
+                    "connect to {}: no answer within {} ms",
+                    self.addr,
+                    timeout.as_millis()
+                ))
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
     }
 
     /// An idle connection ready for a request (`true`: reused), or a new
@@ -73,19 +119,7 @@ impl Pool {
                 return Ok((s, true));
             }
         }
-        let stream =
-            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&self.addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(format!("connect to {}: {e}", self.addr)),
-                Err(_) => {
-                    return Err(format!(
-                        "connect to {}: no answer within {} ms",
-                        self.addr,
-                        timeout.as_millis()
-                    ))
-                }
-            };
-        let _ = stream.set_nodelay(true);
+        let stream = self.dial(timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake with {}: {e}", self.addr))?;
@@ -106,10 +140,17 @@ impl Pool {
 
     /// Idle connections now (for tests and metrics).
     pub(crate) fn idle(&self) -> usize {
-        self.idle
+        let hyper: usize = self
+            .idle
             .iter()
             .map(|l| l.lock().expect("pool lock").len())
-            .sum()
+            .sum();
+        let raw: usize = self
+            .raw
+            .iter()
+            .map(|l| l.lock().expect("pool lock").len())
+            .sum();
+        hyper + raw
     }
 }
 

@@ -2,6 +2,7 @@
 //! thread (SO_REUSEPORT, so the kernel spreads connections), HTTP/1.1 with
 //! keep-alive, a header timeout and size limit, and a cap on connections.
 
+use super::direct;
 use super::forward::forward;
 use super::metrics;
 use super::upstreams::Upstreams;
@@ -235,6 +236,19 @@ async fn serve_conn(
     mut stop: watch::Receiver<bool>,
 ) {
     px.stats.connections.fetch_add(1, Ordering::Relaxed);
+    // Plain requests go the direct way until one is not plain; hyper
+    // serves the rest of the connection from there.
+    let s = if direct::applies(&px) {
+        match direct::serve(&px, s, peer, &mut stop).await {
+            direct::Outcome::Closed => {
+                px.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+            direct::Outcome::Hyper(s) => s,
+        }
+    } else {
+        direct::Prefixed::new(s, Default::default())
+    };
     let p2 = px.clone();
     let svc = service_fn(move |req| {
         let px = p2.clone();
