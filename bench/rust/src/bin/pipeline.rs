@@ -4,7 +4,7 @@
 //! another at all), and on Redis Streams when a URL is given. Prints one
 //! JSON object.
 //!
-//!   pipeline [--quick] [--redis URL] [--only batched]
+//!   pipeline [--quick] [--redis URL] [--only batched] [--events N]
 
 use shardkit::pipeline::{
     BatchSettings, BoxError, Event, ItemResult, Memory, RedisOptions, RedisStreams, Stage,
@@ -98,7 +98,11 @@ async fn stage_rate(
             BoxCloneSyncService::new(service_fn(|es: Vec<Event>| async move {
                 Ok::<Vec<ItemResult>, BoxError>(es.iter().map(|_| Ok(vec![])).collect())
             })),
-            BatchSettings { max, linger: Duration::from_millis(1), calls: 2 },
+            BatchSettings {
+                max,
+                linger: Duration::from_millis(1),
+                calls: 2,
+            },
         ),
     }
     .unwrap();
@@ -129,7 +133,10 @@ async fn redis_latency(t: Arc<dyn Transport>, rate: u64, secs: u64) -> (f64, f64
         let (lat, seen) = (l2.clone(), s2.clone());
         async move {
             let sent: f64 = e.extension("sentat").unwrap().parse().unwrap();
-            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
             lat.lock().unwrap().push((now - sent) * 1000.0);
             seen.fetch_add(1, Ordering::Relaxed);
             Ok::<_, BoxError>(vec![])
@@ -143,7 +150,10 @@ async fn redis_latency(t: Arc<dyn Transport>, rate: u64, secs: u64) -> (f64, f64
     let mut i = 0;
     let mut next = tokio::time::Instant::now();
     while i < total {
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
         let batch: Vec<Event> = (i..(i + per_tick).min(total))
             .map(|j| {
                 Event::new(format!("l{j}"), "/bench", "bench.event")
@@ -173,12 +183,26 @@ async fn redis_latency(t: Arc<dyn Transport>, rate: u64, secs: u64) -> (f64, f64
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let redis = args.iter().position(|a| a == "--redis").map(|i| args[i + 1].clone());
-    let n: u64 = if quick { 50_000 } else { 400_000 };
+    let redis = args
+        .iter()
+        .position(|a| a == "--redis")
+        .map(|i| args[i + 1].clone());
+    let n: u64 = match args.iter().position(|a| a == "--events") {
+        // `--events N`: more events, for steadier timings when profiling.
+        Some(i) => args[i + 1].parse().expect("--events N"),
+        None if quick => 50_000,
+        None => 400_000,
+    };
     // `--only batched`: the in-process batched stage alone (for profiling).
-    let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args[i + 1].clone());
     if only.as_deref() == Some("batched") {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let rate = rt.block_on(async {
             let t: Arc<dyn Transport> = Arc::new(Memory::new(8, n as usize).unwrap());
             stage_rate(t, "batched", n, 10_000, Some(1000)).await
@@ -189,7 +213,10 @@ fn main() {
         );
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let floor_unbatched = channel_floor(n * 5, 1);
     let floor_batched = channel_floor(n * 5, 1000);
     let (single, batched, redis_rate, redis_lat) = rt.block_on(async {
@@ -199,11 +226,21 @@ fn main() {
         let (mut redis_rate, mut redis_lat) = (None, None);
         if let Some(url) = &redis {
             let t: Arc<dyn Transport> = Arc::new(
-                RedisStreams::connect(url, RedisOptions { partitions: 8, ..RedisOptions::default() })
-                    .await
-                    .unwrap(),
+                RedisStreams::connect(
+                    url,
+                    RedisOptions {
+                        partitions: 8,
+                        ..RedisOptions::default()
+                    },
+                )
+                .await
+                .unwrap(),
             );
-            redis_rate = Some(stage_rate(t.clone(), "rate", n / 4, 10_000, Some(1000)).await.0);
+            redis_rate = Some(
+                stage_rate(t.clone(), "rate", n / 4, 10_000, Some(1000))
+                    .await
+                    .0,
+            );
             redis_lat = Some(redis_latency(t, 10_000, if quick { 2 } else { 5 }).await);
         }
         (single, batched, redis_rate, redis_lat)
