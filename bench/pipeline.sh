@@ -21,7 +21,7 @@ mkdir -p "$build" "$root/bench/results"
 rm -f "$build"/*.json "$build"/*.error
 cat /proc/loadavg >"$build/loadavg-start.txt"
 
-CARGO_TARGET_DIR="$target" "$cargo" build --release --bin pipeline \
+CARGO_TARGET_DIR="$target" "$cargo" build --release --bin pipeline --bin pipeline_system_alloc \
   --manifest-path "$root/bench/rust/Cargo.toml"
 
 tmp="$(mktemp -d -t shardkit-pipeline-bench.XXXXXX)"
@@ -34,6 +34,9 @@ for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; slee
 echo "bench pipeline: shardkit stages (in process and on redis-server :$port)"
 "$target/release/pipeline" "${quick[@]}" --redis "redis://127.0.0.1:$port/" >"$build/shardkit.json" \
   || echo "the shardkit pipeline bench failed" >"$build/shardkit.error"
+echo "bench pipeline: the batched stage again, with the system allocator"
+"$target/release/pipeline_system_alloc" --only batched --events "$n" >"$build/system_alloc.json" \
+  || echo "the system-allocator run failed" >"$build/system_alloc.error"
 
 echo "bench pipeline: Python handlers (release build of the extension into the repo's venv)"
 repo_venv="${VENV:-$root/.venv}"

@@ -83,6 +83,11 @@ enum Command {
     Leader(coord::LeaderArgs),
 }
 
+/// The process's allocator (see cli/Cargo.toml: events freed across
+/// threads).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -2,7 +2,8 @@
 //! (one handler call per event, and batch handlers), beside a crossbeam
 //! channel's floor (the cost of handing a message from one thread to
 //! another at all), and on Redis Streams when a URL is given. Prints one
-//! JSON object.
+//! JSON object. Built twice: `pipeline` with mimalloc as the process's
+//! allocator, `pipeline_system_alloc` with the system's (glibc).
 //!
 //!   pipeline [--quick] [--redis URL] [--only batched] [--events N]
 
@@ -180,7 +181,8 @@ async fn redis_latency(t: Arc<dyn Transport>, rate: u64, secs: u64) -> (f64, f64
     (q(0.5), q(0.99), l.len() as u64)
 }
 
-fn main() {
+/// Runs the bench with the arguments the process was given.
+pub fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let redis = args
