@@ -171,7 +171,7 @@ if [[ -f "$lua_mod" && -f "$root/lua/resty/shardkit.lua" ]]; then
   }
   upstream lua_shards {
     server 0.0.0.1;
-    balancer_by_lua_block { require(\"resty.shardkit\").balance(ring, ngx.var.request_uri, 2) }
+    balancer_by_lua_block { require(\"resty.shardkit\").balance(ring, nil, 2) }
     keepalive 64;
   }
   server { listen 127.0.0.1:$p reuseport; location / { proxy_pass http://lua_shards; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"

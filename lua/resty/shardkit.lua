@@ -9,7 +9,7 @@
 --                                  { algorithm = "maglev" })
 --   ring:lookup("/a/b")            --> "127.0.0.1:8081"
 --   ring:lookup_n("/a/b", 2)       --> { "127.0.0.1:8081", "127.0.0.1:8082" }
---   shardkit.balance(ring, ngx.var.request_uri, 2)   -- in balancer_by_lua
+--   shardkit.balance(ring, nil, 2)  -- in balancer_by_lua: by $request_uri
 --
 -- Every placement decision is made by the library (core's
 -- config::nginx::parse_upstream_with and the Sharder); this file only
@@ -30,7 +30,8 @@
 local ffi = require "ffi"
 
 local C_NULL = nil
-local ffi_new, ffi_string = ffi.new, ffi.string
+local ffi_new, ffi_string, ffi_cast = ffi.new, ffi.string, ffi.cast
+local u8_ptr = ffi.typeof("const uint8_t *")
 local type, tostring, tonumber = type, tostring, tonumber
 local setmetatable, getmetatable = setmetatable, getmetatable
 local math_min, math_floor = math.min, math.floor
@@ -296,8 +297,10 @@ end
 -- be between 1 and the node count (the library's error names it otherwise).
 -- lookup_n into the shared slot buffer, without a table: the count, or nil
 -- and an error.
-local function lookup_n_slots(ring, key, n)
-    if type(key) ~= "string" then
+-- `key_len`: given when `key` is a char pointer (the request URI read in
+-- place, see uri_in_place) rather than a string.
+local function lookup_n_slots(ring, key, n, key_len)
+    if key_len == nil and type(key) ~= "string" then
         return nil, "shardkit: the key must be a string, got " .. type(key)
     end
     if type(n) ~= "number" or n ~= math_floor(n) then
@@ -309,7 +312,7 @@ local function lookup_n_slots(ring, key, n)
         slots_cap = cap
     end
     -- A negative n is passed on as 0, which the library names as out of range.
-    local rc = lib.shardkit_sharder_lookup_n(ring.handle, key, #key, n > 0 and n or 0,
+    local rc = lib.shardkit_sharder_lookup_n(ring.handle, key, key_len or #key, n > 0 and n or 0,
                                              slots_buf, slots_cap, size_out)
     if rc ~= STATUS_OK then
         return nil, last_error(rc)
@@ -361,10 +364,38 @@ _M.Ring = Ring
 -- the status) to ngx.ctx.shardkit.failures, for logging. So
 -- ngx.ctx.shardkit is nil for a request served by its first node.
 --
+-- `key` nil places by $request_uri (nginx's `hash $request_uri`), read in
+-- place: no Lua string is made for it, and the whole call stays in
+-- LuaJIT's compiled code (ngx.var.request_uri makes a string per request,
+-- and its getter returns to the uncompiled balancer chunk, which LuaJIT
+-- cannot compile). The same placement as passing ngx.var.request_uri.
+--
 -- Returns true, or nil and an error: the caller logs it and answers, e.g.
---   local ok, err = shardkit.balance(ring, ngx.var.request_uri, 3)
+--   local ok, err = shardkit.balance(ring, nil, 3)
 --   if not ok then ngx.log(ngx.ERR, err) return ngx.exit(500) end
 local balancer -- ngx.balancer, required on the first balance()
+
+-- $request_uri in place: nginx's own bytes, through lua-resty-core's FFI
+-- variable getter (declared by resty.core.var, which ngx_lua loads).
+local get_request, var_get
+local uri_ptr, uri_len, uri_err, uri_lowcase
+local function uri_in_place()
+    if var_get == nil then
+        get_request = require("resty.core.base").get_request
+        require "resty.core.var"
+        var_get = ffi.C.ngx_http_lua_ffi_var_get
+        uri_ptr = ffi_new("char *[1]")
+        uri_len = ffi_new("size_t[1]")
+        uri_err = ffi_new("char *[1]")
+        uri_lowcase = ffi_new("char[?]", 16)
+    end
+    local rc = var_get(get_request(), "request_uri", 11, uri_lowcase, 0,
+                       uri_ptr, uri_len, uri_err)
+    if rc ~= 0 then
+        return nil, "$request_uri: " .. (uri_err[0] ~= C_NULL and ffi_string(uri_err[0]) or "not found")
+    end
+    return ffi_cast(u8_ptr, uri_ptr[0]), tonumber(uri_len[0])
+end
 
 function _M.balance(ring, key, tries)
     if getmetatable(ring) ~= Ring then
@@ -384,7 +415,14 @@ function _M.balance(ring, key, tries)
     local how, status = balancer.get_last_failure()
     if how == nil then
         -- The first attempt.
-        local count, err = lookup_n_slots(ring, key, tries)
+        local key_len
+        if key == nil then
+            key, key_len = uri_in_place()
+            if key == nil then
+                return nil, "shardkit.balance: " .. key_len
+            end
+        end
+        local count, err = lookup_n_slots(ring, key, tries, key_len)
         if not count then
             return nil, "shardkit.balance: " .. err
         end
@@ -409,6 +447,9 @@ function _M.balance(ring, key, tries)
     -- A retry: the same list as the first attempt (the ring is immutable).
     local ctx = ngx.ctx
     local state = ctx.shardkit
+    if key == nil then
+        key = ngx.var.request_uri
+    end
     if state == nil then
         local peers, err = ring:lookup_n(key, tries)
         if not peers then

@@ -155,10 +155,11 @@ def backend_of(body):
     return f"127.0.0.1:{body.strip()}"
 
 
-def route_all(client, port, uris, ring=None, tries=None):
+def route_all(client, port, uris, ring=None, tries=None, key_string=False):
     """The backend each URI reached through `port` (None: not a 200), and
-    how many peers the Lua balancer set for it."""
-    headers = {}
+    how many peers the Lua balancer set for it. `key_string`: the balancer
+    gets ngx.var.request_uri as its key, instead of reading it in place."""
+    headers = {"X-Key-String": "1"} if key_string else {}
     if ring:
         headers["X-Ring"] = ring
     if tries:
@@ -358,10 +359,14 @@ def run_checks(client, uris, algorithms, expected, lua_port, native_port, addr,
     bad = mismatches(native, lua["ketama:nginx"])
     check(not bad, f"ketama:nginx: Lua and native nginx disagree on {len(bad)} URIs, e.g. "
           f"{[(uris[i], native[i], lua['ketama:nginx'][i]) for i in bad[:3]]}")
+    as_string, _ = route_all(client, lua_port, uris, "ketama:nginx", key_string=True)
+    bad = mismatches(native, as_string)
+    check(not bad, f"ketama:nginx: the URI as a Lua string places {len(bad)} URIs elsewhere, e.g. "
+          f"{[(uris[i], native[i], as_string[i]) for i in bad[:3]]}")
     # Served by its first node, a request keeps no retry state at all.
     check(all(t == (0, "") for t in tried), "one attempt per URI when every server is up")
     share = {a: native.count(a) / n for a in addr}
-    print(f"1. ketama:nginx: Lua balancer == native `hash $request_uri consistent` on "
+    print(f"1. ketama:nginx: Lua balancer (URI read in place, and as a string) == native `hash $request_uri consistent` on "
           f"{n - len(bad)}/{n} URIs ({len(bad)} mismatches); shares "
           + ", ".join(f"{a.split(':')[1]}={s:.1%}" for a, s in share.items()))
 
