@@ -163,7 +163,7 @@ http {{
   }}
   upstream shards {{
     server 0.0.0.1;
-    balancer_by_lua_block {{ require("resty.shardkit").balance(ring, ngx.var.request_uri, 2) }}
+    balancer_by_lua_block {{ require("resty.shardkit").balance(ring, nil, 2) }}
   }}
   server {{ listen 127.0.0.1:{nport}; location / {{ proxy_pass http://shards; }} }}
 }}
