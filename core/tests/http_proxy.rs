@@ -844,3 +844,47 @@ fn pipelined_plain_requests_then_a_body_on_the_same_connection() {
         proxy.stop();
     });
 }
+
+#[test]
+fn bytes_a_backend_sends_after_a_response_never_meet_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    rt().block_on(async {
+        // A backend that answers each request, then, a moment later, sends
+        // bytes nobody asked for on the same connection (a body to a HEAD
+        // sent late, a misbehaving server).
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(n) if n > 0 => {}
+                            _ => return,
+                        }
+                        if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 418 SMUGGLED\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        let proxy = HttpProxy::start(config(&addr.to_string())).unwrap();
+        for i in 0..5 {
+            let (status, body, _) = get(proxy.listening(), "/same", &[]).await;
+            assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+            assert_eq!(body, "ok", "request {i}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        proxy.stop();
+    });
+}

@@ -297,6 +297,9 @@ async fn on_backend(
 ) -> Result<bool, Failed> {
     loop {
         let (mut conn, reused) = match b.pool.take_raw() {
+            // Something arrived while it was idle (the backend closed it,
+            // or sent what no request asked for): not used again.
+            Some(c) if !drained(&c) => continue,
             Some(c) => (c, true),
             None => match b.pool.dial(px.cfg.connect_timeout).await {
                 Ok(c) => (c, false),
@@ -389,8 +392,10 @@ async fn exchange(
     let mut done = !more;
     while !done {
         from_backend.clear();
-        match conn.read_buf(from_backend).await {
-            Ok(n) if n > 0 => {}
+        // Between reads of the body, as nginx's proxy_read_timeout: a
+        // backend that stalls mid-body ends the client's connection.
+        match tokio::time::timeout(px.cfg.response_timeout, conn.read_buf(from_backend)).await {
+            Ok(Ok(n)) if n > 0 => {}
             // The body's end for a close-delimited one; otherwise it was
             // cut short: the client's connection is closed so it sees so.
             _ => return Ok((answer.framing == Framing::Close && open, false)),
@@ -405,7 +410,7 @@ async fn exchange(
         }
         done = !more;
     }
-    Ok((open, answer.keep_alive && clean))
+    Ok((open, answer.keep_alive && clean && drained(conn)))
 }
 
 /// The response head in `from_backend` past `parsed_upto`, once whole:
@@ -421,7 +426,7 @@ fn response_head(
     to_client: &mut Vec<u8>,
 ) -> Result<Option<(usize, wire::Answer)>, Failed> {
     loop {
-        let mut hs = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+        let mut hs = [httparse::EMPTY_HEADER; wire::MAX_RESPONSE_HEADERS];
         let mut resp = httparse::Response::new(&mut hs);
         match resp.parse(&from_backend[*parsed_upto..]) {
             Ok(httparse::Status::Complete(n)) => {
@@ -447,7 +452,9 @@ fn response_head(
                 return Ok(Some((*parsed_upto + n, answer)));
             }
             Ok(httparse::Status::Partial) => {
-                if from_backend.len() - *parsed_upto > px.cfg.max_header_bytes {
+                // Interim heads count too: a backend sending them for ever
+                // must not grow the buffer for ever.
+                if from_backend.len() > px.cfg.max_header_bytes {
                     return Err(Failed::Invalid(format!(
                         "response head over {} bytes",
                         px.cfg.max_header_bytes
@@ -458,6 +465,16 @@ fn response_head(
             Err(e) => return Err(Failed::Invalid(format!("invalid response head: {e}"))),
         }
     }
+}
+
+/// Whether nothing more waits on a backend connection whose response is
+/// over: bytes past a response (a body to a HEAD, more than its length) or
+/// its close must not meet the next request sent on it. A read that finds
+/// nothing also leaves tokio knowing the socket is drained, so the check
+/// when the connection is taken again reads only if something came since.
+fn drained(conn: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(conn.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Where a response body ends, as it streams.
