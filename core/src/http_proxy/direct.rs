@@ -200,7 +200,7 @@ async fn forward(
         Ok(slot) => *slot,
         Err(e) => {
             px.stats.no_backend.fetch_add(1, Ordering::Relaxed);
-            let why = format!("no backend can take this request: {e}");
+            let why = wire::why::no_ring(e);
             return own(client, to_client, 502, &why, plan.kind).await;
         }
     };
@@ -224,7 +224,7 @@ async fn forward(
             }
         }
     }
-    let why = format!("no backend could be reached: {}", failed.join("; "));
+    let why = wire::why::unreached(&failed);
     own(io.client, io.to_client, 502, &why, plan.kind).await
 }
 
@@ -258,14 +258,7 @@ async fn attempt(
         }
         Err(Failed::Timeout) => {
             b.timeouts.fetch_add(1, Ordering::Relaxed);
-            (
-                504,
-                format!(
-                    "backend {} did not answer within {} ms",
-                    b.name,
-                    px.cfg.response_timeout.as_millis()
-                ),
-            )
+            (504, wire::why::timed_out(&b.name, px.cfg.response_timeout))
         }
         Err(Failed::Invalid(why)) => {
             b.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -321,10 +314,7 @@ async fn on_backend(
             Err(Failed::Unreached(_)) if reused => continue,
             Err(Failed::Unreached(why)) => {
                 b.send_errors.fetch_add(1, Ordering::Relaxed);
-                return Err(Failed::Unreached(format!(
-                    "backend {} failed mid-request: {why}",
-                    b.name
-                )));
+                return Err(Failed::Unreached(wire::why::mid_request(&b.name, why)));
             }
             Err(e) => return Err(e),
         }

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::wire::VIA;
+use super::wire::{why, VIA};
 
 /// [`wire::HOP_BY_HOP`](super::wire::HOP_BY_HOP) as header names, so that
 /// removing them does not parse each name per request.
@@ -53,10 +53,7 @@ pub(crate) async fn forward(
         Ok(s) => s,
         Err(e) => {
             px.stats.no_backend.fetch_add(1, Ordering::Relaxed);
-            return error(
-                StatusCode::BAD_GATEWAY,
-                format!("no backend can take this request: {e}"),
-            );
+            return error(StatusCode::BAD_GATEWAY, why::no_ring(e));
         }
     };
     // Replicas: the key's first `replicas` nodes serve it alike; one is
@@ -231,10 +228,7 @@ async fn in_order(
             }
         }
     }
-    Err(error(
-        StatusCode::BAD_GATEWAY,
-        format!("no backend could be reached: {}", failed.join("; ")),
-    ))
+    Err(error(StatusCode::BAD_GATEWAY, why::unreached(&failed)))
 }
 
 /// What became of a request put on a connection.
@@ -293,7 +287,7 @@ async fn send(
                 return Sent::Unsent(req, format!("{}: {}", b.name, e.error()));
             }
             b.send_errors.fetch_add(1, Ordering::Relaxed);
-            let why = format!("backend {} failed mid-request: {}", b.name, e.error());
+            let why = why::mid_request(&b.name, e.error());
             return Sent::Failed(error(StatusCode::BAD_GATEWAY, why.clone()), why);
         }
         Err(_) => {
@@ -303,11 +297,7 @@ async fn send(
             b.timeouts.fetch_add(1, Ordering::Relaxed);
             return Sent::Answered(error(
                 StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "backend {} did not answer within {} ms",
-                    b.name,
-                    px.cfg.response_timeout.as_millis()
-                ),
+                why::timed_out(&b.name, px.cfg.response_timeout),
             ));
         }
     };
@@ -348,7 +338,7 @@ impl Drop for InFlight<'_> {
 
 /// A response of the proxy's own: the status and a line saying why.
 pub(crate) fn error(status: StatusCode, why: String) -> Response<ProxyBody> {
-    let mut r = Response::new(own(format!("shardkit http-proxy: {why}\n")));
+    let mut r = Response::new(own(super::wire::own_body(&why)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

@@ -285,7 +285,7 @@ pub(crate) fn own_response(out: &mut Vec<u8>, status: u16, why: &str, head: bool
         504 => "Gateway Timeout",
         _ => "",
     };
-    let body = format!("shardkit http-proxy: {why}\n");
+    let body = own_body(why);
     out.extend_from_slice(
         format!(
             "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\nvia: {VIA}\r\ncontent-length: {}\r\n{}\r\n",
@@ -296,6 +296,40 @@ pub(crate) fn own_response(out: &mut Vec<u8>, status: u16, why: &str, head: bool
     );
     if !head {
         out.extend_from_slice(body.as_bytes());
+    }
+}
+
+/// The body of the proxy's own answers, on either path.
+pub(crate) fn own_body(why: &str) -> String {
+    format!("shardkit http-proxy: {why}\n")
+}
+
+/// Why the proxy answered 502 or 504 itself: one wording for both paths
+/// (hyper's and the direct one), which tests and operators match on.
+pub(crate) mod why {
+    use std::time::Duration;
+
+    /// The ring placed the key nowhere (every node down).
+    pub(crate) fn no_ring(e: impl std::fmt::Display) -> String {
+        format!("no backend can take this request: {e}")
+    }
+
+    /// No backend on the key's list could be reached; why for each.
+    pub(crate) fn unreached(failed: &[String]) -> String {
+        format!("no backend could be reached: {}", failed.join("; "))
+    }
+
+    /// The backend took the request and gave no response head in time.
+    pub(crate) fn timed_out(backend: &str, timeout: Duration) -> String {
+        format!(
+            "backend {backend} did not answer within {} ms",
+            timeout.as_millis()
+        )
+    }
+
+    /// The backend's connection failed with the request on its way.
+    pub(crate) fn mid_request(backend: &str, e: impl std::fmt::Display) -> String {
+        format!("backend {backend} failed mid-request: {e}")
     }
 }
 
