@@ -65,6 +65,12 @@ struct Group {
     next: u64,
     /// Delivered and not acknowledged.
     pending: Pendings,
+    /// The consumers its pending deliveries name (by index), so that a
+    /// delivery carries an index rather than a shared name, whose count
+    /// would be a locked increment and decrement per event. Emptied
+    /// whenever nothing is pending, so names of consumers long gone do
+    /// not pile up.
+    consumers: Vec<Arc<str>>,
 }
 
 impl Group {
@@ -72,14 +78,29 @@ impl Group {
         Group {
             next,
             pending: Pendings::default(),
+            consumers: Vec::new(),
         }
+    }
+
+    /// The index of `consumer` in `consumers`, added if new.
+    fn consumer_index(&mut self, consumer: &str) -> u32 {
+        if self.pending.count == 0 {
+            self.consumers.clear();
+        }
+        let i = match self.consumers.iter().position(|c| **c == *consumer) {
+            Some(i) => i,
+            None => {
+                self.consumers.push(Arc::from(consumer));
+                self.consumers.len() - 1
+            }
+        };
+        u32::try_from(i).expect("fewer than 2^32 consumers")
     }
 }
 
 struct Pending {
-    /// Shared by a receive's deliveries: one allocation per call, not per
-    /// event.
-    consumer: Arc<str>,
+    /// Who has it: an index into its group's `consumers`.
+    consumer: u32,
     deliveries: u32,
     since: Instant,
 }
@@ -310,7 +331,6 @@ impl Transport for Memory {
             loop {
                 let arrived = t.arrived[p].notified();
                 let mut out = Vec::new();
-                let me: Arc<str> = Arc::from(r.consumer);
                 {
                     let mut part = t.parts[p].lock().expect("partition lock");
                     let base = part.base;
@@ -324,6 +344,7 @@ impl Transport for Memory {
                             .entry(r.group.to_string())
                             .or_insert_with(|| Group::starting_at(base)),
                     };
+                    let me = group.consumer_index(r.consumer);
                     // Reclaimed first: the oldest work of a consumer that
                     // died or stalled. Scanned only when something may
                     // have expired.
@@ -347,7 +368,7 @@ impl Transport for Memory {
                                 gone.push(seq);
                                 continue;
                             };
-                            pend.consumer = me.clone();
+                            pend.consumer = me;
                             pend.deliveries += 1;
                             pend.since = now;
                             out.push(Delivery {
@@ -388,7 +409,7 @@ impl Transport for Memory {
                         group.pending.push(
                             seq,
                             Pending {
-                                consumer: me.clone(),
+                                consumer: me,
                                 deliveries: 1,
                                 since: now,
                             },
@@ -480,9 +501,13 @@ impl Transport for Memory {
             let mut part = part.lock().expect("partition lock");
             if let Some(g) = part.groups.get_mut(r.group) {
                 let now = Instant::now();
+                let Some(me) = g.consumers.iter().position(|c| **c == *r.consumer) else {
+                    // Nothing pending is this consumer's.
+                    return Ok(());
+                };
                 for id in ids {
                     if let Some(p) = g.pending.get_mut(seq_of(id)?) {
-                        if *p.consumer == *r.consumer {
+                        if p.consumer as usize == me {
                             p.since = now;
                         }
                     }
@@ -696,13 +721,12 @@ mod tests {
             let mut model: BTreeMap<u64, u32> = BTreeMap::new();
             let mut since: BTreeMap<u64, Instant> = BTreeMap::new();
             let mut next = 100u64;
-            let me: Arc<str> = Arc::from("c");
             for (step, op) in ops.into_iter().enumerate() {
                 let now = t0 + Duration::from_millis(step as u64);
                 match op {
                     Op::Push { skip } => {
                         next += u64::from(skip);
-                        window.push(next, Pending { consumer: me.clone(), deliveries: step as u32, since: now });
+                        window.push(next, Pending { consumer: 0, deliveries: step as u32, since: now });
                         model.insert(next, step as u32);
                         since.insert(next, now);
                         next += 1;
