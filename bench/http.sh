@@ -7,8 +7,11 @@
 # (one nginx answering `return 200`), every one on 127.0.0.1 with free
 # ports, in a temporary directory, stopped at the end. Each request has a
 # URI of its own (bench/http/uris.lua), so placement is exercised, not one
-# cached answer. Targets take turns in rounds, so a change in the
-# machine's load falls on all of them. Writes bench/results/http.md and
+# cached answer. Targets take turns in short rounds, forward in odd rounds
+# and backward in even ones (A B B A), and are compared round by round: this
+# machine is shared and its speed drifts by up to 2x within a minute, so
+# each comparison is between loads seconds apart, and a drift in one
+# direction falls on both sides alike. Writes bench/results/http.md and
 # bench/results/http.json; raw figures go to bench/build/http/.
 #
 # Benchmarks measure and report; they never fail on a time.
@@ -25,7 +28,7 @@ here="$root/bench/http"
 target="$root/bench/build/target"
 cargo="${CARGO:-cargo}"
 py="${PYTHON:-python3}"
-secs=${BENCH_SECS:-10} rounds=${BENCH_ROUNDS:-3} conns=64
+secs=${BENCH_SECS:-4} rounds=${BENCH_ROUNDS:-8} conns=64
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then secs=3 rounds=1; fi
 mkdir -p "$build" "$root/bench/results"
 rm -f "$build"/*.txt "$build"/*.error
@@ -210,11 +213,17 @@ for name in "${!target_port[@]}"; do
   fi
 done
 
-order=(shardkit-1 nginx-hash-1 haproxy-1 nginx-lua-1 nginx-luafloor-1
-       shardkit-2 nginx-hash-2 haproxy-2 nginx-lua-2 nginx-luafloor-2)
+# Compared pairs side by side: shardkit and nginx hash, nginx hash and the
+# Lua balancer.
+order=(haproxy-1 shardkit-1 nginx-hash-1 nginx-lua-1 nginx-luafloor-1
+       haproxy-2 shardkit-2 nginx-hash-2 nginx-lua-2 nginx-luafloor-2)
 if [[ -n "${BENCH_ONLY:-}" ]]; then read -ra order <<<"$BENCH_ONLY"; fi
+backward=()
+for ((i = ${#order[@]} - 1; i >= 0; i--)); do backward+=("${order[i]}"); done
 for r in $(seq "$rounds"); do
-  for name in "${order[@]}"; do
+  turn=("${order[@]}")
+  if ((r % 2 == 0)); then turn=("${backward[@]}"); fi
+  for name in "${turn[@]}"; do
     [[ -n "${target_port[$name]:-}" ]] || continue
     echo "bench http: round $r: $name"
     cpu0="$(cpu_ticks "${target_pid[$name]:-0}")"

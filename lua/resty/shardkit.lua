@@ -373,15 +373,33 @@ _M.Ring = Ring
 -- Returns true, or nil and an error: the caller logs it and answers, e.g.
 --   local ok, err = shardkit.balance(ring, nil, 3)
 --   if not ok then ngx.log(ngx.ERR, err) return ngx.exit(500) end
+--
+-- The request is looked up once per call: the attempt's outcome and the
+-- retry count go to ngx_lua's C functions (declared by ngx.balancer, with
+-- the signatures of the ngx_lua that runs) with that one pointer, where
+-- ngx.balancer's wrappers would look it up again for each. The peer is set
+-- through ngx.balancer itself, whose C signature differs between ngx_lua
+-- releases.
 local balancer -- ngx.balancer, required on the first balance()
+local get_request, last_failure, more_tries, status_out, err_out
+local PEER_STATES = { [1] = "keepalive", [2] = "next", [4] = "failed" }
 
--- $request_uri in place: nginx's own bytes, through lua-resty-core's FFI
--- variable getter (declared by resty.core.var, which ngx_lua loads).
-local get_request, var_get
+local function balancer_init()
+    balancer = require "ngx.balancer"
+    get_request = require("resty.core.base").get_request
+    last_failure = ffi.C.ngx_http_lua_ffi_balancer_get_last_failure
+    more_tries = ffi.C.ngx_http_lua_ffi_balancer_set_more_tries
+    status_out = ffi_new("int[1]")
+    err_out = ffi_new("char *[1]")
+end
+
+-- $request_uri of request `r` in place: nginx's own bytes, through
+-- lua-resty-core's FFI variable getter (declared by resty.core.var, which
+-- ngx_lua loads).
+local var_get
 local uri_ptr, uri_len, uri_err, uri_lowcase
-local function uri_in_place()
+local function uri_in_place(r)
     if var_get == nil then
-        get_request = require("resty.core.base").get_request
         require "resty.core.var"
         var_get = ffi.C.ngx_http_lua_ffi_var_get
         uri_ptr = ffi_new("char *[1]")
@@ -389,7 +407,7 @@ local function uri_in_place()
         uri_err = ffi_new("char *[1]")
         uri_lowcase = ffi_new("char[?]", 16)
     end
-    local rc = var_get(get_request(), "request_uri", 11, uri_lowcase, 0,
+    local rc = var_get(r, "request_uri", 11, uri_lowcase, 0,
                        uri_ptr, uri_len, uri_err)
     if rc ~= 0 then
         return nil, "$request_uri: " .. (uri_err[0] ~= C_NULL and ffi_string(uri_err[0]) or "not found")
@@ -403,7 +421,7 @@ function _M.balance(ring, key, tries)
             .. "); check the error logged where the ring was built"
     end
     if balancer == nil then
-        balancer = require "ngx.balancer"
+        balancer_init()
     end
     if tries == nil then
         tries = ring.size
@@ -412,12 +430,16 @@ function _M.balance(ring, key, tries)
             .. tostring(tries)
     end
     tries = math_min(tries, ring.size)
-    local how, status = balancer.get_last_failure()
-    if how == nil then
+    local r = get_request()
+    if r == nil then
+        return nil, "shardkit.balance: no request (call it from balancer_by_lua*)"
+    end
+    local state = last_failure(r, status_out, err_out)
+    if state == 0 then
         -- The first attempt.
         local key_len
         if key == nil then
-            key, key_len = uri_in_place()
+            key, key_len = uri_in_place(r)
             if key == nil then
                 return nil, "shardkit.balance: " .. key_len
             end
@@ -429,12 +451,11 @@ function _M.balance(ring, key, tries)
         if count == 0 then
             return nil, "shardkit.balance: no node is up for key " .. tostring(key)
         end
-        if count > 1 then
-            local ok, err2 = balancer.set_more_tries(count - 1)
-            if not ok then
-                return nil, "shardkit.balance: set_more_tries(" .. (count - 1) .. "): "
-                    .. tostring(err2)
-            end
+        -- A warning (nginx's proxy_next_upstream_tries allows fewer) is
+        -- not an error: nginx stops retrying at its own limit.
+        if count > 1 and more_tries(r, count - 1, err_out) ~= 0 then
+            return nil, "shardkit.balance: set_more_tries(" .. (count - 1) .. "): "
+                .. (err_out[0] ~= C_NULL and ffi_string(err_out[0]) or "failed")
         end
         local slot = slots_buf[0]
         local ok, err3 = balancer.set_current_peer(ring.hosts[slot], ring.ports[slot])
@@ -444,6 +465,11 @@ function _M.balance(ring, key, tries)
         end
         return true
     end
+    if state < 0 then
+        return nil, "shardkit.balance: get_last_failure: "
+            .. (err_out[0] ~= C_NULL and ffi_string(err_out[0]) or "failed")
+    end
+    local how, status = PEER_STATES[state] or "unknown", status_out[0]
     -- A retry: the same list as the first attempt (the ring is immutable).
     local ctx = ngx.ctx
     local state = ctx.shardkit
