@@ -72,7 +72,10 @@ def main() -> None:
               f"{'met' if rs >= GOAL_RUST_BATCHED else '**not met**'} |")
         lat = sk.get("redis_latency_ms_p50_p99_count_at_10k_per_s")
         if lat:
-            w(f"| Redis Streams, p99 latency at 10k events/s | ≤ {GOAL_P99_MS} ms | {lat[1]:.2f} ms (p50 {lat[0]:.2f}) | "
+            runs = sk.get("redis_latency_runs") or [lat]
+            each = ", ".join(f"{r[1]:.2f}" for r in runs)
+            w(f"| Redis Streams, p99 latency at 10k events/s (paced every ms; the median of {len(runs)} runs of 5 s, "
+              f"whose p99s were {each} ms) | ≤ {GOAL_P99_MS} ms | {lat[1]:.2f} ms (p50 {lat[0]:.2f}) | "
               f"{'met' if lat[1] <= GOAL_P99_MS else '**not met**'} |")
         if dq and sk.get("redis_batched_events_per_s"):
             r = sk["redis_batched_events_per_s"] / dq["events_per_s"]

@@ -393,6 +393,9 @@ impl Transport for Memory {
                     // CPU fetches them in parallel: cloning one is a locked
                     // increment, which waits for its own fetch alone.
                     let ahead = (r.max - out.len()).min((end - group.next) as usize);
+                    // Sized once: grown by doubling, a batch's deliveries
+                    // were copied about twice over, into fresh memory.
+                    out.reserve_exact(ahead);
                     let from = (group.next - base) as usize;
                     for s in part.log.range(from..from + ahead) {
                         if let Some(e) = &s.event {
