@@ -22,7 +22,6 @@ use super::{Data, Event};
 use crate::error::{Error, ErrorKind, Result};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Value};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
@@ -58,9 +57,6 @@ pub struct RedisStreams {
     blocking: Mutex<Vec<MultiplexedConnection>>,
     options: RedisOptions,
     acks: AtomicU64,
-    /// When each (stream, group, consumer) last looked for abandoned
-    /// entries (see `reclaim`).
-    reclaimed_at: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Heartbeat: KEYS[1] the members set, ARGV[1] the consumer, ARGV[2] the
@@ -132,7 +128,6 @@ impl RedisStreams {
             blocking: Mutex::new(Vec::new()),
             options,
             acks: AtomicU64::new(0),
-            reclaimed_at: Mutex::new(HashMap::new()),
         })
     }
 
@@ -230,21 +225,6 @@ impl RedisStreams {
         if r.take_over {
             return self.take_over(key, r, max).await;
         }
-        // At most every quarter of the visibility timeout: an entry is
-        // abandoned only once idle that long, so looking more often finds
-        // it at most a quarter sooner, and a busy consumer would pay a
-        // round trip (and Redis a scan of its pending list) per read.
-        {
-            let mut at = self.reclaimed_at.lock().expect("reclaim lock");
-            let who = format!("{key}\0{}\0{}", r.group, r.consumer);
-            let now = std::time::Instant::now();
-            match at.get(&who) {
-                Some(last) if now.duration_since(*last) < r.visibility / 4 => return Ok(Vec::new()),
-                _ => {
-                    at.insert(who, now);
-                }
-            }
-        }
         let mut c = self.shared.clone();
         let res = redis::cmd("XAUTOCLAIM")
             .arg(key)
@@ -331,7 +311,7 @@ impl RedisStreams {
             cmd.arg(id.to_string());
         }
         let claimed = self.query(&format!("XCLAIM {key}"), &cmd).await?;
-        let counts: HashMap<DeliveryId, u32> = left.into_iter().collect();
+        let counts: std::collections::HashMap<DeliveryId, u32> = left.into_iter().collect();
         Ok(entries(&claimed)
             .into_iter()
             .map(|(id, raw)| {
@@ -398,7 +378,7 @@ impl RedisStreams {
         key: &str,
         group: &str,
         ids: &[DeliveryId],
-    ) -> Result<HashMap<DeliveryId, u32>> {
+    ) -> Result<std::collections::HashMap<DeliveryId, u32>> {
         let mut out = std::collections::HashMap::new();
         if ids.is_empty() {
             return Ok(out);

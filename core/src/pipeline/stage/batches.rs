@@ -171,6 +171,25 @@ async fn admit(
     got: Vec<Delivery>,
     waiting: &mut VecDeque<Delivery>,
 ) -> bool {
+    let redriven_elsewhere = |d: &Delivery| {
+        d.event
+            .extension(dead_letter_attr::REDRIVE_FOR)
+            .is_some_and(|g| g != group)
+    };
+    // The common case, a first delivery of events this stage takes, with
+    // nothing waiting: the received list becomes the queue as it is,
+    // without moving each delivery.
+    if waiting.is_empty()
+        && got
+            .iter()
+            .all(|d| d.deliveries <= 1 && !redriven_elsewhere(d) && s.cfg.filter.matches(&d.event))
+    {
+        let admitted = got.len() as u64;
+        *waiting = VecDeque::from(got);
+        s.stats.in_flight.fetch_add(admitted, Ordering::Relaxed);
+        s.part_in_flight[partition as usize].fetch_add(admitted, Ordering::Relaxed);
+        return false;
+    }
     let mut left_behind = false;
     let mut admitted = 0u64;
     for d in got {
@@ -190,11 +209,7 @@ async fn admit(
             left_behind = true;
         }
         admitted += 1;
-        let redriven_elsewhere = d
-            .event
-            .extension(dead_letter_attr::REDRIVE_FOR)
-            .is_some_and(|g| g != group);
-        if redriven_elsewhere || !s.cfg.filter.matches(&d.event) {
+        if redriven_elsewhere(&d) || !s.cfg.filter.matches(&d.event) {
             s.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             s.part_in_flight[partition as usize].fetch_add(1, Ordering::Relaxed);
             s.stats.skipped.fetch_add(1, Ordering::Relaxed);
@@ -223,8 +238,8 @@ fn take_batch(
     max: usize,
 ) -> Vec<Delivery> {
     let ordered = s.cfg.ordered;
-    let mut batch = Vec::with_capacity(max.min(waiting.len()));
     keys.clear();
+    let mut batch = Vec::new();
     let mut later: Vec<Delivery> = Vec::new();
     let mut to_lanes: Vec<(Option<String>, Delivery)> = Vec::new();
     let too_old = s
@@ -243,6 +258,21 @@ fn take_batch(
                 waiting.push_front(d);
             }
         }
+        // The common case: everything waiting goes in the batch (no key
+        // twice, none with a lane, none malformed or expired). Checked
+        // first, so that the queue then becomes the batch as it is,
+        // without moving each delivery.
+        let whole = waiting.len() <= max
+            && waiting.iter().all(|d| {
+                (!ordered || (lanes.is_empty() && keys.insert(d.key_hash)))
+                    && d.malformed.is_none()
+                    && too_old.is_none_or(|t| d.published >= t)
+            });
+        if whole {
+            return Vec::from(std::mem::take(waiting));
+        }
+        keys.clear();
+        batch.reserve_exact(max.min(waiting.len()));
         while batch.len() < max {
             let Some(d) = waiting.pop_front() else {
                 break;
