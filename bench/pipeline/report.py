@@ -67,9 +67,11 @@ def main() -> None:
           f"{'met' if rb >= GOAL_RUST_BATCHED else '**not met**'} |")
         if sysalloc:
             rs = sysalloc["memory_batched_events_per_s"]
-            w(f"| the same, system allocator (glibc) | ≥ {GOAL_RUST_BATCHED:,} events/s | {rs:,.0f} events/s "
+            # Not a goal of its own: what a program keeping glibc's malloc
+            # would see (the `shardkit` binary ships with mimalloc).
+            w(f"| for reference: the same stage with the system allocator (glibc) | – | {rs:,.0f} events/s "
               f"(median of {spread(sysalloc.get('memory_batched_rounds'))}) | "
-              f"{'met' if rs >= GOAL_RUST_BATCHED else '**not met**'} |")
+              f"{'would meet' if rs >= GOAL_RUST_BATCHED else 'would not meet'} the goal |")
         lat = sk.get("redis_latency_ms_p50_p99_count_at_10k_per_s")
         if lat:
             runs = sk.get("redis_latency_runs") or [lat]
