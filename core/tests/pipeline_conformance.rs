@@ -242,21 +242,33 @@ async fn at_least_once_in_key_order(t: Arc<dyn Transport>, m: Mode) {
     }
     t.publish("in", batch).await.unwrap();
     let stats = stage.stats();
+    // At least once: on a loaded machine an event may outlive its
+    // visibility (its acknowledgement still queued) and come back, so
+    // handlings may exceed the events.
     until(
         Duration::from_secs(30),
-        || stats.handled.load(Ordering::Relaxed) == keys * per_key,
+        || stats.handled.load(Ordering::Relaxed) >= keys * per_key,
         "every event handled",
     )
     .await;
     stage.stop(Duration::from_secs(5)).await;
+    let handled = stats.handled.load(Ordering::Relaxed);
     {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len() as u64, keys);
         for (k, ns) in seen.iter() {
+            // Each key's events were first handled in order, and all of
+            // them; a redelivery may repeat one later.
+            let mut first = Vec::new();
+            for n in ns {
+                if !first.contains(n) {
+                    first.push(*n);
+                }
+            }
             assert_eq!(
-                ns,
-                &(0..per_key).collect::<Vec<u64>>(),
-                "key {k} out of order"
+                first,
+                (0..per_key).collect::<Vec<u64>>(),
+                "key {k} out of order: {ns:?}"
             );
         }
     }
@@ -266,9 +278,9 @@ async fn at_least_once_in_key_order(t: Arc<dyn Transport>, m: Mode) {
     );
     assert!(stats.failures.load(Ordering::Relaxed) > 0);
     assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
-    assert_eq!(stats.emitted.load(Ordering::Relaxed), keys * per_key);
+    assert_eq!(stats.emitted.load(Ordering::Relaxed), handled);
     assert_eq!(t.backlog("in").await.unwrap(), 0, "everything acknowledged");
-    assert_eq!(t.backlog("out").await.unwrap(), keys * per_key);
+    assert_eq!(t.backlog("out").await.unwrap(), handled);
 }
 
 /// A poison event is dead-lettered after max_attempts with its history,
