@@ -499,9 +499,13 @@ def run_checks(client, uris, algorithms, expected, lua_port, native_port, addr,
     check(status == 500, f"a request for a ring that failed to build: want 500, got {status}")
     check("shardkit.balance: no ring" in read(log),
           "error log explains the 502 (shardkit.balance: no ring)")
+    status, _, body = client.get(lua_port, "/_balance_outside")
+    check(status == 500 and body.startswith("shardkit.balance: get_last_failure: "),
+          f"balance outside balancer_by_lua: want 500 naming get_last_failure, got {status} {body.strip()!r}")
     after, _ = route_all(client, lua_port, uris[:200], "ketama:nginx")
     check(after == lua["ketama:nginx"][:200], "after the errors nginx still serves, unchanged")
-    print(f"6. {len(cases) + 2} bad rings answered 400 (or 500) naming the bad value, and "
+    print(f"6. {len(cases) + 2} bad rings answered 400 (or 500) naming the bad value, balance outside "
+          f"balancer_by_lua named why ({body.strip()!r}), all "
           f"logged; nginx kept serving ({len(after)} more URIs placed as before)")
 
 
