@@ -55,6 +55,7 @@ pub(super) async fn batch_loop(
     s: Arc<Shared>,
     partition: u32,
     mut part_stop: watch::Receiver<bool>,
+    _receiving: super::holds::Receiving,
 ) {
     let Work::Batch { settings, .. } = &s.work else {
         return;
@@ -111,16 +112,16 @@ pub(super) async fn batch_loop(
                 visibility: s.cfg.visibility,
                 take_over: taking_over,
             };
-            // Not cut short for events handed back: a read cancelled after
-            // the broker delivered would leave its events pending here,
-            // unseen until reclaimed, and the key's later events would
-            // overtake them. Only stopping cuts a read short (the next
-            // holder takes over what is pending, in order).
-            let got = tokio::select! {
-                got = s.transport.receive(r) => got,
-                _ = stop.changed() => break,
-                _ = part_stop.changed() => break,
-            };
+            // Never cut short, neither for events handed back nor for a
+            // stop: a read cancelled on this side may still deliver at the
+            // broker, and its events would wait unseen, pending here,
+            // while their keys' later events overtake them (see `holds`).
+            // A read lasts at most its wait.
+            let got = s.transport.receive(r).await;
+            if stopping(&s) || *part_stop.borrow() {
+                // Left pending, for the next holder to take over in order.
+                break;
+            }
             let Some(mut got) = super::received(&s, got, &mut errors).await else {
                 continue;
             };
@@ -128,12 +129,11 @@ pub(super) async fn batch_loop(
             if !got.is_empty() && got.len() < want && !settings.linger.is_zero() && !taking_over {
                 r.max = want - got.len();
                 r.wait = settings.linger;
-                let more = tokio::select! {
-                    more = s.transport.receive(r) => more,
-                    _ = stop.changed() => Ok(Vec::new()),
-                    _ = part_stop.changed() => Ok(Vec::new()),
-                };
+                let more = s.transport.receive(r).await;
                 got.extend(more.unwrap_or_default());
+                if stopping(&s) || *part_stop.borrow() {
+                    break;
+                }
             }
             if !admit(&s, partition, &group, got, &mut waiting).await {
                 taking_over = false;
@@ -187,7 +187,7 @@ async fn admit(
         let admitted = got.len() as u64;
         *waiting = VecDeque::from(got);
         s.stats.in_flight.fetch_add(admitted, Ordering::Relaxed);
-        s.part_in_flight[partition as usize].fetch_add(admitted, Ordering::Relaxed);
+        s.part_in_flight[partition as usize].fetch_add(admitted, Ordering::SeqCst);
         return false;
     }
     let mut left_behind = false;
@@ -211,7 +211,7 @@ async fn admit(
         admitted += 1;
         if redriven_elsewhere(&d) || !s.cfg.filter.matches(&d.event) {
             s.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-            s.part_in_flight[partition as usize].fetch_add(1, Ordering::Relaxed);
+            s.part_in_flight[partition as usize].fetch_add(1, Ordering::SeqCst);
             s.stats.skipped.fetch_add(1, Ordering::Relaxed);
             admitted -= 1;
             finish(s, &d, true).await;
@@ -220,7 +220,7 @@ async fn admit(
         waiting.push_back(d);
     }
     s.stats.in_flight.fetch_add(admitted, Ordering::Relaxed);
-    s.part_in_flight[partition as usize].fetch_add(admitted, Ordering::Relaxed);
+    s.part_in_flight[partition as usize].fetch_add(admitted, Ordering::SeqCst);
     left_behind
 }
 
@@ -333,9 +333,13 @@ async fn run_batch(s: &Arc<Shared>, partition: u32, batch: Vec<Delivery>) {
     // the call to be finished and acknowledged.
     let _worker = s.workers.acquire().await.expect("never closed");
     let _call = calls.acquire().await.expect("never closed");
-    if stopping(s) || !super::confirm_hold(s, partition).await {
+    let stopped = stopping(s);
+    if stopped || !super::holds::confirm(s, partition).await {
         // Stopped, or the partition's hold may have ended, before the call
         // started: left for redelivery.
+        if !stopped {
+            super::holds::left_unstarted(s, partition);
+        }
         for d in &batch {
             release(s, d);
         }

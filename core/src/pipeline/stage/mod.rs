@@ -219,6 +219,7 @@ pub struct Stage {
 }
 
 mod batches;
+mod holds;
 
 /// What runs events: a handler of one, or a batch handler with its
 /// settings and the calls it may have in flight.
@@ -259,9 +260,8 @@ struct Shared {
     /// Per partition, a batch stage's events that waited behind a failing
     /// key and go back to the partition's batches first (see `batches`).
     returned: Vec<batches::Returned>,
-    /// Per partition, until when (ms since `epoch`) this consumer's hold
-    /// on it is known to last (see `holds`).
-    held_until: Vec<AtomicU64>,
+    /// Per partition, this consumer's hold on it (see `holds`).
+    holds: Vec<holds::Hold>,
     epoch: std::time::Instant,
 }
 
@@ -324,7 +324,7 @@ impl Stage {
             acks_waiting: AtomicU64::new(0),
             ack_wake: Notify::new(),
             returned: (0..partitions).map(|_| Default::default()).collect(),
-            held_until: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            holds: (0..partitions).map(|_| Default::default()).collect(),
             epoch: std::time::Instant::now(),
         });
         let coordinator = tokio::spawn(coordinate(shared.clone()));
@@ -370,25 +370,44 @@ impl Stage {
     }
 
     /// Stops receiving and waits, at most `drain`, for the events in
-    /// progress to finish, then gives up its partitions. What did not
-    /// finish stays unacknowledged and is delivered again later.
+    /// progress to finish (keeping their partitions' holds renewed
+    /// meanwhile), then gives up its partitions. Handlers still running at
+    /// the drain limit are cancelled, so that once `stop` returns none of
+    /// this stage's handlers runs while the next holder starts their keys.
+    /// What did not finish stays unacknowledged and is delivered again.
     pub async fn stop(self, drain: Duration) {
         let _ = self.stop.send(true);
         let held = self.coordinator.await.unwrap_or_default();
+        let s = &self.shared;
         let deadline = tokio::time::Instant::now() + drain;
-        while self.shared.workers.available_permits() < self.shared.cfg.concurrency
-            && tokio::time::Instant::now() < deadline
-        {
+        let mut renew_at = tokio::time::Instant::now() + s.cfg.lease / 3;
+        loop {
+            let loops_done = {
+                let mut loops = s.loops_running.lock().expect("loops lock");
+                while loops.try_join_next().is_some() {}
+                loops.is_empty()
+            };
+            let now = tokio::time::Instant::now();
+            let busy = s.workers.available_permits() < s.cfg.concurrency;
+            if (!busy && loops_done) || now >= deadline {
+                break;
+            }
+            if now >= renew_at {
+                holds::renew_busy(s, &held).await;
+                renew_at = now + s.cfg.lease / 3;
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let s = &self.shared;
+        // Whatever still runs is cancelled and waited for (receiving tasks
+        // first: they start lanes).
+        let mut loops = std::mem::take(&mut *s.loops_running.lock().expect("loops lock"));
+        loops.shutdown().await;
+        let mut lanes = std::mem::take(&mut *s.lanes_running.lock().expect("lanes lock"));
+        lanes.shutdown().await;
         let _ = self.acker.await;
         flush_acks(s).await;
         for p in held {
-            let _ = s
-                .transport
-                .release(&s.cfg.topic, s.cfg.group(), &s.cfg.consumer, p)
-                .await;
+            holds::release_now(s, p).await;
         }
         // Leave the group now (a heartbeat whose lease has already ended),
         // so the others take this consumer's share at once.
@@ -433,16 +452,23 @@ async fn coordinate(s: Arc<Shared>) -> Vec<u32> {
                     // Take (or renew) what should be ours; a partition
                     // still being released by its last holder is taken
                     // on a later round.
-                    let held = should && !leaving.contains(&p) && renew(&s, p).await;
+                    // A partition whose events were left unstarted is
+                    // given up and taken again, its receiving task
+                    // restarted (see `holds`).
+                    let held = should
+                        && !leaving.contains(&p)
+                        && !(have && holds::needs_restart(&s, p))
+                        && holds::take(&s, p).await;
                     if held && !have {
                         let (tx, rx) = watch::channel(false);
                         running.insert(p, tx);
                         let mut loops = s.loops_running.lock().expect("loops lock");
                         while loops.try_join_next().is_some() {}
+                        let live = holds::receiving(&s, p);
                         match s.work {
-                            Work::One(_) => loops.spawn(receive_loop(s.clone(), p, rx)),
+                            Work::One(_) => loops.spawn(receive_loop(s.clone(), p, rx, live)),
                             Work::Batch { .. } => {
-                                loops.spawn(batches::batch_loop(s.clone(), p, rx))
+                                loops.spawn(batches::batch_loop(s.clone(), p, rx, live))
                             }
                         };
                     } else if !held && have {
@@ -468,14 +494,7 @@ async fn coordinate(s: Arc<Shared>) -> Vec<u32> {
         }
         let mut released = Vec::new();
         for &p in &leaving {
-            // Still finishing events of a partition it is giving up: keep
-            // the hold renewed meanwhile, so the next holder cannot take
-            // it (and run the same keys at once) before they are done.
-            if s.part_in_flight[p as usize].load(Ordering::Relaxed) > 0 {
-                renew(&s, p).await;
-                continue;
-            }
-            if s.transport.release(&topic, &group, &me, p).await.is_ok() {
+            if holds::give_up(&s, p).await == holds::GiveUp::Released {
                 released.push(p);
             }
         }
@@ -487,54 +506,26 @@ async fn coordinate(s: Arc<Shared>) -> Vec<u32> {
             _ = stop.changed() => {}
         }
     }
-    // Stopping: the receiving tasks end on the stage's stop; wait for them.
+    // Stopping: the receiving tasks end on the stage's stop (`stop` waits
+    // for them, renewing the holds meanwhile).
     for tx in running.values() {
         let _ = tx.send(true);
     }
-    let mut loops = std::mem::take(&mut *s.loops_running.lock().expect("loops lock"));
-    while loops.join_next().await.is_some() {}
     running.into_keys().chain(leaving).collect()
 }
 
+/// Whether the stage is stopping: told to, or its `Stage` dropped (the
+/// sender gone).
 fn stopping(s: &Shared) -> bool {
-    *s.stop.borrow()
+    *s.stop.borrow() || s.stop.has_changed().is_err()
 }
 
-/// Takes or renews this consumer's hold on partition `p`: whether it holds
-/// it. On success the hold is known to last until `held_until`, counted
-/// from before the request (the broker's lease can only end later).
-async fn renew(s: &Shared, p: u32) -> bool {
-    let asked = s.epoch.elapsed();
-    let held = s
-        .transport
-        .acquire(&s.cfg.topic, s.cfg.group(), &s.cfg.consumer, p, s.cfg.lease)
-        .await
-        .unwrap_or(false);
-    if held {
-        // A tenth of the lease spare, for the broker's clock running a
-        // little fast against this one.
-        let until = asked + s.cfg.lease - s.cfg.lease / 10;
-        s.held_until[p as usize].store(until.as_millis() as u64, Ordering::Relaxed);
-    }
-    held
-}
-
-/// Whether this consumer holds partition `p` now: known to (see `holds`),
-/// or renewed just now (its coordinator may be late, not gone).
-async fn confirm_hold(s: &Shared, p: u32) -> bool {
-    holds(s, p) || renew(s, p).await
-}
-
-/// Whether this consumer's hold on partition `p` is known to last: once
-/// it may have ended (the coordinator stalled, the broker was away), no
-/// event of it is started, so that the partition's next holder never runs
-/// a key at the same time as this one.
-fn holds(s: &Shared, p: u32) -> bool {
-    let until = s.held_until[p as usize].load(Ordering::Relaxed);
-    (s.epoch.elapsed().as_millis() as u64) < until
-}
-
-async fn receive_loop(s: Arc<Shared>, partition: u32, mut part_stop: watch::Receiver<bool>) {
+async fn receive_loop(
+    s: Arc<Shared>,
+    partition: u32,
+    part_stop: watch::Receiver<bool>,
+    _receiving: holds::Receiving,
+) {
     let mut stop = s.stop.clone();
     let group = s.cfg.group().to_string();
     let mut errors = 0u32;
@@ -573,11 +564,13 @@ async fn receive_loop(s: Arc<Shared>, partition: u32, mut part_stop: watch::Rece
             visibility: s.cfg.visibility,
             take_over: taking_over,
         };
-        let got = tokio::select! {
-            got = s.transport.receive(r) => got,
-            _ = stop.changed() => return,
-            _ = part_stop.changed() => return,
-        };
+        // Never cut short (see `holds`): a read lasts at most its wait.
+        let got = s.transport.receive(r).await;
+        if stopping(&s) || *part_stop.borrow() {
+            // Left pending, for the partition's next holder (or this
+            // consumer's next run) to take over in order.
+            return;
+        }
         let Some(deliveries) = received(&s, got, &mut errors).await else {
             continue;
         };
@@ -593,7 +586,7 @@ async fn receive_loop(s: Arc<Shared>, partition: u32, mut part_stop: watch::Rece
                 left_behind = true;
             }
             s.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-            s.part_in_flight[partition as usize].fetch_add(1, Ordering::Relaxed);
+            s.part_in_flight[partition as usize].fetch_add(1, Ordering::SeqCst);
             let redriven_elsewhere = d
                 .event
                 .extension(dead_letter_attr::REDRIVE_FOR)
@@ -671,8 +664,12 @@ async fn lane(s: Arc<Shared>, key: Option<String>, first: Delivery, failed: Opti
     let mut failed = failed;
     let mut next = Some(first);
     while let Some(d) = next.take() {
-        if stopping(&s) || !confirm_hold(&s, d.partition).await {
+        let stopped = stopping(&s);
+        if stopped || !holds::confirm(&s, d.partition).await {
             // Left for redelivery, with the rest of the lane.
+            if !stopped {
+                holds::left_unstarted(&s, d.partition);
+            }
             release(&s, &d);
             if let Some(k) = &key {
                 let rest = s.lanes.lock().expect("lanes lock").remove(k);
@@ -683,7 +680,7 @@ async fn lane(s: Arc<Shared>, key: Option<String>, first: Delivery, failed: Opti
             return;
         }
         let permit = s.workers.acquire().await.expect("never closed");
-        if stopping(&s) || !confirm_hold(&s, d.partition).await {
+        if stopping(&s) || !holds::confirm(&s, d.partition).await {
             // Stopped while waiting for a turn: not started, so left for
             // redelivery.
             drop(permit);
