@@ -100,7 +100,7 @@ pub(super) async fn batch_loop(
             } else if taking_over {
                 Duration::from_millis(1)
             } else {
-                Duration::from_millis(200)
+                super::READ_WAIT
             };
             let mut r = Receive {
                 topic: &s.cfg.topic,
@@ -117,7 +117,9 @@ pub(super) async fn batch_loop(
             // broker, and its events would wait unseen, pending here,
             // while their keys' later events overtake them (see `holds`).
             // A read lasts at most its wait.
+            let n = super::read_starting(&s, partition);
             let got = s.transport.receive(r).await;
+            super::read_done(&s, partition, n);
             if stopping(&s) || *part_stop.borrow() {
                 // Left pending, for the next holder to take over in order.
                 break;
@@ -129,7 +131,9 @@ pub(super) async fn batch_loop(
             if !got.is_empty() && got.len() < want && !settings.linger.is_zero() && !taking_over {
                 r.max = want - got.len();
                 r.wait = settings.linger;
+                let n = super::read_starting(&s, partition);
                 let more = s.transport.receive(r).await;
+                super::read_done(&s, partition, n);
                 got.extend(more.unwrap_or_default());
                 if stopping(&s) || *part_stop.borrow() {
                     break;
@@ -201,7 +205,9 @@ async fn admit(
                 .lock()
                 .expect("mine lock")
                 .contains(&(partition, d.id))
-                || waiting.iter().any(|w| w.id == d.id);
+                || waiting.iter().any(|w| w.id == d.id)
+                // Reclaimed just before its acknowledgement arrived.
+                || super::acked_lately(s, partition, d.id);
             if ours {
                 continue;
             }

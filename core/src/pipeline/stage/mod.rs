@@ -255,6 +255,11 @@ struct Shared {
     /// Finished deliveries waiting to be acknowledged, per partition: sent
     /// in batches (one XACK for many), a millisecond after the first.
     acks: Mutex<Vec<Vec<DeliveryId>>>,
+    /// Per partition, deliveries acknowledged while a read may have been
+    /// in flight, tagged with the reads started by then (see `acked`).
+    acked_lately: Vec<Mutex<VecDeque<(u64, DeliveryId)>>>,
+    /// Per partition, reads started.
+    reads: Vec<AtomicU64>,
     acks_waiting: AtomicU64,
     ack_wake: Notify,
     /// Per partition, a batch stage's events that waited behind a failing
@@ -321,6 +326,8 @@ impl Stage {
             loops_running: Mutex::new(tokio::task::JoinSet::new()),
             part_in_flight: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
             acks: Mutex::new(vec![Vec::new(); partitions as usize]),
+            acked_lately: (0..partitions).map(|_| Default::default()).collect(),
+            reads: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
             acks_waiting: AtomicU64::new(0),
             ack_wake: Notify::new(),
             returned: (0..partitions).map(|_| Default::default()).collect(),
@@ -398,12 +405,26 @@ impl Stage {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // Whatever still runs is cancelled and waited for (receiving tasks
-        // first: they start lanes).
-        let mut loops = std::mem::take(&mut *s.loops_running.lock().expect("loops lock"));
-        loops.shutdown().await;
+        // Handlers still running at the drain limit are cancelled. The
+        // receiving tasks end after the read in progress, if any (see
+        // `holds`: one cut short may still deliver at the broker after the
+        // next holder took the partition over); only one stuck beyond a
+        // read's longest wait is cancelled.
         let mut lanes = std::mem::take(&mut *s.lanes_running.lock().expect("lanes lock"));
         lanes.shutdown().await;
+        let linger = match &s.work {
+            Work::Batch { settings, .. } => settings.linger,
+            Work::One(_) => Duration::ZERO,
+        };
+        let reads_end = tokio::time::Instant::now() + READ_WAIT + linger + READ_WAIT / 4;
+        let mut loops = std::mem::take(&mut *s.loops_running.lock().expect("loops lock"));
+        while !loops.is_empty() && tokio::time::Instant::now() < reads_end {
+            tokio::select! {
+                _ = loops.join_next() => {}
+                _ = tokio::time::sleep_until(reads_end) => {}
+            }
+        }
+        loops.shutdown().await;
         let _ = self.acker.await;
         flush_acks(s).await;
         for p in held {
@@ -417,6 +438,11 @@ impl Stage {
             .await;
     }
 }
+
+/// How long a read waits for new events. Reads are never cut short (see
+/// `holds`), so a receiving task told to stop ends within this (plus a
+/// batch's linger).
+const READ_WAIT: Duration = Duration::from_millis(200);
 
 /// Keeps this consumer's share of the partitions: heartbeats, computes the
 /// share from the live consumers, takes and renews holds, starts a
@@ -559,13 +585,15 @@ async fn receive_loop(
             wait: if taking_over {
                 Duration::from_millis(1)
             } else {
-                Duration::from_millis(200)
+                READ_WAIT
             },
             visibility: s.cfg.visibility,
             take_over: taking_over,
         };
         // Never cut short (see `holds`): a read lasts at most its wait.
+        let n = read_starting(&s, partition);
         let got = s.transport.receive(r).await;
+        read_done(&s, partition, n);
         if stopping(&s) || *part_stop.borrow() {
             // Left pending, for the partition's next holder (or this
             // consumer's next run) to take over in order.
@@ -579,6 +607,12 @@ async fn receive_loop(
             if !s.mine.lock().expect("mine lock").insert((partition, d.id)) {
                 // Our own delivery, reclaimed because we are slow with it:
                 // it is being handled here already.
+                continue;
+            }
+            if d.deliveries > 1 && acked_lately(&s, partition, d.id) {
+                // Reclaimed just before its acknowledgement arrived (looked
+                // up after `mine`, which keeps it until it is recorded).
+                s.mine.lock().expect("mine lock").remove(&(partition, d.id));
                 continue;
             }
             if d.deliveries > 1 {
@@ -948,6 +982,8 @@ async fn flush_acks(s: &Shared) {
             if let Err(e) = s.transport.ack(&s.cfg.topic, s.cfg.group(), p, chunk).await {
                 // Unacknowledged: they come back, and are handled again.
                 eprintln!("shardkit stage {:?}: ack: {e}", s.cfg.name);
+            } else {
+                acked(s, p, chunk);
             }
             let mut mine = s.mine.lock().expect("mine lock");
             for id in chunk {
@@ -955,6 +991,45 @@ async fn flush_acks(s: &Shared) {
             }
         }
     }
+}
+
+/// Records deliveries of partition `p` just acknowledged. A read of the
+/// partition sent before the acknowledgement reached the broker may
+/// still answer with them (reclaimed, as slow), after they left `mine`:
+/// they are recognised until every such read has answered (see
+/// `read_starting`, `read_done`) instead of handled a second time.
+fn acked(s: &Shared, p: u32, ids: &[DeliveryId]) {
+    let Some(lately) = s.acked_lately.get(p as usize) else {
+        return;
+    };
+    let tag = s.reads[p as usize].load(Ordering::SeqCst);
+    lately
+        .lock()
+        .expect("acked lock")
+        .extend(ids.iter().map(|id| (tag, *id)));
+}
+
+/// Counts a read of partition `p` starting: its number, for `read_done`.
+fn read_starting(s: &Shared, p: u32) -> u64 {
+    s.reads[p as usize].fetch_add(1, Ordering::SeqCst) + 1
+}
+
+/// A read numbered `n` has answered: acknowledgements recorded before it
+/// started can no longer come back in a read, and are forgotten.
+fn read_done(s: &Shared, p: u32, n: u64) {
+    let mut lately = s.acked_lately[p as usize].lock().expect("acked lock");
+    while lately.front().is_some_and(|(tag, _)| *tag < n) {
+        lately.pop_front();
+    }
+}
+
+/// Whether a reclaimed delivery was acknowledged lately (see `acked`).
+fn acked_lately(s: &Shared, p: u32, id: DeliveryId) -> bool {
+    s.acked_lately[p as usize]
+        .lock()
+        .expect("acked lock")
+        .iter()
+        .any(|(_, a)| *a == id)
 }
 
 /// Forgets a delivery this consumer no longer works on.
