@@ -886,6 +886,156 @@ mod redis_streams {
             (t, Box::new((server, dir)) as Box<dyn std::any::Any + Send>)
         })
     );
+
+    /// Each worker run is a consumer of its own: a partition's next holder
+    /// deletes the past ones it leaves with nothing pending, and keeps one
+    /// that still has pending entries.
+    #[test]
+    #[ignore = "needs redis-server: run by make test-compat"]
+    fn past_consumers_are_forgotten_on_take_over() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = TempDir::new("pipeline-redis");
+            let addr = free_addrs(std::net::Ipv4Addr::LOCALHOST, 1)[0];
+            let _server = start_redis(dir.path(), addr, None);
+            let url = format!("redis://{addr}/");
+            let options = RedisOptions {
+                partitions: 2,
+                ..RedisOptions::default()
+            };
+            let rs = RedisStreams::connect(&url, options).await.unwrap();
+            let stream0 = rs.stream("tidy", 0);
+            let t: Arc<dyn Transport> = Arc::new(rs);
+            let done = Arc::new(AtomicUsize::new(0));
+            let d2 = done.clone();
+            let h = handler(move |_e: Event| {
+                let done = d2.clone();
+                async move {
+                    done.fetch_add(1, Ordering::SeqCst);
+                    Ok(vec![])
+                }
+            });
+            let run = |consumer: &str| {
+                let mut c = quick("tidy", "tidy");
+                c.consumer = consumer.into();
+                Stage::start(t.clone(), c, h.clone()).unwrap()
+            };
+            let consumers = || async {
+                let client = redis::Client::open(url.as_str()).unwrap();
+                let mut c = client.get_multiplexed_async_connection().await.unwrap();
+                let mut names = Vec::new();
+                for p in 0..2 {
+                    let v: redis::Value = redis::cmd("XINFO")
+                        .arg("CONSUMERS")
+                        .arg(format!("shardkit:tidy:{p}"))
+                        .arg("tidy")
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
+                    let redis::Value::Array(rows) = v else {
+                        panic!("XINFO CONSUMERS: {v:?}")
+                    };
+                    for row in rows {
+                        let redis::Value::Array(f) = row else {
+                            continue;
+                        };
+                        if let Some(redis::Value::BulkString(n)) = f.get(1) {
+                            names.push((p, String::from_utf8_lossy(n).to_string()));
+                        }
+                    }
+                }
+                names.sort();
+                names.dedup();
+                names
+            };
+            let publish = |from: u64| {
+                let batch: Vec<Event> =
+                    (from..from + 40).map(|n| ev(&format!("k{n}"), n)).collect();
+                let t = t.clone();
+                async move { t.publish("tidy", batch).await.unwrap() }
+            };
+            // Three runs one after another, each finishing its events.
+            for (i, name) in ["run1", "run2", "run3"].iter().enumerate() {
+                let stage = run(name);
+                publish(i as u64 * 40).await;
+                let want = (i + 1) * 40;
+                until(
+                    Duration::from_secs(10),
+                    || done.load(Ordering::SeqCst) >= want,
+                    "a run's events",
+                )
+                .await;
+                stage.stop(Duration::from_secs(5)).await;
+                // Idle past the visibility timeout before the next run.
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            }
+            let left = consumers().await;
+            assert!(
+                left.iter().all(|(_, n)| n == "run3"),
+                "past consumers left: {left:?}"
+            );
+            // A past consumer with an entry pending is kept: one read
+            // (never acknowledged) as "crashed", then a run takes over.
+            let mut c = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            redis::cmd("XADD")
+                .arg(&stream0)
+                .arg("*")
+                .arg("e")
+                .arg(ev("late", 0).to_json())
+                .query_async::<redis::Value>(&mut c)
+                .await
+                .unwrap();
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("tidy")
+                .arg("crashed")
+                .arg("COUNT")
+                .arg(1)
+                .arg("STREAMS")
+                .arg(&stream0)
+                .arg(">")
+                .query_async::<redis::Value>(&mut c)
+                .await
+                .unwrap();
+            assert!(consumers().await.contains(&(0, "crashed".to_string())));
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            // run4 takes the crashed consumer's entry over and handles it;
+            // run5, taking over after run4, finds both with nothing
+            // pending and forgets them.
+            let before = done.load(Ordering::SeqCst);
+            let stage = run("run4");
+            until(
+                Duration::from_secs(10),
+                || done.load(Ordering::SeqCst) > before,
+                "the crashed consumer's entry",
+            )
+            .await;
+            stage.stop(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let stage = run("run5");
+            publish(1000).await;
+            until(
+                Duration::from_secs(10),
+                || done.load(Ordering::SeqCst) >= before + 41,
+                "run5's events",
+            )
+            .await;
+            stage.stop(Duration::from_secs(5)).await;
+            let left = consumers().await;
+            assert!(
+                left.iter().all(|(_, n)| n == "run5"),
+                "past consumers left: {left:?}"
+            );
+        });
+    }
 }
 
 /// The Redis checks with batch handlers.

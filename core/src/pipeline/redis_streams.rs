@@ -12,7 +12,10 @@
 //!   works on with XCLAIM JUSTID (`touch`);
 //! - trimming: an entry every group has acknowledged is removed (XTRIM
 //!   MINID, after acks), never one a group still needs; `max_len` adds an
-//!   approximate cap for topics nobody consumes.
+//!   approximate cap for topics nobody consumes;
+//! - a group's consumers: each worker run is one (`stage-pid`); a stream's
+//!   next holder deletes the past ones it leaves with nothing pending
+//!   (`PRUNE`, atomic), so they do not pile up over restarts.
 //!
 //! Blocking reads (XREADGROUP BLOCK) get connections of their own, so they
 //! never hold up the publishes and acks multiplexed on the shared one.
@@ -79,6 +82,26 @@ if h == false or h == ARGV[1] then
   return 1
 end
 return 0
+";
+
+/// Forget a stream's past consumers: KEYS[1] the stream, ARGV[1] the
+/// group, ARGV[2] the consumer taking the stream over, ARGV[3] an idle
+/// time in ms. Every other consumer with nothing pending and idle that
+/// long is deleted; the check and the deletion are one atomic step, so no
+/// pending entry goes with one. Each worker run is a consumer of its own
+/// (`stage-pid`), and redis keeps a group's consumers until deleted.
+const PRUNE: &str = r"
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['name'] ~= ARGV[2] and tonumber(f['pending']) == 0
+     and tonumber(f['idle']) >= tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    n = n + 1
+  end
+end
+return n
 ";
 
 /// Release a hold only if the consumer has it.
@@ -303,6 +326,21 @@ impl RedisStreams {
             }
         }
         if left.is_empty() {
+            // Taken over: the past consumers it leaves with nothing
+            // pending are forgotten (see `PRUNE`). Only tidying, so a
+            // failure is not the read's.
+            let _ = self
+                .query(
+                    "prune consumers",
+                    redis::cmd("EVAL")
+                        .arg(PRUNE)
+                        .arg(1)
+                        .arg(key)
+                        .arg(r.group)
+                        .arg(r.consumer)
+                        .arg(r.visibility.as_millis() as u64),
+                )
+                .await;
             return Ok(Vec::new());
         }
         let mut cmd = redis::cmd("XCLAIM");
