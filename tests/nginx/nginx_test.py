@@ -502,10 +502,13 @@ def run_checks(client, uris, algorithms, expected, lua_port, native_port, addr,
     status, _, body = client.get(lua_port, "/_balance_outside")
     check(status == 500 and body.startswith("shardkit.balance: get_last_failure: "),
           f"balance outside balancer_by_lua: want 500 naming get_last_failure, got {status} {body.strip()!r}")
+    _, _, no_request = client.get(lua_port, "/_balance_no_request")
+    check(no_request.strip() == "shardkit.balance: no request (call it from balancer_by_lua*)",
+          f"balance with no request (init_by_lua): want the error naming why, got {no_request.strip()!r}")
     after, _ = route_all(client, lua_port, uris[:200], "ketama:nginx")
     check(after == lua["ketama:nginx"][:200], "after the errors nginx still serves, unchanged")
     print(f"6. {len(cases) + 2} bad rings answered 400 (or 500) naming the bad value, balance outside "
-          f"balancer_by_lua named why ({body.strip()!r}), all "
+          f"balancer_by_lua named why ({body.strip()!r}; with no request: {no_request.strip()!r}), all "
           f"logged; nginx kept serving ({len(after)} more URIs placed as before)")
 
 
