@@ -212,10 +212,14 @@ pub(super) async fn release_now(s: &Shared, p: u32) {
 }
 
 /// Renews, while a stopping stage drains, the holds of the partitions
-/// with events still in flight.
+/// still reading or with events in flight, once they have less than a
+/// quarter of a lease left.
 pub(super) async fn renew_busy(s: &Shared, held: &[u32]) {
     for &p in held {
-        if s.part_in_flight[p as usize].load(Ordering::SeqCst) > 0 {
+        let hold = &s.holds[p as usize];
+        if hold.receiving.load(Ordering::SeqCst)
+            || s.part_in_flight[p as usize].load(Ordering::SeqCst) > 0
+        {
             renew_if_ours(s, p).await;
         }
     }

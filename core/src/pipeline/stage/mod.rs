@@ -387,7 +387,6 @@ impl Stage {
         let held = self.coordinator.await.unwrap_or_default();
         let s = &self.shared;
         let deadline = tokio::time::Instant::now() + drain;
-        let mut renew_at = tokio::time::Instant::now() + s.cfg.lease / 3;
         loop {
             let loops_done = {
                 let mut loops = s.loops_running.lock().expect("loops lock");
@@ -399,10 +398,7 @@ impl Stage {
             if (!busy && loops_done) || now >= deadline {
                 break;
             }
-            if now >= renew_at {
-                holds::renew_busy(s, &held).await;
-                renew_at = now + s.cfg.lease / 3;
-            }
+            holds::renew_busy(s, &held).await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Handlers still running at the drain limit are cancelled. The
@@ -419,8 +415,12 @@ impl Stage {
         let reads_end = tokio::time::Instant::now() + READ_WAIT + linger + READ_WAIT / 4;
         let mut loops = std::mem::take(&mut *s.loops_running.lock().expect("loops lock"));
         while !loops.is_empty() && tokio::time::Instant::now() < reads_end {
+            // Held until the reads end, or the next holder's takeover
+            // could come before a read's delivery.
+            holds::renew_busy(s, &held).await;
             tokio::select! {
                 _ = loops.join_next() => {}
+                _ = tokio::time::sleep(s.cfg.lease / 8) => {}
                 _ = tokio::time::sleep_until(reads_end) => {}
             }
         }
