@@ -786,8 +786,13 @@ fn hot_keys_spread_a_zipf_load_over_eight_backends() {
         without > 1.5,
         "the load is not skewed enough to test: {without:.2}"
     );
+    // Spread, this load measured 1.08-1.30 over runs on a 2-core machine
+    // (1.30 in a loaded `make test`): which keys near the threshold are
+    // hot at a given moment, and when copies expire, depend on timing.
+    // Unspread it is 1.8-2.5; 1.4 leaves a loaded machine room and is still
+    // far from that.
     assert!(
-        with <= 1.3,
+        with <= 1.4,
         "hot keys: backend peak/mean {with:.2} (without: {without:.2})"
     );
     // The hot keys and the copies' hits are in the metrics.
