@@ -167,8 +167,8 @@ pub(super) enum GiveUp {
     /// Released at the broker (or known lost): the next holder may take
     /// it.
     Released,
-    /// Events of it are still in flight: the hold was renewed for them,
-    /// try again later.
+    /// Its receiving task still reads, or events of it are still in
+    /// flight: the hold was renewed for them, try again later.
     Busy,
 }
 
