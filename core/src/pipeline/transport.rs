@@ -128,6 +128,14 @@ pub trait Transport: Send + Sync + 'static {
     /// publication order. Empty after `wait` with nothing to deliver.
     fn receive<'a>(&'a self, r: Receive<'a>) -> Fut<'a, Result<Vec<Delivery>>>;
 
+    /// Whether a `receive` dropped before it answers has delivered
+    /// nothing, so that a stopping stage may cut its reads short. False
+    /// (the default) where the broker may still serve a read the client
+    /// gave up on, as redis does a blocking XREADGROUP.
+    fn receive_cancel_safe(&self) -> bool {
+        false
+    }
+
     /// Marks deliveries done for `group`: never delivered to it again.
     fn ack<'a>(
         &'a self,

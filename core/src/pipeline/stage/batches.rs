@@ -112,18 +112,13 @@ pub(super) async fn batch_loop(
                 visibility: s.cfg.visibility,
                 take_over: taking_over,
             };
-            // Never cut short, neither for events handed back nor for a
-            // stop: a read cancelled on this side may still deliver at the
-            // broker, and its events would wait unseen, pending here,
-            // while their keys' later events overtake them (see `holds`).
-            // A read lasts at most its wait.
-            let n = super::read_starting(&s, partition);
-            let got = s.transport.receive(r).await;
-            super::read_done(&s, partition, n);
-            if stopping(&s) || *part_stop.borrow() {
-                // Left pending, for the next holder to take over in order.
+            // Not cut short for events handed back: a read cancelled on
+            // this side may still deliver at the broker, and its events
+            // would wait unseen, pending here, while their keys' later
+            // events overtake them (see `super::read` for stops).
+            let Some(got) = super::read(&s, r, &mut stop, &mut part_stop).await else {
                 break;
-            }
+            };
             let Some(mut got) = super::received(&s, got, &mut errors).await else {
                 continue;
             };
@@ -131,13 +126,10 @@ pub(super) async fn batch_loop(
             if !got.is_empty() && got.len() < want && !settings.linger.is_zero() && !taking_over {
                 r.max = want - got.len();
                 r.wait = settings.linger;
-                let n = super::read_starting(&s, partition);
-                let more = s.transport.receive(r).await;
-                super::read_done(&s, partition, n);
-                got.extend(more.unwrap_or_default());
-                if stopping(&s) || *part_stop.borrow() {
+                let Some(more) = super::read(&s, r, &mut stop, &mut part_stop).await else {
                     break;
-                }
+                };
+                got.extend(more.unwrap_or_default());
             }
             if !admit(&s, partition, &group, got, &mut waiting).await {
                 taking_over = false;

@@ -18,10 +18,11 @@
 //!   no event of it is in flight (checked after its bound is cleared, so
 //!   an event counted in flight a moment later sees the hold gone and is
 //!   left for the next holder instead of run here). The receiving task
-//!   is never cut short in a read: a blocking read cancelled on the
-//!   client may still be served by the broker later, after the next
-//!   holder took the partition over, and the events it delivered would
-//!   wait unseen while their keys' later events run.
+//!   is not cut short in a read unless the transport's reads are cancel
+//!   safe (see `super::read`): a blocking read cancelled on the client
+//!   may still be served by the broker later, after the next holder took
+//!   the partition over, and the events it delivered would wait unseen
+//!   while their keys' later events run.
 //! - Events left unstarted because the hold could not be confirmed put
 //!   the partition in `reset`: no event of it starts until its receiving
 //!   task is restarted, which first takes over everything pending (those

@@ -439,8 +439,8 @@ impl Stage {
     }
 }
 
-/// How long a read waits for new events. Reads are never cut short (see
-/// `holds`), so a receiving task told to stop ends within this (plus a
+/// How long a read waits for new events. Where reads may not be cut short
+/// (see `read`), a receiving task told to stop ends within this (plus a
 /// batch's linger).
 const READ_WAIT: Duration = Duration::from_millis(200);
 
@@ -549,7 +549,7 @@ fn stopping(s: &Shared) -> bool {
 async fn receive_loop(
     s: Arc<Shared>,
     partition: u32,
-    part_stop: watch::Receiver<bool>,
+    mut part_stop: watch::Receiver<bool>,
     _receiving: holds::Receiving,
 ) {
     let mut stop = s.stop.clone();
@@ -590,15 +590,9 @@ async fn receive_loop(
             visibility: s.cfg.visibility,
             take_over: taking_over,
         };
-        // Never cut short (see `holds`): a read lasts at most its wait.
-        let n = read_starting(&s, partition);
-        let got = s.transport.receive(r).await;
-        read_done(&s, partition, n);
-        if stopping(&s) || *part_stop.borrow() {
-            // Left pending, for the partition's next holder (or this
-            // consumer's next run) to take over in order.
+        let Some(got) = read(&s, r, &mut stop, &mut part_stop).await else {
             return;
-        }
+        };
         let Some(deliveries) = received(&s, got, &mut errors).await else {
             continue;
         };
@@ -649,6 +643,38 @@ async fn receive_loop(
             taking_over = false;
         }
     }
+}
+
+/// One read of a receiving task, or `None` once the stage or the
+/// partition is stopping (what the read delivered is then left pending,
+/// for the partition's next holder, or this consumer's next run, to take
+/// over in order). A read is cut short by a stop only where the transport
+/// says a dropped read delivered nothing; elsewhere it lasts its wait
+/// (see `holds`: one cut short may still deliver at the broker, after
+/// the next holder took the partition over).
+async fn read(
+    s: &Shared,
+    r: Receive<'_>,
+    stop: &mut watch::Receiver<bool>,
+    part_stop: &mut watch::Receiver<bool>,
+) -> Option<Result<Vec<Delivery>>> {
+    let partition = r.partition;
+    let n = read_starting(s, partition);
+    let got = if s.transport.receive_cancel_safe() {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => None,
+            _ = part_stop.changed() => None,
+            got = s.transport.receive(r) => Some(got),
+        }
+    } else {
+        Some(s.transport.receive(r).await)
+    };
+    read_done(s, partition, n);
+    if stopping(s) || *part_stop.borrow() {
+        return None;
+    }
+    got
 }
 
 /// A receive's deliveries, or `None` after a failed one: a broker that is
