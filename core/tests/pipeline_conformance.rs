@@ -56,6 +56,18 @@ enum Mode {
 
 /// Starts a stage in `mode`. Batched, each call runs the handler on its
 /// events in order, one result each, as a user's batch handler would.
+/// A handler that counts its calls in `n` and does nothing else.
+fn counting(n: &Arc<AtomicUsize>) -> Handler<Event, Vec<Event>> {
+    let n = n.clone();
+    handler(move |_e: Event| {
+        let n = n.clone();
+        async move {
+            n.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![])
+        }
+    })
+}
+
 fn start(
     mode: Mode,
     t: Arc<dyn Transport>,
@@ -411,14 +423,7 @@ async fn permanent_expired_and_filtered(t: Arc<dyn Transport>, m: Mode) {
     t.publish("aged", vec![ev("old", 1)]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     let calls = Arc::new(AtomicUsize::new(0));
-    let c2 = calls.clone();
-    let h = handler(move |_e: Event| {
-        let calls = c2.clone();
-        async move {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Ok(vec![])
-        }
-    });
+    let h = counting(&calls);
     let mut cfg = quick("fresh-only", "aged");
     cfg.max_age = Some(Duration::from_millis(100));
     let stage = start(m, t.clone(), cfg, h).unwrap();
@@ -911,14 +916,7 @@ mod redis_streams {
             let stream0 = rs.stream("tidy", 0);
             let t: Arc<dyn Transport> = Arc::new(rs);
             let done = Arc::new(AtomicUsize::new(0));
-            let d2 = done.clone();
-            let h = handler(move |_e: Event| {
-                let done = d2.clone();
-                async move {
-                    done.fetch_add(1, Ordering::SeqCst);
-                    Ok(vec![])
-                }
-            });
+            let h = counting(&done);
             let run = |consumer: &str| {
                 let mut c = quick("tidy", "tidy");
                 c.consumer = consumer.into();
