@@ -56,6 +56,16 @@ enum Mode {
 
 /// Starts a stage in `mode`. Batched, each call runs the handler on its
 /// events in order, one result each, as a user's batch handler would.
+/// The runtime each check runs on: two worker threads, as the machines
+/// the suite runs on have.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A handler that counts its calls in `n` and does nothing else.
 fn counting(n: &Arc<AtomicUsize>) -> Handler<Event, Vec<Event>> {
     let n = n.clone();
@@ -771,11 +781,7 @@ type Setup = std::pin::Pin<
 macro_rules! conformance {
     ($(#[$attr:meta])* mode = $mode:expr, make = $make:expr) => {
         fn run(check: fn(Arc<dyn Transport>, Mode) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = runtime();
             let make: fn() -> Setup = $make;
             rt.block_on(async {
                 let (t, _keep) = make().await;
@@ -893,16 +899,13 @@ mod redis_streams {
     );
 
     /// Each worker run is a consumer of its own: a partition's next holder
-    /// deletes the past ones it leaves with nothing pending, and keeps one
-    /// that still has pending entries.
+    /// deletes the past ones it leaves with nothing pending. A crashed
+    /// consumer's pending entry is taken over and handled first, and only
+    /// then is that consumer forgotten.
     #[test]
     #[ignore = "needs redis-server: run by make test-compat"]
     fn past_consumers_are_forgotten_on_take_over() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(async {
             let dir = TempDir::new("pipeline-redis");
             let addr = free_addrs(std::net::Ipv4Addr::LOCALHOST, 1)[0];
@@ -1067,11 +1070,7 @@ mod redis_streams_batched {
 /// partition is full, so a slow handler never lets memory grow.
 #[test]
 fn memory_transport_is_bounded() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let t: Arc<dyn Transport> = Arc::new(shardkit::pipeline::Memory::new(1, 50).unwrap());
         let h = handler(|_e: Event| async {

@@ -331,13 +331,9 @@ async fn run_batch(s: &Arc<Shared>, partition: u32, batch: Vec<Delivery>) {
     // the call to be finished and acknowledged.
     let _worker = s.workers.acquire().await.expect("never closed");
     let _call = calls.acquire().await.expect("never closed");
-    let stopped = stopping(s);
-    if stopped || !super::holds::confirm(s, partition).await {
+    if !super::holds::may_start(s, partition).await {
         // Stopped, or the partition's hold may have ended, before the call
         // started: left for redelivery.
-        if !stopped {
-            super::holds::left_unstarted(s, partition);
-        }
         for d in &batch {
             release(s, d);
         }

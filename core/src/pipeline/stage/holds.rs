@@ -74,9 +74,24 @@ pub(super) fn receiving(s: &Arc<Shared>, p: u32) -> Receiving {
     Receiving { s: s.clone(), p }
 }
 
+/// Whether an event (or a batch) of partition `p` may start now: the
+/// stage is not stopping and the hold is confirmed. When the hold is not,
+/// the caller leaves its events unstarted and the partition is marked for
+/// a restart (see the module's notes).
+pub(super) async fn may_start(s: &Shared, p: u32) -> bool {
+    if super::stopping(s) {
+        return false;
+    }
+    if confirm(s, p).await {
+        return true;
+    }
+    left_unstarted(s, p);
+    false
+}
+
 /// Records that events of partition `p` were left unstarted because its
 /// hold could not be confirmed (see the module's notes).
-pub(super) fn left_unstarted(s: &Shared, p: u32) {
+fn left_unstarted(s: &Shared, p: u32) {
     s.holds[p as usize].reset.store(true, Ordering::SeqCst);
 }
 
@@ -138,7 +153,7 @@ async fn acquire(s: &Shared, p: u32) -> bool {
 /// last at least a quarter of a lease more, or was renewed just now. A
 /// renewal that succeeded but answered too late to count is tried again
 /// (twice): the hold is there, the broker was slow.
-pub(super) async fn confirm(s: &Shared, p: u32) -> bool {
+async fn confirm(s: &Shared, p: u32) -> bool {
     for _ in 0..3 {
         if needs_restart(s, p) {
             return false;

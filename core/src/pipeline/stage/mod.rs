@@ -724,12 +724,8 @@ async fn lane(s: Arc<Shared>, key: Option<String>, first: Delivery, failed: Opti
     let mut failed = failed;
     let mut next = Some(first);
     while let Some(d) = next.take() {
-        let stopped = stopping(&s);
-        if stopped || !holds::confirm(&s, d.partition).await {
+        if !holds::may_start(&s, d.partition).await {
             // Left for redelivery, with the rest of the lane.
-            if !stopped {
-                holds::left_unstarted(&s, d.partition);
-            }
             release(&s, &d);
             if let Some(k) = &key {
                 let rest = s.lanes.lock().expect("lanes lock").remove(k);
@@ -740,9 +736,9 @@ async fn lane(s: Arc<Shared>, key: Option<String>, first: Delivery, failed: Opti
             return;
         }
         let permit = s.workers.acquire().await.expect("never closed");
-        if stopping(&s) || !holds::confirm(&s, d.partition).await {
-            // Stopped while waiting for a turn: not started, so left for
-            // redelivery.
+        if !holds::may_start(&s, d.partition).await {
+            // Stopped (or the hold unconfirmed) while waiting for a turn:
+            // not started; the check above leaves it for redelivery.
             drop(permit);
             next = Some(d);
             continue;
@@ -1025,11 +1021,8 @@ async fn flush_acks(s: &Shared) {
 /// they are recognised until every such read has answered (see
 /// `read_starting`, `read_done`) instead of handled a second time.
 fn acked(s: &Shared, p: u32, ids: &[DeliveryId]) {
-    let Some(lately) = s.acked_lately.get(p as usize) else {
-        return;
-    };
     let tag = s.reads[p as usize].load(Ordering::SeqCst);
-    lately
+    s.acked_lately[p as usize]
         .lock()
         .expect("acked lock")
         .extend(ids.iter().map(|id| (tag, *id)));
