@@ -795,7 +795,10 @@ class Pipeline:
         """Starts every registered stage (those running already keep running)."""
     def stop(self, drain: float = 10.0) -> None:
         """Stops receiving and waits at most ``drain`` seconds for the events in
-        progress; what did not finish is delivered again later."""
+        progress; what did not finish is delivered again later. A coroutine
+        still running at the limit is cancelled; a plain function runs on in
+        its thread, so give ``drain`` more than its longest call if its key
+        must not run beside the next worker's."""
     @property
     def running(self) -> bool:
         """Whether the stages are running."""

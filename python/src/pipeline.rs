@@ -986,7 +986,10 @@ impl PyPipeline {
     }
 
     /// Stops receiving and waits at most `drain` seconds for the events in
-    /// progress; what did not finish is delivered again later.
+    /// progress; what did not finish is delivered again later. A coroutine
+    /// still running at the limit is cancelled; a plain function runs on in
+    /// its thread, so give `drain` more than its longest call if its key
+    /// must not run beside the next worker's.
     #[pyo3(signature = (drain = 10.0))]
     fn stop(&self, py: Python<'_>, drain: f64) -> PyResult<()> {
         let drain = secs(py, "drain", drain)?;

@@ -379,8 +379,11 @@ impl Stage {
     /// Stops receiving and waits, at most `drain`, for the events in
     /// progress to finish (keeping their partitions' holds renewed
     /// meanwhile), then gives up its partitions. Handlers still running at
-    /// the drain limit are cancelled, so that once `stop` returns none of
-    /// this stage's handlers runs while the next holder starts their keys.
+    /// the drain limit are cancelled (their futures dropped), so that once
+    /// `stop` returns none of them runs while the next holder starts their
+    /// keys; work a handler moved to a thread of its own (as the Python
+    /// binding runs a plain function) is not stopped by that, so a drain
+    /// longer than such a handler's longest call is what keeps it alone.
     /// What did not finish stays unacknowledged and is delivered again.
     pub async fn stop(self, drain: Duration) {
         let _ = self.stop.send(true);
